@@ -15,13 +15,16 @@ from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
 from policy.keeping import StatutoryHold
 from policy.model import Policy, Recipient
 from policy.systems import dataset_words
-from schemas.workflow import TaskResult, dataset_changes
+from schemas.dataset_split import SPLIT_ACTIONS, split_datasets
+from schemas.workflow import TaskResult
 
-_ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
-                 "object": N_("stopped processing as you objected"), "access": N_("found")}
+ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
+                "object": N_("stopped processing as you objected"), "access": N_("found")}
 _ART19_ACTIONS = {"erase", "rectify", "restrict"}
-# A correction's datasets whose records it found and changed none of (`_correction_lines`).
-_NOTHING_TO_CORRECT = N_("nothing to correct")
+# A system's datasets whose records an action found and needed to do nothing to (`_change_lines`),
+# where the action's word would be: a correction's, a restriction's, an objection's.
+NOTHING_NEEDED = {"rectify": N_("nothing to correct"), "restrict": N_("nothing to restrict"),
+                  "object": N_("no processing to stop")}
 
 
 # What a legal-claims hold kept is stored with the basis compliance gave the hold (the API's default
@@ -175,8 +178,8 @@ def _erased(result: TaskResult) -> int:
 
 def _datasets_acted_on(result: TaskResult) -> list[str]:
     """The datasets a system's line names: for an erasure, not those whose records were all kept;
-    for a restriction or objection, all it counts (a correction has its own lines, which name
-    neither what it left as an erasure kept it nor what it did not change: `_correction_lines`)."""
+    for a copy, all it counts (a correction, restriction or objection has its own lines, which
+    name only what it acted on: `_change_lines`)."""
     if result.action != "erase":
         return list(result.datasets)
     return [name for name, counts in result.datasets.items()
@@ -194,7 +197,7 @@ def _left(result: TaskResult) -> dict[str, int]:
 def _corrected_nothing(result: TaskResult) -> bool:
     """A correction whose system counted its records and changed none: it left each as an earlier
     erasure kept it (schemas/workflow.py `records_left`) or found it with nothing to correct
-    (`_correction_lines`). A processor's confirmation counts no datasets: it corrected what it was
+    (`_change_lines`). A processor's confirmation counts no datasets: it corrected what it was
     asked to."""
     return result.action == "rectify" and not result.changed and bool(result.datasets)
 
@@ -209,9 +212,9 @@ def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, langu
 
 def _records_acted_on(result: TaskResult) -> int:
     """The count the letter gives a system: what was erased for an erasure (a system whose records
-    were all kept is not listed as erased), what was found for a copy, and for a restriction or
-    objection what was changed, else what was found (already as asked). A correction's counts are
-    its lines' (`_correction_lines`)."""
+    were all kept is not listed as erased), what was found for a copy, and for a system that
+    counts no datasets what was changed, else what was found (already as asked). A correction's,
+    restriction's or objection's counts per dataset are its lines' (`_change_lines`)."""
     if result.action == "erase":
         return _erased(result)
     return result.changed or result.found
@@ -240,46 +243,46 @@ def _done_to(action: str, datasets: str, num: int, t: Translator) -> str | None:
 
 
 def _system_action(result: TaskResult, records: int, policy: Policy, t: Translator, language: str,
-                   names: list[str] | None = None, *, unchanged: bool = False) -> dict[str, Any]:
+                   names: list[str] | None = None, *, unneeded: bool = False) -> dict[str, Any]:
     """A system's line: its label, the datasets acted on (`names`, else `_datasets_acted_on`;
     "and"-joined, as the letter's language joins them), what was done and how many records; `done`
     is the line's words after the label in the plain-text letter (None: a system that names no
-    dataset, or an action of no such words). `unchanged`: a correction's datasets that held nothing
-    to correct, "nothing to correct" where the action's word would be."""
+    dataset, or an action of no such words). `unneeded`: datasets whose records the action found
+    and needed to do nothing to, its `NOTHING_NEEDED` words where the action's word would be."""
     names = _datasets_acted_on(result) if names is None else names
     datasets = and_list(sorted(dataset_words(policy.systems, result.system, d) for d in names), language)
-    action = _NOTHING_TO_CORRECT if unchanged else _ACTION_WORDS.get(result.action)
+    action = NOTHING_NEEDED.get(result.action) if unneeded else ACTION_WORDS.get(result.action)
     return {"system": policy.systems[result.system].label if result.system in policy.systems else result.system,
             "category": datasets or t.gettext("all records"),
             "action": t.gettext(action) if action else result.action,
-            "records": records, "note": None if unchanged else result.note,
-            "done": _done_to(result.action, datasets, records, t) if datasets and not unchanged else None}
+            "records": records, "note": None if unneeded else result.note,
+            "done": _done_to(result.action, datasets, records, t) if datasets and not unneeded else None}
 
 
-def _correction_lines(result: TaskResult, policy: Policy, t: Translator, language: str) -> list[dict[str, Any]]:
-    """A correction's lines for a system: the datasets it changed, "corrected" with the records
-    changed; then those whose records it found but changed none of, "nothing to correct" with the
-    records found (an http system's lookup reads datasets its steps never change, the invoices of
-    a customer whose name is corrected; a sql row may already hold the value asked). Never
-    "corrected" for a dataset with no change. What it left as an earlier erasure kept it is under
-    "What we did not correct" (`_uncorrected`). A system that counts no datasets (a processor's
-    answer) keeps one line, its changes, else what it found, as already as asked."""
-    if not result.datasets:
+def _change_lines(result: TaskResult, policy: Policy, t: Translator, language: str) -> list[dict[str, Any]]:
+    """A correction's, restriction's or objection's lines for a system: the datasets it acted on
+    ("corrected", "restricted", ...) with their records; then those whose records it found and
+    needed to do nothing to ("nothing to correct", "nothing to restrict", "no processing to stop")
+    with the records found: an http system's lookup reads datasets its steps never change (the
+    invoices of a customer whose name is corrected or who is marked restricted), and a sql row may
+    already hold the value a correction asks. Which is which: schemas/dataset_split.py, which the
+    console and the evidence pack read too. What a correction left as an earlier erasure kept it is
+    under "What we did not correct" (`_uncorrected`). A system that counts no datasets (a
+    processor's answer) keeps one line, its changes, else what it found, as already as asked."""
+    split = split_datasets(result.action, result.datasets)
+    if split is None:
         records = result.changed or result.found
         return [_system_action(result, records, policy, t, language)] if records else []
-    changed = [name for name, counts in result.datasets.items() if dataset_changes(counts)]
-    unchanged = [name for name, counts in result.datasets.items() if counts.get("found") and not dataset_changes(counts)]
-    lines = [_system_action(result, result.changed, policy, t, language, changed)] if result.changed else []
-    if unchanged:
-        found = sum(result.datasets[name]["found"] for name in unchanged)
-        lines.append(_system_action(result, found, policy, t, language, unchanged, unchanged=True))
+    lines = [_system_action(result, split.records, policy, t, language, split.acted)] if split.records else []
+    if split.unneeded:
+        lines.append(_system_action(result, split.found, policy, t, language, split.unneeded, unneeded=True))
     return lines
 
 
 def _action_lines(result: TaskResult, policy: Policy, t: Translator, language: str) -> list[dict[str, Any]]:
     """A system's lines under what was done: none where it acted on nothing."""
-    if result.action == "rectify":
-        return _correction_lines(result, policy, t, language)
+    if result.action in SPLIT_ACTIONS:
+        return _change_lines(result, policy, t, language)
     if not (records := _records_acted_on(result)):
         return []
     short = cut_short(result)

@@ -88,6 +88,28 @@ async def stripe_served(monkeypatch: Any, tmp: Path, key: str) -> AsyncIterator[
         yield app, http_policy(tmp, {"billing_stripe": http_system("http/stripe.yaml", "Stripe billing")}), url
 
 
+def stripe_config() -> dict[str, Any]:
+    """The shipped stripe.yaml, for a test to add actions to (it has access and erasure only)."""
+    return yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
+
+
+@asynccontextmanager
+async def stripe_configured(app: Any, key: str, config: dict[str, Any], monkeypatch: Any, tmp: Path,
+                            pool: asyncpg.Pool) -> AsyncIterator[Any]:
+    """The http connector of a `billing_stripe` system with `config` (`stripe_config` and the
+    actions a test adds), on the Stripe stand-in `app` (secret key `key`) served on loopback;
+    closed afterwards."""
+    async with served(app) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", key)
+        loaded = http_policy(tmp, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
+        connector_ = connector(loaded, "billing_stripe", pool)
+        try:
+            yield connector_
+        finally:
+            await connector_.close()
+
+
 @asynccontextmanager
 async def hubspot_served(monkeypatch: Any, tmp: Path) -> AsyncIterator[tuple[Any, LoadedPolicy, str]]:
     """The HubSpot stand-in on loopback and a policy whose `crm_hubspot` is the shipped

@@ -177,14 +177,14 @@ async def attested_request(http: httpx.AsyncClient, pool: asyncpg.Pool, type_: s
 
 async def stored_request(pool: asyncpg.Pool, settings: Settings, label: str, type_: str = "access",
                          regime: str = "gdpr", email: str | None = None,
-                         corrections: dict[str, str] | None = None) -> str:
+                         corrections: dict[str, str] | None = None, **details: Any) -> str:
     """A request stored as intake stores it (identity attested, no workflow started), with the
     dates registering it would set, which its letters need: its id. A rectification needs its
-    `corrections`."""
+    `corrections`, a restriction its `restriction_grounds`, an objection its `objection_scope`."""
     loaded = policy_of(settings)
     row, _ = await create_request(pool, NewRequest(type=type_, regime=regime,
                                                    subject={"email": email or unique_email(label)},
-                                                   identity_attested=True, corrections=corrections),
+                                                   identity_attested=True, corrections=corrections, **details),
                                   loaded_policy=loaded, secret=load_secret_key(settings),
                                   actor="test", idempotency_key=None)
     # 30 days from the controller's today, as alerts count their days left: the database's

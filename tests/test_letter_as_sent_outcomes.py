@@ -124,6 +124,25 @@ async def test_a_correction_that_changed_nothing_it_found_says_nothing_needed_co
         "results": [task(1)]}}))[0]
 
 
+async def test_a_sql_restriction_names_what_it_restricted_and_found_restricted_already():
+    """As the sql connector counts a restriction: every dataset with a restriction column is set,
+    and counts `changed: 0` where its rows were restricted already (a second restriction). Those
+    rows' processing is restricted, and the letter says so, as before; unlike an http lookup's
+    datasets that no step touches, they are not "nothing to restrict" (schemas/dataset_split.py).
+    A dataset holding nothing of the subject is not named (it was: "contacts, support requests and
+    chat transcripts")."""
+    counts = {"contacts": {"found": 2, "changed": 0}, "support_requests": {"found": 0, "changed": 0},
+              "chat_transcripts": {"found": 0, "changed": 0}}
+    text, html = both(await as_sent("response", "restriction", {"report": {"results": [
+        {"system": "crm", "action": "restrict", "status": "done", "found": 2, "changed": 0, "datasets": counts}]}}))
+    crm = LOADED.policy.systems["crm"].label
+    assert f"{crm}: processing of contacts restricted (2 records)" in text, text
+    assert f"{crm} contacts restricted 2" in html, html
+    for part in (text, html):
+        told = part.replace(crm, "")  # its label lists its datasets in brackets
+        assert "nothing to restrict" not in told and "support requests" not in told and "chat" not in told, told
+
+
 async def test_a_correction_that_changed_nothing_anywhere_opens_saying_so():
     """One system held nothing to correct, another's records an earlier erasure kept as they were:
     nothing was corrected, and the letter opens so ("We have not corrected any of your personal

@@ -5,23 +5,18 @@ hold kept."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
-import yaml
 
 from activities.connectors.base import ErasureContext, PermanentConnectorError
 from devstack.saas.stripe import create_stripe_app
 from dsrflow.i18n import and_list, worded, wording_of
-from policy.model import DEFAULT_POLICY
 from policy.systems import dataset_words
-from tests.fanout_stack import served
 from tests.letters_as_sent import LOADED, as_sent, both
-from tests.saas_support import collect, connector, http_policy, stripe_served, subject
+from tests.saas_support import collect, connector, stripe_config, stripe_configured, stripe_served, subject
 
 KEY = "sk_test_51standin"
 NOW = int(time.time())
@@ -208,28 +203,12 @@ async def test_the_evidence_is_heard_before_the_first_request_changes_anything(s
 def _correcting_names() -> dict[str, Any]:
     """The shipped stripe.yaml with a correction of the customers' names, found by its access
     lookup (which reads customers, their invoices and charges)."""
-    config = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
+    config = stripe_config()
     config["actions"]["rectify"] = {"find": "access", "steps": [{
         "name": "correct_name", "for_each": "customers", "effect": "changed",
         "request": {"method": "POST", "path": "/v1/customers/{{ item.id }}",
                     "body": {"name": "{{ corrections.name }}"}}}]}
     return config
-
-
-@asynccontextmanager
-async def _correcting(app: Any, config: dict[str, Any], monkeypatch: Any, tmp_path: Any,
-                      pool: Any) -> AsyncIterator[Any]:
-    """The http connector of a `billing_stripe` system with `config` (`_correcting_names`), on the
-    Stripe stand-in `app` served on loopback; closed afterwards."""
-    async with served(app) as url:
-        monkeypatch.setenv("STRIPE_API_BASE", url)
-        monkeypatch.setenv("STRIPE_SECRET_KEY", KEY)
-        loaded = http_policy(tmp_path, {"billing_stripe": {"label": "Stripe", "connector": "http", "config": config}})
-        connector_ = connector(loaded, "billing_stripe", pool)
-        try:
-            yield connector_
-        finally:
-            await connector_.close()
 
 
 async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices(monkeypatch, tmp_path, pool):
@@ -244,7 +223,7 @@ async def test_a_correction_leaves_the_customer_an_erasure_kept_for_its_invoices
     current = data.add_customer("ada@example.com", "Ada Lovelace")
     alone = data.add_customer("grace@example.com", "Grace Hopper")  # her one customer, kept
     data.add_invoice(alone, NOW - YEAR)
-    async with _correcting(app, config, monkeypatch, tmp_path, pool) as connector_:
+    async with stripe_configured(app, KEY, config, monkeypatch, tmp_path, pool) as connector_:
         who = replace(subject("ada@example.com"), held={"billing_stripe.customers": [kept]})
         outcome = await connector_.rectify(who, {"name": "Ada King"})
         grace = replace(subject("grace@example.com"), held={"billing_stripe.customers": [alone]})
@@ -271,7 +250,7 @@ async def test_a_correction_letter_names_as_corrected_only_the_dataset_it_change
     app, config = create_stripe_app(KEY), _correcting_names()
     customer = app.state.data.add_customer("ada@example.com", "Ada Lovelace")
     app.state.data.add_invoice(customer, NOW - YEAR)
-    async with _correcting(app, config, monkeypatch, tmp_path, pool) as connector_:
+    async with stripe_configured(app, KEY, config, monkeypatch, tmp_path, pool) as connector_:
         outcome = await connector_.rectify(subject("ada@example.com"), {"name": "Ada King"})
     assert {name: counts for name, counts in outcome.datasets.items() if counts.get("found")} == {
         "customers": {"found": 1, "changed": 1}, "invoices": {"found": 1}}, outcome.datasets

@@ -14,7 +14,9 @@ from typing import Any
 from babel import Locale
 
 from activities.citations import citation, regime_name
+from activities.letter_outcome import ACTION_WORDS, NOTHING_NEEDED
 from dsrflow.i18n import SOURCE_LANGUAGE, long_date
+from schemas.dataset_split import split_datasets
 from schemas.workflow import records_left
 
 EVENT_WORDS = {
@@ -148,6 +150,7 @@ _STEP_WORDS = {
     "record_restriction_lifted": "recording the restriction's lift",
     "run_system_action": "carrying out a system's action", "poll_system_action": "asking a processor how it stands",
     "start_clock_at_verification": "counting the deadline from the day the identity was verified",
+    "claim_appeal_decision": "checking that no other appeal of the same refusal is being decided",
 }
 
 # Why a processor's export is not in an access package (activities/processor_exports.py MISSING_REASONS).
@@ -344,8 +347,29 @@ def task_status_words(task: Mapping[str, Any]) -> str:
     return f"{words} ({left} record(s) {LEFT_UNCORRECTED})" if left and status == "done" else words
 
 
+def split_words(task: Mapping[str, Any], dataset_label: Callable[[str, str], str]) -> str:
+    """Beside a correction's, restriction's or objection's Changed count, where its system found
+    records it needed to do nothing to (an http lookup's other datasets, a customer's invoices):
+    per dataset what the response letter says, in its words (activities/letter_outcome.py
+    `_change_lines`, both from schemas/dataset_split.py), " — customer details: restricted, 1
+    record(s); invoices: nothing to restrict, 1 record(s)". The page showed Found 2, Changed 1,
+    and staff could not tell which record the letter said was restricted. Nothing for any other
+    task: its counts are the letter's."""
+    action = str(task.get("action") or "")
+    split = split_datasets(action, task.get("datasets"))
+    if split is None or not split.unneeded:
+        return ""
+
+    def named(datasets: list[str]) -> str:
+        return ", ".join(sorted(dataset_label(str(task["system"]), d) for d in datasets))
+
+    parts = [f"{named(split.acted)}: {ACTION_WORDS[action]}, {split.records} record(s)"] if split.records else []
+    parts.append(f"{named(split.unneeded)}: {NOTHING_NEEDED[action]}, {split.found} record(s)")
+    return " — " + "; ".join(parts)
+
+
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
     details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
-    missing_words, ended_words, connector_words, package_words, partial_words, task_status_words)}
+    missing_words, ended_words, connector_words, package_words, partial_words, task_status_words, split_words)}

@@ -29,6 +29,7 @@ from dsrflow.domain.audit_verify import verify_request_chain
 from dsrflow.i18n import ENGLISH
 from dsrflow.stores.requests_store import get_request
 from policy.model import Policy
+from schemas.dataset_split import SPLIT_ACTIONS
 from schemas.requests import without_complaint_reasons
 from schemas.workflow import TaskResult, records_left
 
@@ -185,8 +186,11 @@ async def _labels(conn: asyncpg.Connection, row: dict[str, Any], plan: dict[str,
                *(s for p in packages for part in ("systems", "processor_files", "missing") for s in p[part])}
     version = (plan or {}).get("policy_version") or row["policy_version"]
     return labels(await planned_policy(conn, version), tasks_planned, systems=systems,
-                  datasets={(k["system"], k["dataset"]) for k in [*kept, *restriction.get("kept_from_erasure", [])]
-                            if k["dataset"]},
+                  datasets={*((k["system"], k["dataset"]) for k in [*kept, *restriction.get("kept_from_erasure", [])]
+                              if k["dataset"]),
+                            # Named beside a task's Changed count as its letter named them (`split_words`).
+                            *((t["system"], d) for t in tasks if t["action"] in SPLIT_ACTIONS
+                              for d in t["datasets"] or {})},
                   statutes={k["hold_ref"] for k in kept if k["hold_kind"] == "statutory" and k.get("hold_ref")},
                   categories={c for hold in legal for c in hold["categories"] or []})
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.read_models.event_words import task_status_words
+from schemas.dataset_split import split_datasets
 from schemas.workflow import records_left
 
 # What staff did to a task that needed them (workflows/task_fanout.py records both).
@@ -49,9 +50,14 @@ def with_history(tasks: list[dict[str, Any]], events: list[dict[str, Any]]) -> l
 
 def task_words(task: dict[str, Any]) -> dict[str, Any]:
     """What the pack's JSON and the REST API's results add to a task's recorded status: the records
-    a correction left as an earlier erasure kept them (`uncorrected`), and the status as the pages
-    say it (`status_words`: such a correction's "not corrected", never "not found")."""
-    return {"uncorrected": records_left(task["action"], task.get("datasets")), "status_words": task_status_words(task)}
+    a correction left as an earlier erasure kept them (`uncorrected`), the status as the pages
+    say it (`status_words`: such a correction's "not corrected", never "not found"), and for a
+    correction, restriction or objection the datasets its letter names as acted on and as needing
+    nothing, with their records (`as_told`: schemas/dataset_split.py; null for other tasks)."""
+    split = split_datasets(task["action"], task.get("datasets"))
+    return {"uncorrected": records_left(task["action"], task.get("datasets")), "status_words": task_status_words(task),
+            "as_told": None if split is None else {"acted_on": split.acted, "records": split.records,
+                                                   "needed_nothing": split.unneeded, "found": split.found}}
 
 
 def with_contents(packages: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
