@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
-from activities.citations import citation, cited_label, cites_articles
+from activities.citations import citation, cited_label
 from activities.staff_alert_words import action_label
-from dsrflow.i18n import ENGLISH, N_, Translator
+from dsrflow.i18n import ENGLISH, N_, Translator, deletes
 
 LETTER_TYPE_LABELS = {
     "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
@@ -20,12 +20,12 @@ LETTER_TYPE_LABELS = {
     "restriction": (N_("restriction of processing%(citation)s"), "18", _IN_BRACKETS),
     "objection": (N_("objection to processing%(citation)s"), "21", _IN_BRACKETS),
 }
-# An erasure's name in a letter under the laws that know neither the GDPR's "right to be forgotten"
-# (Art. 17) nor a wording catalog of their own: they grant the deletion of personal data (Va. Code
-# § 59.1-577(A)(3); Conn. Gen. Stat. § 42-518(a)(3); the CPA alike; LGPD Art. 18, VI, "eliminação").
-# The CCPA and PIPEDA name it "deletion of your personal information" through theirs
-# (personal_information.po).
-_DELETION, _DELETION_LAWS = N_("deletion of your personal data"), frozenset({"vcdpa", "ctdpa", "cpa", "lgpd"})
+# An erasure's name in a letter under the laws that know not the GDPR's "right to be forgotten"
+# (Art. 17) but grant the deletion of personal data (dsrflow/i18n `deletes`: Va. Code §
+# 59.1-577(A)(3); Conn. Gen. Stat. § 42-518(a)(3); the CPA alike; LGPD Art. 18, VI, "eliminação";
+# Cal. Civ. Code § 1798.105). The CCPA and PIPEDA say "deletion of your personal information"
+# through their catalog (personal_information.po).
+_DELETION = N_("deletion of your personal data")
 _STAFF_DELETION = N_("deletion")
 
 
@@ -34,7 +34,7 @@ def type_label(kind: str, regime: str | None, t: Translator) -> str:
     law's words: "deletion of your personal information" under the CCPA): the letters' and the
     pages' (api/pages.py `type_label`), so a subject reads one name for one request. No regime (a
     form before its country is known): the GDPR's name, citing no law."""
-    if kind == "erasure" and regime in _DELETION_LAWS:
+    if kind == "erasure" and deletes(regime):
         return t.gettext(_DELETION)
     return cited_label(LETTER_TYPE_LABELS[kind], regime, t)
 
@@ -45,7 +45,7 @@ def staff_type_label(kind: str, regime: str, t: Translator) -> str:
     (Art. 17 GDPR)"; "deletion" under the other laws, which grant the deletion of personal data).
     Not `type_label`: the subject's names speak to the subject ("access to your personal data",
     "deletion of your personal data"), and told staff of "your" data."""
-    if kind == "erasure" and not cites_articles(regime):
+    if kind == "erasure" and deletes(regime):
         return t.gettext(_STAFF_DELETION)
     article = LETTER_TYPE_LABELS[kind][1]
     cited = citation(regime, article, t) if article else None

@@ -24,7 +24,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.citations import citation, cite
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, long_date, series, translations
+from dsrflow.i18n import DELETION, SOURCE_LANGUAGE, Translator, deletes, long_date, series, translations, worded
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
 from policy.systems import dataset_words, readable
@@ -39,6 +39,8 @@ def N_(message: str) -> str:
     return message
 
 
+# The right to erasure's name among the subject's rights, as the regime's law grants it (`render_summary`).
+_ERASURE = N_("Erasure")
 # Translated by the template (`_(label)`), in the language of the summary.
 ORIGIN_LABELS = {
     "provided": N_("Provided by you"),
@@ -211,4 +213,7 @@ def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPar
         decisions=policy.automated_decisions.decisions if policy.automated_decisions else None,
         profiling=_profiling(policy.automated_decisions, parts, kind),
         rights=policy.rights, remedies=policy.remedies_for(regime, country),
+        # The right's name as the regime's law grants it ("Deletion" where it is no GDPR erasure);
+        # the rest of the summary keeps the language's usual words.
+        erasure_name=worded(language, DELETION if deletes(regime) else None).gettext(_ERASURE),
         processor_files=processor_files, missing=missing)

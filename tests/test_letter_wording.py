@@ -44,9 +44,8 @@ PROCESSOR_TERMS = {"en": (re.compile(r"(?<!%\()\bprocessors?\b"), re.compile(r"\
 # The subject's country under each law of the family, and the languages its letters are read in.
 WORDED = {"ccpa": ("US", ["en"]), "pipeda": ("CA", ["en", "fr"])}
 # Messages with the GDPR's term that no subject's letter says: the portal's pages, the access
-# package's summary, the processors' e-mails, the staff alert, a sentence only the LGPD's letters
-# say and the erasure's name under the laws that know neither the GDPR's nor these words
-# (activities/letter_labels.py `_DELETION`). Each keeps the language's usual words.
+# package's summary, the processors' e-mails, the staff alert and a sentence only the LGPD's letters
+# say. Each keeps the language's usual words.
 NOT_IN_LETTERS = {
     "Ask about your personal data",
     "Here is the copy of your personal data you asked for, in a format you can take to another service.",
@@ -56,7 +55,6 @@ NOT_IN_LETTERS = {
     "Your personal data held by %(controller)s",
     "We apply to every request the period the LGPD sets for access to personal data, 15 days from receipt "
     "(Art. 19, II LGPD), and do not extend it.",
-    "deletion of your personal data",
     "Files our processors sent us",
     "These processors have no system we can read ourselves: they sent us their copy of your data, which "
     "is included as they sent it.",
@@ -145,8 +143,9 @@ def test_a_base_sentence_changed_under_its_override_is_found():
 
 
 def test_the_ccpa_and_pipeda_are_worded_so_and_the_other_laws_not():
-    # The VCDPA, the CTDPA and the CPA define "personal data", as the GDPR does.
-    assert {regime.value: wording_of(regime) for regime in Regime if wording_of(regime)} == {
+    # The VCDPA, the CTDPA and the CPA define "personal data", as the GDPR does (their letters are
+    # worded only for the deletion they grant: tests/test_letter_deletion_name.py).
+    assert {regime.value: wording_of(regime) for regime in Regime if wording_of(regime) == PERSONAL_INFORMATION} == {
         "ccpa": PERSONAL_INFORMATION, "pipeda": PERSONAL_INFORMATION}
     french = worded("fr", PERSONAL_INFORMATION)
     assert french.gettext("We found no personal data about you in our systems.") == (

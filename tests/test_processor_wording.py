@@ -22,7 +22,7 @@ from babel.messages.pofile import read_po
 from activities.letter_templates import PROCESSOR_PURPOSES, letter_wording
 from activities.processor_mail import REQUEST_PURPOSE
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import CONSUMER, LOCALES, SERVICE_PROVIDER, THIRD_PARTY, catalog_path
+from dsrflow.i18n import CONSUMER, DELETION, LOCALES, SERVICE_PROVIDER, THIRD_PARTY, catalog_path
 from schemas.vocabulary import Language, Regime
 from tests.test_regime_citations import _EVERY_PROCESSOR_MAIL, REQUEST_ID, composed_for_surveys, processor_mail, read
 
@@ -59,8 +59,9 @@ def mail_read(purpose: str, action: str, scope: str | None, regime: str, languag
 def test_one_question_decides_a_processor_emails_wording():
     assert {regime.value: letter_wording(purpose, regime) for regime in Regime for purpose in PROCESSOR_PURPOSES
             if letter_wording(purpose, regime)} == WORDINGS
-    # The subject's letters keep theirs: "personal information" under the CCPA and PIPEDA only.
-    assert letter_wording("response", "vcdpa") is None and letter_wording("staff_alert", "ccpa") is None
+    # The subject's letters keep theirs: "personal information" under the CCPA and PIPEDA only, the
+    # deletion the VCDPA grants (tests/test_letter_deletion_name.py); staff alerts the language's own.
+    assert letter_wording("response", "vcdpa") == DELETION and letter_wording("staff_alert", "ccpa") is None
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -20,6 +20,12 @@ that differ; `worded` looks a message up there before the language's own catalog
 processors name the parties as the law of the request does too ("consumer" and "service provider
 or contractor" under the CCPA): a catalog per such wording, `consumer.po`, `service_provider.po`
 and `third_party.po`, in every language (processors read the staff language, any of them).
+
+Every law but the GDPR and the UK GDPR grants the *deletion* of personal data where the GDPR
+grants its *erasure* (Art. 17; Cal. Civ. Code § 1798.105, Va. Code § 59.1-577(A)(3), LGPD Art. 18,
+VI): their letters say "delete", "deleted", "deletion" ("supprimer", "verwijderen"), through
+`deletion.po`, looked up before the language's catalog. The laws of `personal_information.po`
+delete too: that catalog says both their words and is looked up before `deletion.po`.
 """
 
 from __future__ import annotations
@@ -52,7 +58,15 @@ _FORMAT_LOCALE = {Language.en: "en_GB", Language.nl: "nl", Language.fr: "fr", La
 # in French). Not the other US state laws: the VCDPA, the CTDPA and the CPA define "personal data",
 # as the UK GDPR does and the LGPD ("dados pessoais").
 PERSONAL_INFORMATION = "personal_information"
-_WORDINGS: dict[str, str] = {Regime.ccpa: PERSONAL_INFORMATION, Regime.pipeda: PERSONAL_INFORMATION}
+# The laws that grant the deletion of personal data, not the GDPR's erasure (its "right to be
+# forgotten"): every one but the GDPR and the UK GDPR.
+DELETION = "deletion"
+_WORDINGS: dict[str, str] = {Regime.ccpa: PERSONAL_INFORMATION, Regime.pipeda: PERSONAL_INFORMATION,
+                             Regime.vcdpa: DELETION, Regime.ctdpa: DELETION, Regime.cpa: DELETION,
+                             Regime.lgpd: DELETION}
+# A wording whose laws also speak another's words: its catalog is read first, then that one's
+# (the CCPA and PIPEDA say "personal information" and delete).
+_WITHIN: dict[str, str] = {PERSONAL_INFORMATION: DELETION}
 # The words of the e-mails to processors, where the law names the person, us and the processor
 # otherwise than the GDPR's "data subject", "controller" and "processor". The VCDPA, the CTDPA and
 # the CPA: a "consumer", the "controller" and its "processor" (Va. Code § 59.1-575, Conn. Gen. Stat.
@@ -97,8 +111,15 @@ def _translations(language: str) -> gettext.NullTranslations:
     return _compiled(path, language, DOMAIN)
 
 
+def deletes(regime: str | None) -> bool:
+    """Whether `regime`'s law grants the deletion of personal data where the GDPR grants its
+    erasure: the one question every letter, page and label that names an erasure asks."""
+    wording = _WORDINGS.get(regime) if regime else None
+    return wording is not None and DELETION in (wording, _WITHIN.get(wording))
+
+
 def wording_of(regime: str, *, to_processor: bool = False) -> str | None:
-    """The wording family of `regime`'s law (`PERSONAL_INFORMATION`), None for the GDPR's words;
+    """The wording family of `regime`'s law (`PERSONAL_INFORMATION`, `DELETION`), None for the GDPR's words;
     `to_processor`: the words of an e-mail to a processor (`CONSUMER`, `SERVICE_PROVIDER`,
     `THIRD_PARTY`)."""
     return (_PROCESSOR_WORDINGS if to_processor else _WORDINGS).get(regime)
@@ -114,10 +135,13 @@ def worded(language: str, wording: str | None) -> gettext.NullTranslations:
 
 @cache
 def _worded(language: str, wording: str | None) -> gettext.NullTranslations:
-    if wording is None or not (path := catalog_path(language, wording)).is_file():
+    if wording is None:
         return translations(language)
+    below = _worded(language, _WITHIN.get(wording))
+    if not (path := catalog_path(language, wording)).is_file():
+        return below
     override = _compiled(path, language, wording)
-    override.add_fallback(translations(language))
+    override.add_fallback(below)
     return override
 
 
