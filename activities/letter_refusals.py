@@ -20,7 +20,8 @@ _REFUSALS = {"denial", "closed_unverified"}
 
 
 def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool, undecided: bool = False,
-                     t: Translator = ENGLISH, form_url: str | None = None) -> dict[str, Any]:
+                     t: Translator = ENGLISH, form_url: str | None = None,
+                     request_type: str | None = None) -> dict[str, Any]:
     """What the `_remedies` partial says in a letter that refuses in whole or in part (Art. 12(4)
     GDPR and its counterparts): the regime's authority, courts and, unless the request is itself
     an appeal (or a complaint), the appeal its law grants, with the statutory days to answer it and
@@ -37,8 +38,12 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     (`complaint_without_appeal`): before, the lift letter said "If we deny your appeal" of an
     appeal it never offered, and an appeal closed unverified "Now that we have decided on it". A UK
     complaint closed unverified or by staff says it so too, not "If you are not satisfied with the
-    outcome of your complaint"."""
+    outcome of your complaint". A deletion (`request_type` erasure) refused where we sell or share
+    personal information asks whether the subject wants to opt out of that (`sale_opt_out`, the
+    CCPA's § 7022(f)(4)); no other refusal does."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
+    if request_type != "erasure" or not remedies["sells_or_shares"]:
+        remedies["sale_opt_out"] = None
     remedies["judicial_heading"] = remedies["judicial_heading"] or t.gettext("Your right to a judicial remedy")
     # A UK complaint closed undecided has no outcome to be "not satisfied with"; a restriction lifted
     # under the UK GDPR still offers the complaint to us (nothing was complained of yet).

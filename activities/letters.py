@@ -173,7 +173,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         # not decided: neither offers an appeal nor speaks of one (`remedies_context`).
         undecided = job.purpose in _DECIDING_NOTHING or (appeal and job.purpose in _UNDECIDED_CLOSINGS)
         return remedies_context(policy, row["regime"], row["country"], appeal=appeal, undecided=undecided,
-                                t=t, form_url=None if job.purpose in _DECIDING_NOTHING else form)
+                                t=t, form_url=None if job.purpose in _DECIDING_NOTHING else form,
+                                request_type=row["request_type"])
 
     if job.purpose == "staff_alert":
         params["warning_days"] = policy.deadline_warnings_days

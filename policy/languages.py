@@ -36,6 +36,7 @@ TRANSLATABLE: tuple[str, ...] = (
     "remedies.*.judicial_heading", "remedies.*.judicial", "remedies.*.appeal.rule",
     "remedies.*.appeal.complaint_after_appeal", "remedies.*.appeal.complaint_without_appeal",
     "remedies.*.authority.name", "remedies.*.authority.address",
+    "remedies.*.sale_opt_out.heading", "remedies.*.sale_opt_out.text",
     "rights.*",
     "categories.*.label", "categories.*.purposes.*",
     # A legal basis's words; the whole basis in policy versions stored before bases named their

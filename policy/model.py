@@ -150,6 +150,9 @@ class Policy(StrictModel):
             if remedies.appeal and remedies.appeal.progress_days is not None and not takes_complaints(regime):
                 raise ValueError(f"remedies.{regime.value}.appeal.progress_days: an appeal under {regime.value} "
                                  f"gets no progress letters; only a complaint to us (uk_gdpr) does")
+            if remedies.sells_or_shares and regime != Regime.ccpa:
+                raise ValueError(f"remedies.{regime.value}.sells_or_shares: the CCPA's question (Cal. Code Regs. "
+                                 f"tit. 11 § 7022(f)(4)); set it under remedies.ccpa")
             if others and remedies.authority is None and remedies.complaint_where_you_live is None:
                 raise ValueError(
                     f"remedies.{regime.value}.complaint_where_you_live: needed, since supervisory_authorities "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self
 
-from pydantic import EmailStr, Field, ValidationError, model_validator
+from pydantic import EmailStr, Field, HttpUrl, ValidationError, model_validator
 
 from dsrflow.domain.deadlines import MAX_COMPLAINT_DAYS
 from policy.strict import StrictModel
@@ -65,6 +65,17 @@ class PortalWords(StrictModel):
     portal: str = Field(min_length=1)
 
 
+class SaleOptOut(StrictModel):
+    """The question a refused deletion asks where we sell or share personal information (CCPA
+    regulations, Cal. Code Regs. tit. 11 § 7022(f)(4)): whether the consumer wants to opt out of
+    the sale or sharing, with a link to the notice of the right to opt out (§ 7013)."""
+
+    heading: str = Field(min_length=1)
+    # The question and the notice, which the link completes ("... our notice of it is at").
+    text: str = Field(min_length=1)
+    link: HttpUrl
+
+
 class Remedies(StrictModel):
     # Completes "As ... requires, we set out below our reasons ..." (`refusal_rule_requires`).
     refusal_rule: str
@@ -93,6 +104,10 @@ class Remedies(StrictModel):
     complaint_on_portal: PortalWords | None = None
     # PIPEDA s. 8(4): the extension notice also names the right to complain about the extension.
     complaint_on_extension: bool = False
+    # The CCPA's only (policy/model.py): we sell or share personal information (Cal. Civ. Code
+    # § 1798.140(ad), (ah)), so a deletion refused in whole or in part asks `sale_opt_out`'s question.
+    sells_or_shares: bool = False
+    sale_opt_out: SaleOptOut | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -104,6 +119,14 @@ class Remedies(StrictModel):
             return {**value, "complaint_on_portal": {"letters": _letters_complaint(value),
                                                      "portal": value["complaint_on_portal"]}}
         return value
+
+    @model_validator(mode="after")
+    def _opt_out_asked(self) -> Self:
+        if self.sells_or_shares and self.sale_opt_out is None:
+            raise ValueError("sale_opt_out.link: needed, since sells_or_shares is true: a refused deletion must "
+                             "ask whether the consumer wants to opt out of the sale or sharing, with the notice "
+                             "of that right or a link to it (Cal. Code Regs. tit. 11 § 7022(f)(4))")
+        return self
 
     @model_validator(mode="after")
     def _portal_words_in_the_letters(self) -> Self:
