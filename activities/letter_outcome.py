@@ -194,12 +194,16 @@ def _left(result: TaskResult) -> dict[str, int]:
     return {name: counts["left"] for name, counts in result.datasets.items() if counts.get("left")}
 
 
-def _corrected_nothing(result: TaskResult) -> bool:
-    """A correction whose system counted its records and changed none: it left each as an earlier
-    erasure kept it (schemas/workflow.py `records_left`) or found it with nothing to correct
-    (`_change_lines`). A processor's confirmation counts no datasets: it corrected what it was
-    asked to."""
-    return result.action == "rectify" and not result.changed and bool(result.datasets)
+def _acted_on_nothing(result: TaskResult) -> bool:
+    """A correction or restriction whose system counted its records and acted on none: a correction
+    that changed none (it left each as an earlier erasure kept it, schemas/workflow.py
+    `records_left`, or found it with nothing to correct), a restriction whose every dataset needed
+    nothing (an http lookup read them and no step set them: schemas/dataset_split.py). A
+    processor's confirmation counts no datasets: it did what it was asked to."""
+    if result.action == "rectify":
+        return not result.changed and bool(result.datasets)
+    split = split_datasets(result.action, result.datasets)
+    return split is not None and not split.acted
 
 
 def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, language: str) -> dict[str, Any]:
@@ -315,12 +319,12 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
     # erasure the hold cut short was told of what it erased.
-    # Nor is one where a correction changed nothing (every record left as an earlier erasure kept
-    # it, or holding nothing to correct): done (the records exist), but nothing corrected to tell of.
+    # Nor is one where a correction or restriction acted on nothing (every record left as an earlier
+    # erasure kept it, or needing nothing): done (the records exist), but nothing done to tell of.
     told_to = [policy.recipients[r.recipient] for r in results
                if r.recipient and r.recipient in policy.recipients and r.status == "done"
                and r.action in _ART19_ACTIONS and (cut_short(r) is not None or not _kept_whole(r))
-               and not _corrected_nothing(r)]
+               and not _acted_on_nothing(r)]
     told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
@@ -329,12 +333,13 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # Records a correction left as an earlier erasure kept them: not corrected, a refusal in part
     # (Art. 16 and 12(4)) that the letter names with its reason.
     uncorrected = [_uncorrected(r, left, policy, language) for r in results if (left := _left(r))]
-    # Whether a correction changed anything anywhere: lines that say "nothing to correct" are no
-    # correction, so the letter opens "We have not corrected any of your personal data" and claims
-    # no recipient told where none is.
-    corrected_any = any(r.action == "rectify" and r.status == "done" and not _corrected_nothing(r) for r in results)
+    # Whether a correction or restriction acted anywhere: lines that say "nothing to correct"
+    # ("nothing to restrict") are no action, so a correction's letter opens "We have not corrected
+    # any of your personal data", and neither claims in general that recipients were told.
+    acted_any = any(r.action in ("rectify", "restrict") and r.status == "done" and not _acted_on_nothing(r)
+                    for r in results)
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
-            "uncorrected": uncorrected, "corrected_any": corrected_any,
+            "uncorrected": uncorrected, "acted_any": acted_any,
             "informed_by_kind": by_kind,
             "package_link": package_link, "package_expires_at": package_expires_at}
 

@@ -158,6 +158,28 @@ async def test_a_correction_that_changed_nothing_anywhere_opens_saying_so():
         assert "We have now completed your request" not in part and "of this rectification" not in part
 
 
+
+async def test_a_restriction_names_no_recipient_told_where_it_restricted_nothing():
+    """Art. 19 tells a recipient of a restriction carried out. An http system whose lookup read its
+    datasets and whose steps set none of them ("nothing to restrict") told its recipient nothing:
+    the letter does not name it among those told, nor say in general that recipients were told. A
+    system that restricted something still names its own. Before, both were named as told."""
+    policy = LOADED.policy
+    read_only = {"system": "billing", "action": "restrict", "status": "done", "found": 2, "changed": 0,
+                 "recipient": policy.systems["billing"].recipient,
+                 "datasets": {"customers": {"found": 1}, "invoices": {"found": 1}}}
+    unneeded = policy.recipients[policy.systems["billing"].recipient].name
+    text, html = both(await as_sent("response", "restriction", {"report": {"results": [read_only]}}))
+    for part in (text, html):
+        assert "nothing to restrict" in part, part
+        assert unneeded not in part and "of this restriction" not in part, part
+    restricted = {"system": "analytics", "action": "restrict", "status": "done", "found": 1, "changed": 1,
+                  "recipient": "google_analytics", "datasets": {"events": {"found": 1, "changed": 1}}}
+    text, html = both(await as_sent("response", "restriction", {"report": {"results": [read_only, restricted]}}))
+    for part in (text, html):
+        assert " ".join(str(policy.recipients["google_analytics"].identity).split()) in part, part
+        assert unneeded not in part, part
+
 # The erasure of tests/letters_as_sent.py `erasure_with_kept`: Billing's customer record and a
 # mandate erased, its invoices kept. Its system's label lists its datasets in brackets; the line
 # read "Billing (customers, invoices, payments, mandates), customers, mandates: erased (2 records)",
