@@ -122,6 +122,7 @@ class LifecycleActivities:
                 RequestType(row["request_type"]), row["attested_by"] is not None and row["origin"] == "staff",
                 appeal=_is_appeal(row)),
             progress_days=policy.complaint_progress_days(row["regime"]) if _is_appeal(row) else None,
+            appeal_of=(row["details"] or {}).get("appeal_of"),
         )
 
     @activity.defn(name="start_clock_at_verification")

@@ -44,6 +44,7 @@ STEP_LABELS = {
     "record_restriction_lifted": N_("recording the restriction's lift"),
     "run_system_action": N_("carrying out a system's action"),
     "poll_system_action": N_("asking a processor how its work stands"),
+    "claim_appeal_decision": N_("checking that no other appeal of the same refusal is being decided"),
 }
 
 # `send_letter`, by the letter it sends (its purpose, schemas/vocabulary.py PURPOSES).

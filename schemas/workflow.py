@@ -104,6 +104,9 @@ class RequestFacts(Contract):
     # (policy `remedies.<regime>.appeal.progress_days`; workflows/complaint_progress.py). None: no
     # progress letter (any other request, and complaints prepared before).
     progress_days: int | None = None
+    # The id of the refused request an appeal (a complaint) reconsiders (workflows/appeal_claim.py);
+    # None: any other request, and appeals prepared before.
+    appeal_of: str | None = None
 
 
 class IssueChallenge(Contract):

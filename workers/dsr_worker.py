@@ -19,6 +19,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 
 import schemas
 import workflows
+from activities.appeal_claims import AppealClaimActivities
 from activities.audit_anchor import AuditAnchorActivities
 from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
@@ -103,6 +104,7 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     purge = PackagePurgeActivities(ctx)
     anchors = AuditAnchorActivities(ctx)
     start_sweep = RequestStartSweepActivities(ctx)
+    appeals = AppealClaimActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.start_clock_at_verification, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, letters.settle_skipped_letter,
@@ -112,6 +114,7 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
         purge.purge_expired_packages, anchors.anchor_audit_chains, start_sweep.start_unstarted_requests,
+        appeals.claim_appeal_decision,
     ]
 
 

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
         VerifyResult,
     )
     from workflows import search_attributes as sa
+    from workflows.appeal_claim import decided_once
     from workflows.approval import Approval
     from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import (
@@ -168,6 +169,9 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
 
     async def _process(self) -> None:
         """plan -> execute -> respond."""
+        if not await decided_once(self._require_facts(), self._status, self._verification.method, self._set_status,
+                                  lambda: self.closed):
+            return  # another appeal of the same refusal is decided instead (workflows/appeal_claim.py)
         if self._status != RequestStatus.in_progress:
             self._set_status(RequestStatus.in_progress)
             await self._transition("in_progress", {"verified_by": self._verification.method})

@@ -47,9 +47,12 @@ _REFUSED = """SELECT EXISTS (SELECT 1 FROM audit_events WHERE request_id = $1 AN
 # does not count (a stranger's, made in the subject's name, would hold the subject's own back); nor
 # one closed unconfirmed, withdrawn or cancelled, nor one denied because we could not tell that it
 # came from the subject: their letters invite the subject to appeal (complain) again.
+# A refusal's appeals are decided one at a time, and only once: `refuse_decided` at intake, and
+# activities/appeal_claims.py as an appeal starts being decided (`besides`: itself).
 _DECIDING = ("in_progress", "awaiting_approval")
 _DECIDED = """SELECT a.id, a.status FROM dsr_requests a
                WHERE lower(a.subject_email) = lower($2) AND a.details->>'appeal_of' = $1
+                 AND a.id IS DISTINCT FROM $3::uuid
                  AND (a.status IN ('in_progress', 'awaiting_approval', 'completed')
                       OR (a.status = 'denied' AND NOT EXISTS (
                           SELECT FROM audit_events e WHERE e.request_id = a.id AND e.event_type = 'status.denied'
@@ -128,13 +131,30 @@ async def refuse_decided(conn: asyncpg.Connection | asyncpg.Pool, new: NewReques
     is the appeal being decided."""
     if new.appeal_of is None:
         return
-    earlier = await conn.fetchrow(_DECIDED, str(new.appeal_of), str(new.subject.email))
+    earlier = await decided_appeal(conn, str(new.appeal_of), str(new.subject.email))
     if earlier is not None:
-        said = ("is being decided: its outcome goes to the subject, and is final" if earlier["status"] in _DECIDING
-                else "has been decided: our answer to it is final; the letter that gave it names the authority to "
-                     "complain to")
-        raise AppealRefused("appeal_of", f"that request's {reconsiders(new.regime.value) or 'appeal'} "
-                            f"{short_reference(earlier['id'])} {said}")
+        raise AppealRefused("appeal_of", f"that request's {decided_words(new.regime.value, earlier)}")
+
+
+async def decided_appeal(conn: asyncpg.Connection | asyncpg.Pool, appeal_of: str, email: str,
+                         besides: str | None = None) -> asyncpg.Record | None:
+    """The appeal (complaint) of request `appeal_of` by the subject at `email` that is being decided
+    or has been (`_DECIDED`: its `id` and `status`), other than `besides`; None when there is none."""
+    return await conn.fetchrow(_DECIDED, appeal_of, email, besides)
+
+
+def being_decided(status: str) -> bool:
+    """Whether an appeal `decided_appeal` found is still being decided (else it has been)."""
+    return status in _DECIDING
+
+
+def decided_words(regime: str, appeal: Mapping[str, Any]) -> str:
+    """Staff's words for `appeal` (as `decided_appeal` found it), after "that request's": the
+    refusal at intake and the closing of a second appeal (activities/appeal_claims.py) say it alike."""
+    said = ("is being decided: its outcome goes to the subject, and is final" if being_decided(appeal["status"])
+            else "has been decided: our answer to it is final; the letter that gave it names the authority to "
+                 "complain to")
+    return f"{reconsiders(regime) or 'appeal'} {short_reference(appeal['id'])} {said}"
 
 
 def _asked_otherwise(appeal: Mapping[str, Any], original: Mapping[str, Any]) -> str | None:

@@ -30,6 +30,9 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
          "access_with_processor_export", "restriction_lifted", "approved_attested_erasure"}
 # Besides them, complaint_progress.json: a UK complaint's progress letters, whose weeks need the
 # time-skipping server (tests/histories/record_complaint_progress.py records it).
+# And appeal_decided.json, appeal_closed_for_another.json: two appeals of one refusal, the first
+# confirmed decided, the second closed for it (workflows/appeal_claim.py; recorded by record.py
+# since, so the earlier directories below hold none).
 
 # Histories recorded before a change to the workflows' commands (kept: requests started then are
 # still running and must replay), each directory with the histories it must hold:

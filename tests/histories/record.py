@@ -37,6 +37,7 @@ from dsrflow.settings import Settings
 from schemas.workflow import PackageInfo, Plan, task_workflow_id
 from tests.fanout_stack import fanout_stack
 from tests.histories import DIRECTORY, KEYS, key_line
+from tests.refused_requests import stored_refusal
 from tests.support import api_client, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -270,6 +271,28 @@ async def record_cancelled_by_staff(http: httpx.AsyncClient, pool: asyncpg.Pool,
     return (await handle.fetch_history()).to_json()
 
 
+async def record_appeals_decided_once(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, client: Client,
+                                      settings: Settings) -> tuple[str, str]:
+    """Two appeals of one refused erasure, both awaiting confirmation: the first confirmed is
+    decided (answered); the second, confirmed after, is closed for it (workflows/appeal_claim.py)."""
+    refused = await stored_refusal(pool, settings, "virginia@example.com", "vcdpa", type="erasure")
+    appeals = []
+    for _ in range(2):
+        r = await http.post("/v1/public/requests", json={"type": "erasure", "email": "virginia@example.com",
+                                                         "appeal_of": refused})
+        assert r.status_code == 202, r.text
+        appeals.append(r.json()["id"])
+    for rid in appeals:
+        match = _CODE.search(text_of(await wait_for_letter(sink, rid, "verification")))
+        assert match, "no code in the verification letter"
+        r = await http.post(f"/v1/public/requests/{rid}/verify", json={"code": match.group(1)})
+        assert r.status_code == 200, r.text
+        await wait_for_letter(sink, rid, "response" if rid == appeals[0] else "cancellation", 60)
+    closed = client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{appeals[1]}")
+    assert (await closed.result()).status == "cancelled"
+    return await _history_of(client, appeals[0]), (await closed.fetch_history()).to_json()
+
+
 async def record_access_with_processor_export(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
                                              client: Client) -> str:
     """An access request with a processor without an API: asked for its export, which it uploads
@@ -339,6 +362,8 @@ async def main() -> int:
                         http, pool, env.client)
                     histories["cancelled_by_staff"] = await record_cancelled_by_staff(http, pool, sink, env.client)
                     histories["restriction_lifted"] = await record_restriction_lifted(http, pool, env.client)
+                    histories["appeal_decided"], histories["appeal_closed_for_another"] = \
+                        await record_appeals_decided_once(http, pool, sink, env.client, settings)
                     erasure_id = re.search(r'"workflowId": "dsr-([0-9a-f-]{36})-', histories["attested_erasure"])
                     assert erasure_id, "no request id in the erasure's history"
                     histories["system_task_erasure_email_marketing"] = await _task_history(
