@@ -36,9 +36,9 @@ def split_datasets(action: str, datasets: dict[str, dict[str, int]] | None) -> S
     row already restricted counts `changed: 0`: its processing is restricted, as the letter said
     before), since either is a state that holds, where a correction that changed nothing corrected
     nothing. A dataset only read (an http lookup's, counting `found` alone) needed nothing. The
-    records counted are those changed, else, where nothing was, those found already so; a dataset
-    where nothing was found or changed is not named (what a correction left as an earlier erasure
-    kept it is named apart: `records_left`)."""
+    records counted are a correction's changed, and every record of a dataset restricted (objected
+    to), whether set now or found already so; a dataset where nothing was found or changed is not
+    named (what a correction left as an earlier erasure kept it is named apart: `records_left`)."""
     if action not in SPLIT_ACTIONS or not datasets:
         return None
     acted: list[str] = []
@@ -49,6 +49,11 @@ def split_datasets(action: str, datasets: dict[str, dict[str, int]] | None) -> S
             acted.append(name)
         elif counts.get("found"):
             unneeded.append(name)
-    changed = sum(dataset_changes(datasets[name]) for name in acted)
-    return Split(acted=acted, records=changed or sum(datasets[name].get("found", 0) for name in acted),
+    if action == "rectify":
+        records = sum(dataset_changes(datasets[name]) for name in acted)
+    else:
+        # Every record of a dataset restricted (objected to) is so now, those it found already so
+        # as well as those it set: "(3 records)" where one of three was newly set, not "(1 record)".
+        records = sum(max(datasets[name].get("found", 0), dataset_changes(datasets[name])) for name in acted)
+    return Split(acted=acted, records=records,
                  unneeded=unneeded, found=sum(datasets[name]["found"] for name in unneeded))

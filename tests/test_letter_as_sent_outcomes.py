@@ -143,6 +143,16 @@ async def test_a_sql_restriction_names_what_it_restricted_and_found_restricted_a
         assert "nothing to restrict" not in told and "support requests" not in told and "chat" not in told, told
 
 
+async def test_a_restriction_counts_every_record_restricted_not_only_those_set_now():
+    """Two of the subject's three contacts were restricted already (an earlier request), one is set
+    now: all three are restricted, and the letter says so. It read "(1 record)", the count changed."""
+    counts = {"contacts": {"found": 3, "changed": 1}}
+    text, html = both(await as_sent("response", "restriction", {"report": {"results": [
+        {"system": "crm", "action": "restrict", "status": "done", "found": 3, "changed": 1, "datasets": counts}]}}))
+    crm = LOADED.policy.systems["crm"].label
+    assert f"{crm}: processing of contacts restricted (3 records)" in text, text
+    assert f"{crm} contacts restricted 3" in html, html
+
 async def test_a_correction_that_changed_nothing_anywhere_opens_saying_so():
     """One system held nothing to correct, another's records an earlier erasure kept as they were:
     nothing was corrected, and the letter opens so ("We have not corrected any of your personal
