@@ -12,6 +12,7 @@ so the one decided stays in their queue."""
 from __future__ import annotations
 
 import asyncio
+import html
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import pytest
 import yaml
 from temporalio.worker import Replayer
 
+from api.public.status_words import DECIDED_INSTEAD
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import translations
@@ -108,6 +110,13 @@ async def _closed_for(pool, mail_sink, loser: str, winner: str) -> str:
     return " ".join(text_of(letter).split())
 
 
+async def _portal_says(http, appeal: str, language: str, sentence: str, other: str) -> None:
+    """The appeal's page on the portal says it is not decided on its own, naming the one that is."""
+    page = html.unescape((await http.get(f"/portal/requests/{appeal}", params={"lang": language})).text)
+    assert " ".join((translations(language).gettext(sentence) % {"other": short_reference(other)}).split()) in \
+        " ".join(page.split())
+
+
 async def _replays(settings, dev_server, *appeals: str) -> None:
     """The runs replay against the same code (the claim is behind its patch)."""
     replayer = Replayer(workflows=[DataSubjectRequestWorkflow], data_converter=build_data_converter(load_keyring(settings)))
@@ -135,6 +144,7 @@ async def test_a_second_appeal_confirmed_later_is_closed_naming_the_first(http, 
     queue = (await http.get("/v1/requests", headers=await staff_headers(pool, "compliance"),
                             params={"subject_email": email, "needs_attention": "true"})).json()
     assert [item["id"] for item in queue["items"]] == [second]
+    await _portal_says(http, first, "en", DECIDED_INSTEAD["appeal"][0], second)
     await _replays(gated, dev_server, first, second)
 
 
@@ -155,6 +165,7 @@ async def test_two_complaints_confirmed_at_the_same_instant_are_decided_once(htt
     said = await _closed_for(pool, mail_sink, loser, winner)
     opening = translations("fr").gettext(OPENINGS[True, False])
     assert " ".join((opening % {"id": short_reference(refused), "other": short_reference(winner)}).split()) in said
+    await _portal_says(http, loser, "fr", DECIDED_INSTEAD["complaint"][0], winner)
 
 
 async def test_a_strangers_unconfirmed_appeal_does_not_hold_the_subjects_own_back(http, gated, pool, mail_sink):
@@ -171,6 +182,26 @@ async def test_a_strangers_unconfirmed_appeal_does_not_hold_the_subjects_own_bac
     assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", uuid.UUID(strangers)) == \
         "awaiting_verification"
     assert letters_for(mail_sink, own, "cancellation") == []
+
+
+async def test_an_appeal_staff_attested_first_is_the_one_decided(http, gated, pool, mail_sink):
+    """The subject's appeal awaits confirmation when an agent opens another from their reply,
+    attesting their identity (the intake takes it: the first is unconfirmed). The attested one is
+    decided from its start; the subject's, confirmed after, is closed naming it."""
+    email = unique_email("attested-first")
+    refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
+    own, code = await _appeal(http, mail_sink, email, refused)
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "erasure", "subject": {"email": email}, "appeal_of": refused, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    attested = r.json()["id"]
+    assert await _settled(http, pool, attested) == {attested: "awaiting_approval"}
+
+    await _confirm(http, own, code)
+
+    assert await _settled(http, pool, own) == {own: "cancelled"}
+    said = await _closed_for(pool, mail_sink, own, attested)
+    assert OPENINGS[False, False] % {"id": short_reference(refused), "other": short_reference(attested)} in said
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

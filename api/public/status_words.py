@@ -11,8 +11,9 @@ from zoneinfo import ZoneInfo
 from api.read_models.evidence_names import version_policy
 from api.state import AppState
 from dsrflow.domain.deadlines import reconsiders
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import N_, Translator
-from dsrflow.stores.requests_store import withdrawn_by_subject
+from dsrflow.stores.requests_store import decided_instead, withdrawn_by_subject
 from policy.remedies import Remedies
 from schemas.requests import RequestStatus
 from schemas.workflow import RequestState
@@ -50,6 +51,14 @@ FOLLOW_UP_WORDS: dict[tuple[str | None, RequestStatus], tuple[str, ...]] = {
         N_("We have decided on your complaint: our decision on the request it is about stands."),
         N_("Our e-mail explains why, and what you can do next.")),
 }
+# An appeal (complaint) closed because another of the same refusal is decided instead
+# (activities/appeal_claims.py): named by its reference (`other`), as the closing letter names it.
+DECIDED_INSTEAD: dict[str, tuple[str, str]] = {
+    "appeal": (N_("This appeal is not decided separately: your appeal %(other)s of the same decision is the one we "
+                  "decide."), N_("Our e-mail explains why, and what you can do next.")),
+    "complaint": (N_("This complaint is not considered separately: your complaint %(other)s about the same decision "
+                     "is the one we consider."), N_("Our e-mail explains why, and what you can do next.")),
+}
 # Cancelled because the subject withdrew it: said as theirs, not as our refusal, and, as the letter
 # confirming it says, whom to tell if they did not (a withdrawal is recorded by staff from a message
 # that may not be the subject's: docs/mailbox.md).
@@ -63,6 +72,10 @@ async def status_words(state: AppState, row: dict[str, Any], status: RequestStat
     `current_live` read them) stands, in `t`'s language."""
     follow_up = reconsiders(row["regime"]) if (row["details"] or {}).get("appeal_of") else None
     said = FOLLOW_UP_WORDS.get((follow_up, status)) or STATUS_WORDS[status]
+    if status == RequestStatus.cancelled and follow_up and (
+            other := await decided_instead(await state.db(), str(row["id"]))):
+        first, then = DECIDED_INSTEAD[follow_up]
+        return [t.gettext(first) % {"other": short_reference(other)}, t.gettext(then)]
     if status == RequestStatus.cancelled and (
             live.withdrawn_by_subject if live and live.status == status
             else await withdrawn_by_subject(await state.db(), str(row["id"]))):

@@ -240,6 +240,15 @@ def partial_effect(request_id: str, system: str, action: str, attempt: int, coun
                      **({"unsure": unsure} if unsure else {})}}
 
 
+async def decided_instead(pool: asyncpg.Pool | asyncpg.Connection, request_id: str) -> str | None:
+    """The appeal decided instead of appeal `request_id`, closed for it as both claimed their refusal
+    (its `status.cancelled` event's `decided_as`: activities/appeal_claims.py); None for any other."""
+    return await pool.fetchval(  # type: ignore[no-any-return]
+        """SELECT data->>'decided_as' FROM audit_events
+            WHERE request_id = $1 AND event_type = 'status.cancelled' ORDER BY seq LIMIT 1""",
+        uuid.UUID(str(request_id)))
+
+
 async def withdrawn_by_subject(pool: asyncpg.Pool | asyncpg.Connection, request_id: str) -> bool:
     """Whether the request was cancelled because its subject withdrew it, as its `status.cancelled`
     event records (written with the status: `set_status`); a cancellation by staff refuses it."""
