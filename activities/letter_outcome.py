@@ -12,8 +12,9 @@ from typing import Any
 from activities.citations import citation
 from activities.processor_exports import missing_reasons
 from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
+from policy.disclosure import Recipient
 from policy.keeping import StatutoryHold
-from policy.model import Policy, Recipient
+from policy.model import Policy
 from policy.systems import dataset_words
 from schemas.dataset_split import SPLIT_ACTIONS, split_datasets
 from schemas.workflow import TaskResult

@@ -1,7 +1,7 @@
 """What the policy tells the subject about their own data beyond where it lives: where each piece
 of data comes from (its origin, WP242 rev.01), which decides what a portability package holds,
-the legal basis of each category's processing, and the Art. 15(1)(h) statement on automated
-decisions and profiling.
+the data categories with the legal basis of each one's processing, the recipients (Art. 15(1)(c),
+and whom Art. 19 tells), and the Art. 15(1)(h) statement on automated decisions and profiling.
 
 These texts name no article: the access package cites the articles in the law of the request's
 regime (activities/citations.py): a basis's `article`, and Art. 22 for the automated decisions. So
@@ -65,3 +65,30 @@ class AutomatedDecisions(StrictModel):
 
     decisions: str
     profiling: Profiling | None = None
+
+
+class Category(StrictModel):
+    """A data category from the privacy policy, with the Art. 15 information about it."""
+
+    label: str
+    purposes: list[str]
+    legal_bases: list[LegalBasis]
+    retention: str
+    source: str = "the data subject"
+
+
+class Recipient(StrictModel):
+    """A recipient (processor) named in the privacy policy: told of erasure, rectification and
+    restriction under Art. 19 through the system that names it (`systems.*.recipient`)."""
+
+    name: str  # the kind of recipient, as the privacy policy words it
+    # Who it is (company name and country), where the controller knows: an access package names
+    # recipients (CJEU C-154/21) and falls back to `name` only where this is unset.
+    identity: str | None = None
+    role: str
+    categories: list[str] = Field(default_factory=list)
+    location: str = "EEA"
+    safeguards: str | None = None
+    # A provider that holds the data only as the host of our systems (servers, storage): what they
+    # erase, correct or restrict is done on its machines, so no system needs to name it.
+    hosts_our_systems: bool = False

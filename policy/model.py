@@ -20,7 +20,7 @@ from pydantic import (
 
 from dsrflow.domain.deadlines import takes_complaints
 from policy.controller import Controller, Defaults
-from policy.disclosure import AutomatedDecisions, LegalBasis, Profiling
+from policy.disclosure import AutomatedDecisions, Category, Profiling, Recipient
 from policy.exports import ProcessorExports
 from policy.files import read_mapping
 from policy.http_model import inline_http_files
@@ -51,33 +51,6 @@ class Verification(StrictModel):
     reminder_after_days: int = Field(2, ge=1)
     expires_after_days: int = Field(7, ge=1)
     code_digits: int = Field(6, ge=6, le=10)
-
-
-class Category(StrictModel):
-    """A data category from the privacy policy, with the Art. 15 information about it."""
-
-    label: str
-    purposes: list[str]
-    legal_bases: list[LegalBasis]
-    retention: str
-    source: str = "the data subject"
-
-
-class Recipient(StrictModel):
-    """A recipient (processor) named in the privacy policy: told of erasure, rectification and
-    restriction under Art. 19 through the system that names it (`systems.*.recipient`)."""
-
-    name: str  # the kind of recipient, as the privacy policy words it
-    # Who it is (company name and country), where the controller knows: an access package names
-    # recipients (CJEU C-154/21) and falls back to `name` only where this is unset.
-    identity: str | None = None
-    role: str
-    categories: list[str] = Field(default_factory=list)
-    location: str = "EEA"
-    safeguards: str | None = None
-    # A provider that holds the data only as the host of our systems (servers, storage): what they
-    # erase, correct or restrict is done on its machines, so no system needs to name it.
-    hosts_our_systems: bool = False
 
 
 def _approval_required_by_default() -> list[RequestType | Literal["attested_erasure", "appeal"]]:
