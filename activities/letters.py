@@ -19,11 +19,12 @@ import asyncpg
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.citations import cite, regime_name
+from activities.citations import regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_labels import denial_label, staff_type_label, type_label
 from activities.letter_message import compose_letter
+from activities.letter_objection import decision_summary
 from activities.letter_outcome import response_outcome
 from activities.letter_progress import overtaken, progress_context
 from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
@@ -43,7 +44,7 @@ from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, receipt_date_for, takes_complaints
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import ENGLISH, Translator, worded
+from dsrflow.i18n import worded
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import letter_sent
 from dsrflow.infra.writes import Write
@@ -69,26 +70,6 @@ def _coerce(params: dict[str, Any]) -> dict[str, Any]:
         if isinstance(out[key], str):
             out[key] = datetime.fromisoformat(out[key])
     return out
-
-
-def decision_summary(decision: dict[str, Any], regime: str, t: Translator = ENGLISH) -> str:
-    """The objection response's account of compliance's Art. 21(1) decision (the explanation is
-    compliance's own words, in the language they wrote it), citing the regime's law."""
-    if decision["compelling_grounds"]:
-        said = t.gettext("We have considered your objection to the processing of your personal data based on "
-                         "our legitimate interests%(citation)s. We may continue that processing only where "
-                         "we have compelling legitimate grounds for it which override your interests, rights "
-                         "and freedoms, or where it is needed for the establishment, exercise or defence of "
-                         "legal claims. We have concluded that this is the case, so the processing continues. "
-                         "Our reasons: %(explanation)s")
-    else:
-        said = t.gettext("We considered your objection to processing based on our legitimate interests"
-                         "%(citation)s. We found no compelling grounds to continue, so we have stopped "
-                         "that processing. %(explanation)s")
-    # Outside the GDPR and the UK GDPR no law gives this right or sets this test: the privacy
-    # policy does, and the letter says so rather than state a test as if the subject's law set it.
-    where = cite(regime, "21(1)", " (%s)", t) or t.gettext(" (a right our privacy policy gives you)")
-    return said % {"explanation": decision["explanation"], "citation": where}
 
 
 # Letters that close a request unanswered, which may have been carried out in part by then.

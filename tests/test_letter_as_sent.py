@@ -14,6 +14,7 @@ import pytest
 import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import answer_period, citation
+from activities.letter_objection import decision_summary
 from dsrflow.domain.deadlines import answer_days, compute_deadline
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations, worded, wording_of
@@ -46,7 +47,7 @@ async def test_a_refused_objection_says_processing_continues_and_why(regime, lan
         assert "We found no personal data" not in part
         assert t.gettext("We have now completed your request.") not in part
         # What Art. 21(1) allows, that it applies, and compliance's reasons as they gave them.
-        decided = letters.decision_summary(REFUSED["decision"], regime, t)
+        decided = decision_summary(REFUSED["decision"], regime, t)
         assert " ".join(decided.split()) in part
         assert "Fraud monitoring of this account is required by our acquirer." in part
         # The remedies of Art. 12(4): a complaint to the authority and a judicial remedy.

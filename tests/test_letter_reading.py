@@ -15,6 +15,7 @@ import pytest
 
 from activities.citations import cited_label, regime_name
 from activities.letter_labels import LETTER_TYPE_LABELS, denial_label, staff_type_label
+from activities.letter_objection import decision_summary
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import refuses_in_part, remedies_context
 from activities.letter_templates import (
@@ -22,7 +23,6 @@ from activities.letter_templates import (
     RenderedLetter,
     render_letter,
 )
-from activities.letters import decision_summary
 from activities.processor_mail import REMINDER_PURPOSE as MANUAL_REMINDER
 from activities.processor_mail import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.processor_mail import SCOPES as MANUAL_SCOPES
