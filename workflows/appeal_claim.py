@@ -7,8 +7,8 @@ that answers it (activities/appeal_claims.py decides and records it under a lock
 Before, the intake alone refused a second appeal, and one awaiting confirmation did not count, so two
 appeals confirmed one after the other were both decided.
 
-Deterministic like the workflow that calls it: one step, asked behind ONE_DECISION_PER_REFUSAL on
-an appeal's path only (other requests' histories carry no marker)."""
+Deterministic like the workflow that calls it: one step, on the path of an appeal prepared with
+this code only (other requests' histories carry no marker: ONE_DECISION_PER_REFUSAL)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,13 @@ with workflow.unsafe.imports_passed_through():
     from schemas.workflow import RequestFacts
     from workflows.dsr_steps import run_step, send_letter, transition_record
 
-# workflow.patched id: appeals started before it were decided however many of one refusal were confirmed.
+# Patch id: appeals prepared before it carry no `appeal_of`, and were decided however many of one
+# refusal were confirmed. The facts decide, since the worker that prepares a request runs its
+# workflow too; the marker is deprecated (`workflow.deprecate_patch`), as
+# complaint_progress.COMPLAINT_PROGRESS is and for the same reason: an attested appeal asks it right
+# after the preparing local activity, and a `patched` call asked in the activation that result
+# straddled into from the first task is answered False on replay (workflows/step_trouble.py
+# `controller_zone`). Histories recorded with the marker still replay.
 ONE_DECISION_PER_REFUSAL = "one-decision-per-refusal"
 
 
@@ -32,8 +38,9 @@ async def decided_once(facts: RequestFacts, status: RequestStatus, verified_by: 
     that claims its refusal (then in progress, recorded with the claim); False, with the closing
     recorded, the status set and the letter sent, when another appeal of it is decided instead, or
     when staff closed the request meanwhile."""
-    if facts.appeal_of is None or not workflow.patched(ONE_DECISION_PER_REFUSAL):
+    if facts.appeal_of is None:
         return True
+    workflow.deprecate_patch(ONE_DECISION_PER_REFUSAL)  # the facts decide (above)
     moving = status != RequestStatus.in_progress
     change = (transition_record(facts.request_id, RequestStatus.in_progress, "in_progress", {"verified_by": verified_by})
               if moving else None)
