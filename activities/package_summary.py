@@ -24,7 +24,18 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from activities.citations import citation, cite
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import DELETION, SOURCE_LANGUAGE, Translator, deletes, long_date, series, translations, worded
+from dsrflow.i18n import (
+    CORRECTION,
+    DELETION,
+    SOURCE_LANGUAGE,
+    Translator,
+    corrects,
+    deletes,
+    long_date,
+    series,
+    translations,
+    worded,
+)
 from policy.disclosure import AutomatedDecisions, LegalBasis
 from policy.model import Policy
 from policy.systems import dataset_words, readable
@@ -39,8 +50,10 @@ def N_(message: str) -> str:
     return message
 
 
-# The right to erasure's name among the subject's rights, as the regime's law grants it (`render_summary`).
+# The rights to erasure and to rectification, named among the subject's rights as the regime's law
+# grants them (`render_summary`): "Deletion" and "Correction" where they are no GDPR rights.
 _ERASURE = N_("Erasure")
+_RECTIFICATION = N_("Rectification")
 # Translated by the template (`_(label)`), in the language of the summary.
 ORIGIN_LABELS = {
     "provided": N_("Provided by you"),
@@ -213,7 +226,8 @@ def render_summary(policy: Policy, parts: Mapping[tuple[str, str, str], FoundPar
         decisions=policy.automated_decisions.decisions if policy.automated_decisions else None,
         profiling=_profiling(policy.automated_decisions, parts, kind),
         rights=policy.rights, remedies=policy.remedies_for(regime, country),
-        # The right's name as the regime's law grants it ("Deletion" where it is no GDPR erasure);
+        # The rights' names as the regime's law grants them ("Deletion" where it is no GDPR erasure);
         # the rest of the summary keeps the language's usual words.
         erasure_name=worded(language, DELETION if deletes(regime) else None).gettext(_ERASURE),
+        rectification_name=worded(language, CORRECTION if corrects(regime) else None).gettext(_RECTIFICATION),
         processor_files=processor_files, missing=missing)

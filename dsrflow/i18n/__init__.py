@@ -26,6 +26,12 @@ grants its *erasure* (Art. 17; Cal. Civ. Code § 1798.105, Va. Code § 59.1-577(
 VI): their letters say "delete", "deleted", "deletion" ("supprimer", "verwijderen"), through
 `deletion.po`, looked up before the language's catalog. The laws of `personal_information.po`
 delete too: that catalog says both their words and is looked up before `deletion.po`.
+
+The same laws grant the *correction* of inaccurate personal data where the GDPR grants its
+*rectification* (Art. 16; Cal. Civ. Code § 1798.106, Va. Code § 59.1-577(A)(2), C.R.S.
+§ 6-1-1306(1)(c), LGPD Art. 18, III "correção", PIPEDA Schedule 1, clause 4.9.5): their letters
+say "correction" ("correctie"), through `correction.po`, looked up after `deletion.po`. French
+("rectification", the ordinary word) and German ("Berichtigung") need none.
 """
 
 from __future__ import annotations
@@ -61,12 +67,14 @@ PERSONAL_INFORMATION = "personal_information"
 # The laws that grant the deletion of personal data, not the GDPR's erasure (its "right to be
 # forgotten"): every one but the GDPR and the UK GDPR.
 DELETION = "deletion"
+# The same laws grant the correction of inaccurate personal data, not the GDPR's rectification.
+CORRECTION = "correction"
 _WORDINGS: dict[str, str] = {Regime.ccpa: PERSONAL_INFORMATION, Regime.pipeda: PERSONAL_INFORMATION,
                              Regime.vcdpa: DELETION, Regime.ctdpa: DELETION, Regime.cpa: DELETION,
                              Regime.lgpd: DELETION}
 # A wording whose laws also speak another's words: its catalog is read first, then that one's
-# (the CCPA and PIPEDA say "personal information" and delete).
-_WITHIN: dict[str, str] = {PERSONAL_INFORMATION: DELETION}
+# (the CCPA and PIPEDA say "personal information" and delete; every deleting law corrects).
+_WITHIN: dict[str, str] = {PERSONAL_INFORMATION: DELETION, DELETION: CORRECTION}
 # The words of the e-mails to processors, where the law names the person, us and the processor
 # otherwise than the GDPR's "data subject", "controller" and "processor". The VCDPA, the CTDPA and
 # the CPA: a "consumer", the "controller" and its "processor" (Va. Code § 59.1-575, Conn. Gen. Stat.
@@ -111,11 +119,25 @@ def _translations(language: str) -> gettext.NullTranslations:
     return _compiled(path, language, DOMAIN)
 
 
+def _wordings(regime: str | None) -> set[str]:
+    """The wordings `regime`'s law speaks: its own and those it is within (`_WITHIN`)."""
+    found, wording = set(), _WORDINGS.get(regime) if regime else None
+    while wording is not None:
+        found.add(wording)
+        wording = _WITHIN.get(wording)
+    return found
+
+
 def deletes(regime: str | None) -> bool:
     """Whether `regime`'s law grants the deletion of personal data where the GDPR grants its
     erasure: the one question every letter, page and label that names an erasure asks."""
-    wording = _WORDINGS.get(regime) if regime else None
-    return wording is not None and DELETION in (wording, _WITHIN.get(wording))
+    return DELETION in _wordings(regime)
+
+
+def corrects(regime: str | None) -> bool:
+    """Whether `regime`'s law grants the correction of inaccurate personal data where the GDPR
+    grants its rectification (every law but the GDPR and the UK GDPR)."""
+    return CORRECTION in _wordings(regime)
 
 
 def wording_of(regime: str, *, to_processor: bool = False) -> str | None:
@@ -127,9 +149,9 @@ def wording_of(regime: str, *, to_processor: bool = False) -> str | None:
 
 def worded(language: str, wording: str | None) -> gettext.NullTranslations:
     """`language`'s catalog as a law of `wording` words it: that wording's catalog first, the
-    language's for every message it does not hold (Dutch and German hold only the erasure's name:
-    their usual terms are these laws' too). A language without one, and `wording` None, give the
-    language's catalog."""
+    language's for every message it does not hold (Dutch holds only the words of deletion and
+    correction: its usual terms are these laws' too). A language without one, and `wording` None,
+    give the language's catalog."""
     return _worded(Language(language).value, wording)
 
 
