@@ -145,6 +145,15 @@ async def test_session_cookie_authenticates_the_api(browser, pool):
     assert (await browser.get("/v1/requests", params={"limit": 1})).status_code == 200
 
 
+async def test_metrics_take_a_bearer_token_not_the_session(browser, pool):
+    """docs/api.md: `/metrics` answers the metrics token or an admin's token sent as a bearer, as
+    Prometheus sends it; unlike the other staff endpoints, not a signed-in admin's session."""
+    admin = await create_token(pool, "admin")
+    await sign_in(browser, admin)
+    assert "Bearer" in assert_problem(await browser.get("/metrics"), 401)["detail"]
+    assert (await browser.get("/metrics", headers={"Authorization": f"Bearer {admin}"})).status_code == 200
+
+
 async def test_cookie_authenticated_changes_need_the_csrf_token(browser, pool):
     await sign_in(browser, await create_token(pool, "compliance"))
     email = f"csrf.{uuid.uuid4().hex[:8]}@example.com"
