@@ -124,6 +124,29 @@ APPEAL_PROVISIONS: dict[str, str] = {
 }
 
 
+# The requests whose refusal the law of a regime governs (its `remedies.<regime>.refusal_rule`,
+# which a refusal's letter credits with what it gives), where that law grants fewer rights than the
+# GDPR's Art. 15 to 21 (the LGPD's Art. 18 grants all six, blocking and opposition included):
+# the US state laws grant access, a portable copy, correction and deletion (Cal. Civ. Code
+# §§ 1798.105, 1798.106, 1798.110 and 1798.130(a)(3)(B)(iii), its regulations §§ 7022 to 7024; Va.
+# Code § 59.1-577(A); Conn. Gen. Stat. § 42-518(a); C.R.S. § 6-1-1306(1)), not the restriction or
+# the objection to legitimate interests that our privacy policy grants; PIPEDA s. 8 governs
+# requests under clause 4.9 of Schedule 1, access (in an alternative format too, s. 8(4)(b)) and
+# the amendment of inaccurate information (4.9.5), not the deletion of accurate information.
+_US_RIGHTS = ("access", "portability", "erasure", "rectification")
+RULED_REQUESTS: dict[str, tuple[str, ...]] = {
+    "ccpa": _US_RIGHTS, "vcdpa": _US_RIGHTS, "ctdpa": _US_RIGHTS, "cpa": _US_RIGHTS,
+    "pipeda": ("access", "portability", "rectification"),
+}
+
+
+def rules_refusal(regime: str, request_type: str | None) -> bool:
+    """Whether `regime`'s refusal rule governs the refusal of a `request_type` request (None: a
+    letter that does not say, as before)."""
+    ruled = RULED_REQUESTS.get(regime)
+    return ruled is None or request_type is None or request_type in ruled
+
+
 # PIPEDA s. 8(3) sets the period of a request under clause 4.9 of Schedule 1, for access; the Act
 # gives no right to erase, restrict, object or port, nor a period for answering one.
 ACCESS_PERIOD_ONLY = {"pipeda"}

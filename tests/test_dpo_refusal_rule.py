@@ -4,7 +4,16 @@ basis, not to name the authority or the courts; their letters said "As <rule> re
 out below our reasons and the remedies available to you", crediting the rule with both (a DPO
 review). They now credit it with the reasons alone and still give the remedies
 (`remedies.<regime>.refusal_rule_requires: reasons`); under the laws that do require the remedies
-(GDPR Art. 12(4), the UK GDPR, PIPEDA s. 8(7), the US appeal laws) the sentence is unchanged."""
+(GDPR Art. 12(4), the UK GDPR, PIPEDA s. 8(7), the US appeal laws) the sentence is unchanged.
+
+A refusal credits a law only with the refusals it governs (hCM). The CCPA's regulations on requests
+to delete, correct and know, the US state laws' duty to explain a decline (Va. Code §
+59.1-577(B)(2) and the like) and PIPEDA s. 8(7) (a request under clause 4.9 of Schedule 1: access,
+correction) say nothing of an objection or a restriction our privacy policy grants, nor PIPEDA of
+a deletion; the letters said "As the California Consumer Privacy Act, read with its regulations
+(...), requires, we have given you our reasons" of a refused objection, and "As section 8(7) of
+... PIPEDA requires" of a deletion that kept records. They now give the reasons and the remedies
+crediting no law (activities/citations.py `rules_refusal`)."""
 
 from __future__ import annotations
 
@@ -13,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from dsrflow.i18n import worded, wording_of
+from activities.citations import rules_refusal
+from dsrflow.i18n import translations, worded, wording_of
 from policy.model import PolicyError, parse_policy
 from policy.remedies import Remedies
 from schemas.requests import DenialReason
@@ -30,6 +40,9 @@ _GIVEN = ("As %(rule)s requires, we have given you our reasons. We also set out 
           "to you.")
 
 _EXPLANATION = "The records are needed for a pending claim."
+# A refusal of a request its law does not grant (`rules_refusal`) credits no rule with anything.
+UNRULED_DENIAL = "We set out below our reasons and the remedies available to you."
+UNRULED_LEAD = "We also set out below the remedies available to you."
 
 
 def _refusals(regime: str) -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]]:
@@ -77,11 +90,17 @@ async def test_a_refusal_credits_its_rule_with_no_more_than_it_requires(regime, 
     if language != "en":
         assert t.gettext(_REASONS) != _REASONS and t.gettext(_GIVEN) != _GIVEN, "not translated"
     exact = regime in REASONS_ONLY
+    unruled = {"denial": _said(t.gettext(UNRULED_DENIAL)), "lead": _said(t.gettext(UNRULED_LEAD))}
     for case, (purpose, request_type, params, row) in _refusals(regime).items():
         letter = await as_sent(purpose, request_type, params, regime=regime, language=language, **row)
         denial = purpose == "denial"
         for part in both(letter):
             where = (case, regime, language)
+            if not rules_refusal(regime, request_type):
+                # A request the law does not grant: the reasons and remedies, no rule credited.
+                assert unruled["denial" if denial else "lead"] in part and rule["rule"] not in part, where
+                assert remedies.authority is not None and remedies.authority.name in part, where
+                continue
             if exact:
                 assert credits_both not in part and credits_remedies not in part, where
             if denial:
@@ -120,3 +139,61 @@ def test_a_misspelt_setting_fails_the_load_naming_it():
     # A policy stored before the setting existed keeps its letters as they were.
     stored = {k: v for k, v in LOADED.content["remedies"]["ccpa"].items() if k != "refusal_rule_requires"}
     assert Remedies.model_validate(stored).refusal_rule_requires == "reasons_and_remedies"
+
+
+# --- The requests a law does not grant ----------------------------------------------------------
+
+_DENIAL = {"reason_code": "other", "explanation": _EXPLANATION}
+_RULES = {"ccpa": "As the California Consumer Privacy Act, read with its regulations",
+          "vcdpa": "As the Virginia Consumer Data Protection Act", "cpa": "As the Colorado Privacy Act",
+          "pipeda": "As section 8(7) of the Personal Information Protection and Electronic Documents Act",
+          "lgpd": "As Article 18, § 4 LGPD", "gdpr": "As Article 12(4) GDPR requires"}
+# The lead without a rule: the reasons given above, then the remedies (a rule's sentence ends alike).
+_AFTER_LEAD = "for the reasons given above. " + UNRULED_LEAD
+
+
+async def _parts(purpose: str, request_type: str, params: dict[str, Any], regime: str,
+                 language: str = "en") -> list[str]:
+    return [_said(part) for part in both(await as_sent(purpose, request_type, params, regime=regime,
+                                                        language=language))]
+
+
+@pytest.mark.parametrize("regime", ["ccpa", "vcdpa", "cpa", "pipeda"])
+async def test_a_refused_objection_or_restriction_credits_no_law_that_grants_neither(regime):
+    for part in await _parts("response", "objection", REFUSED, regime):
+        assert _RULES[regime] not in part and _AFTER_LEAD in part, part
+    for part in await _parts("denial", "restriction", _DENIAL, regime):
+        assert _RULES[regime] not in part and UNRULED_DENIAL in part, part
+        # The US state laws' appeal is still offered: the product takes one of any refusal.
+        assert ("Your right to appeal" in part) is (regime in ("vcdpa", "cpa"))
+
+
+async def test_pipeda_credits_section_8_7_with_access_and_correction_not_a_deletion():
+    for part in await _parts("response", "erasure", erasure_with_kept(), "pipeda"):
+        assert _RULES["pipeda"] not in part and _AFTER_LEAD in part, part
+    for request_type in ("access", "rectification"):
+        for part in await _parts("denial", request_type, _DENIAL, "pipeda"):
+            assert _RULES["pipeda"] in part and UNRULED_DENIAL not in part, part
+
+
+@pytest.mark.parametrize("regime", ["ccpa", "lgpd", "gdpr"])
+async def test_the_laws_own_requests_still_credit_its_rule(regime):
+    """A deletion under the CCPA; under the LGPD (whose Art. 18 grants opposition and blocking)
+    and the GDPR an objection and a restriction as well."""
+    for part in await _parts("response", "erasure", erasure_with_kept(), regime):
+        assert _RULES[regime] in part and _AFTER_LEAD not in part, part
+    if regime != "ccpa":
+        for part in [*await _parts("response", "objection", REFUSED, regime),
+                     *await _parts("denial", "restriction", _DENIAL, regime)]:
+            assert _RULES[regime] in part, part
+
+
+@pytest.mark.parametrize("language", ["fr", "nl", "de"])
+async def test_the_sentences_crediting_no_law_are_translated(language):
+    t = translations(language)
+    lead, denial = _said(t.gettext(UNRULED_LEAD)), _said(t.gettext(UNRULED_DENIAL))
+    assert lead != UNRULED_LEAD and denial != UNRULED_DENIAL
+    for part in await _parts("response", "objection", REFUSED, "ccpa", language):
+        assert lead in part, part
+    for part in await _parts("denial", "restriction", _DENIAL, "vcdpa", language):
+        assert denial in part, part

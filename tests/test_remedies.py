@@ -55,7 +55,8 @@ async def test_closed_unverified_names_the_authority_of_the_regime(settings, poo
     async with build_worker(client, settings, pool, task_queue=task_queue), \
             api_client(settings, client, task_queue) as http:
         gdpr = (await _open(http, pool))["id"]
-        pipeda = (await _open(http, pool, regime="pipeda"))["id"]
+        # Access: the request PIPEDA s. 8 governs, whose refusal s. 8(7) rules (a deletion's credits no rule).
+        pipeda = (await _open(http, pool, regime="pipeda", request_type="access"))["id"]
         for rid in (gdpr, pipeda):
             await wait_for_letter(mail_sink, rid, "verification")
         await env.sleep(timedelta(days=7, hours=1))  # the codes expire after seven days
