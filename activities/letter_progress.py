@@ -34,7 +34,11 @@ def progress_context(policy: Policy, regime: str, received: date, params: dict[s
                      remedies: dict[str, Any]) -> dict[str, Any]:
     """`complaint`: the Commissioner (`remedies`, as a complaint closed undecided names them: the
     letter decides nothing); `next_date`: the day of the next progress letter, should the
-    complaint still be undecided then (the n-th goes `n * progress_days` after receipt)."""
+    complaint still be undecided then (the n-th goes `n * progress_days` after receipt, unless staff
+    sent one by hand: the workflow then says when, counted from that one)."""
+    if "next_date" in params:  # counted by the workflow from a letter staff sent by hand (or none)
+        given = params["next_date"]
+        return {"complaint": remedies, "next_date": date.fromisoformat(given) if given else None}
     every = policy.complaint_progress_days(regime)
     later = received + timedelta(days=every * (params["number"] + 1)) if every else None
     return {"complaint": remedies, "next_date": later}

@@ -12,7 +12,7 @@ workflow's updates (team work, deferred erasures, resuming a request) is api/sta
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from api.staff_bodies import (
     DenyBody,
     ExtendBody,
     LiftBody,
+    ProgressBody,
     ResendBody,
     ResolveBody,
     RetryStepBody,
@@ -39,6 +40,7 @@ from api.staff_bodies import (
     TaskBody,
     codes_left,
 )
+from schemas.progress_note import TellProgressInput
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
 from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
@@ -52,6 +54,7 @@ from schemas.workflow import (
     RequestState,
     ResendInput,
 )
+from workflows.complaint_progress import closed_complaint, not_a_complaint
 from workflows.dsr import DataSubjectRequestWorkflow as Workflow
 
 # Refusing a request (Art. 12(4)), outright or by closing it unanswered, is compliance's decision.
@@ -81,6 +84,7 @@ class Situation:
     # until compliance resumes it, so none is offered.
     stopped: bool = False
     codes_sent: int = 0  # its verification's round: past CODES_MAX no new code is offered
+    complaint: bool = False  # a UK complaint to us (DPA 2018 s. 164A), not yet approved
 
 
 @dataclass(frozen=True)
@@ -112,6 +116,12 @@ class StaffAction:
     # ... and what it did, told with the steps it still owes when they are under way (the
     # workflow answers after ANSWER_WITHIN, workflows/owed_steps.py: the database or the relay is slow).
     underway: str | None = None
+    # A press's one-time key (the console form's `told`, the API's `Idempotency-Key` header) goes
+    # into the update's input as `once`: the same key again takes no second effect.
+    keyed: bool = False
+    # Why the action does not apply to the stored request (a Problem: 422 not for such a request,
+    # 409 not any more), or None; the workflow checks too.
+    unfit: Callable[[Mapping[str, Any]], Problem | None] | None = None
 
     def told(self, trouble: StepTrouble | None, owed: list[str] | None = None) -> str:
         """What staff are told once the workflow accepted it, given the request's failed step and
@@ -132,11 +142,24 @@ class StaffAction:
             return f"{self.stricter.because}: it needs the {self.stricter.role} role; you are {role}"
         return None
 
-    def workflow_input(self, body: BaseModel | None, actor: str) -> BaseModel:
-        """The update's input: the body's fields the input has (a resend's `round` is the API's), and the actor."""
+    def workflow_input(self, body: BaseModel | None, actor: str, once: str | None = None) -> BaseModel:
+        """The update's input: the body's fields the input has (a resend's `round` is the API's), the
+        actor, and a keyed action's one-time key."""
         said = body.model_dump() if body else {}
+        keyed = {"once": once} if self.keyed else {}
         return self.input(**{name: value for name, value in said.items() if name in self.input.model_fields},
-                          actor=actor)
+                          actor=actor, **keyed)
+
+    def unfit_for(self, row: Mapping[str, Any] | None) -> Problem | None:
+        """Why the action does not apply to the stored request (`unfit`), or None."""
+        return self.unfit(row) if self.unfit is not None and row is not None else None
+
+    def once_from_form(self, form: FormData, actor: str) -> str | None:
+        """A keyed action's one-time key from its console form: the count of such presses its page
+        showed (`told`), for this member of staff. A double press or a resubmitted page sends the
+        same; the page after the first shows the next count. None without a well-formed count."""
+        told = str(form.get("told", "")).strip()
+        return f"console:{actor}:{told}" if self.keyed and told.isdigit() and len(told) < 6 else None
 
     def round_shown(self, body: BaseModel | None) -> int | None:
         """The round of codes a resend's body names (`resent_since`), None for any other action."""
@@ -205,6 +228,15 @@ def _step_waits(situation: Situation) -> bool:
     """A failed step waits for staff: the workflow shows one only then, on an open request, a
     lifting restriction, or a closed request whose denial or cancellation owes its letter."""
     return situation.failed_step is not None and situation.failed_step.answered_by is None
+
+
+def _no_progress_to_tell(row: Mapping[str, Any]) -> Problem | None:
+    """No UK complaint (422), or one closed (409: its workflow may have ended, and says nothing then)."""
+    if why := not_a_complaint(row["regime"], (row["details"] or {}).get("appeal_of")):
+        return Problem(422, "Not a UK complaint", why)
+    if (status := RequestStatus(row["status"])).is_closed:
+        return Problem(409, "Refused", closed_complaint(status))
+    return None
 
 
 _ACTIONS = [
@@ -303,5 +335,17 @@ _ACTIONS = [
         untold="Lift taken, but the subject has not been told yet, and nothing is lifted before: "
                "see the failed step.", untold_by="",
         underway="Lift taken; nothing is lifted before the subject is told"),
+    StaffAction(
+        "tell-progress", "compliance", Workflow.tell_progress, TellProgressInput, ProgressBody,
+        "Progress letter sent: the complainant is told where their complaint stands, in your words.",
+        lambda s: s.complaint and not s.deciding,
+        "Tell a UK complaint's complainant of its progress now (Data Protection Act 2018, s. 164A(5)(b)), with "
+        "a `note` the progress letter quotes as written; the automatic progress letters then count from this "
+        "one. Send an `Idempotency-Key` header: the same key again sends no second letter (the same key with "
+        "another note is refused, 409). Refused (409) once the complaint is decided or closed, and (422) for "
+        "a request that is not a UK complaint.",
+        untold="Progress letter taken, but not sent yet: see the failed step.",
+        underway="Progress letter taken", keyed=True,
+        unfit=lambda row: _no_progress_to_tell(row)),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}

@@ -15,6 +15,7 @@ from starlette.datastructures import FormData
 
 from api.problems import Problem
 from schemas.plain_text import refuse_reordering
+from schemas.progress_note import TellProgressInput
 from schemas.restrictions import LiftRestrictionInput
 from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
 from schemas.steps import RetryStepInput, SkipStepInput
@@ -32,10 +33,11 @@ from schemas.workflow import (
 def rest_body(input: type[BaseModel], name: str, base: type[BaseModel] | None = None) -> type[BaseModel]:
     """The body a caller sends for a workflow update: the input's fields with their constraints,
     examples and descriptions, without `actor`, which the server fills in from the signed-in
-    member of staff. Made from the input so that a limit is declared once, on the input. `base`
-    marks what the API checks first (`StepAnswer`)."""
+    member of staff, and `once`, the press's one-time key, which it fills in from the console's
+    form or the `Idempotency-Key` header (`StaffAction.keyed`). Made from the input so that a limit
+    is declared once, on the input. `base` marks what the API checks first (`StepAnswer`)."""
     fields: dict[str, Any] = {field: (info.annotation, info) for field, info in input.model_fields.items()
-                              if field != "actor"}
+                              if field not in ("actor", "once")}
     body: type[BaseModel] = create_model(name, __base__=base or StaffBody, **fields)
     return body
 
@@ -158,3 +160,4 @@ RetryStepBody = rest_body(RetryStepInput, "RetryStepBody", StepAnswer)
 LiftBody = rest_body(LiftRestrictionInput, "LiftBody")
 DecisionBody = rest_body(ObjectionDecision, "DecisionBody")
 ResendBody = rest_body(ResendInput, "ResendBody", RoundShown)
+ProgressBody = rest_body(TellProgressInput, "ProgressBody")

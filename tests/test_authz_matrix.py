@@ -64,6 +64,9 @@ MATRIX = [
                                                                                                 401, 403, 404, 404),
     Row("POST",   f"{R}/lift-restriction",              {"reason": "The court case was settled"},
                                                                                                 401, 403, 404, 404),
+    # Telling a UK complainant of progress (DPA 2018 s. 164A(5)(b)) is who decides complaints'.
+    Row("POST",   f"{R}/tell-progress",                 {"note": "Our team is reviewing the records"},
+                                                                                                401, 403, 404, 404),
     Row("GET",    "/v1/restrictions",                   None,                                   401, 403, 200, 200),
     Row("POST",   "/v1/suppressions/check",             {"emails": ["nobody@example.com"]},     401, 200, 200, 200),
     Row("POST",   "/v1/suppressions/lift",              {"email": "nobody@example.com", "consent": "Subscribed again on the form"},
@@ -88,6 +91,7 @@ MATRIX = [
     Row("GET",    f"{C}/letters/final/0",               None,                                   303, 404, 404, 404),
     Row("POST",   f"{C}/cancel",                        None,                                   303, 404, 404, 404),
     Row("POST",   f"{C}/extend",                        None,                                   303, 403, 404, 404),
+    Row("POST",   f"{C}/tell-progress",                 None,                                   303, 403, 404, 404),
     Row("GET",    "/console/dashboard",                 None,                                   303, 403, 200, 200),
     Row("PUT",    f"{R}/assignee",                      {"assignee": "me"},                     401, 404, 404, 404),
     Row("GET",    f"{R}/notes",                         None,                                   401, 404, 404, 404),

@@ -22,7 +22,8 @@ from activities.letters import deliver_letter
 from dsrflow.i18n import long_date
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
-from tests.support import eventually, live_client, staff_headers, text_of, wait_for_letter
+from tests.refused_requests import stored_refusal
+from tests.support import eventually, live_client, staff_headers, text_of, unique_email, wait_for_letter
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
@@ -203,6 +204,29 @@ async def test_each_button_on_an_open_request_works_for_each_role_that_sees_it(
                                "AND event_type = 'status.denied'", refused) == "manifestly_unfounded"
     await expect(letters(page)).to_contain_text("denial", timeout=SLOW)
     await shots(page, "denied")
+
+
+@pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
+async def test_the_progress_button_on_a_uk_complaint_works_for_each_role_that_sees_it(
+        role, browser, site, pool, settings, shots):  # noqa: F811
+    """A UK complaint awaiting its subject's code: compliance and an admin tell the complainant of
+    progress (workflows/complaint_progress.py ProgressByHand), the letter listed and the timeline
+    naming it with the note; an agent is not offered the button (a forged post: tests/test_authz_matrix.py)."""
+    email = unique_email("browser-progress")
+    refused = await stored_refusal(pool, settings, email, "uk_gdpr", type="erasure")
+    rid = await open_request(site, pool, regime="uk_gdpr", appeal_of=refused, subject={"email": email})
+    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    await expect(page.locator("#letters-title")).to_have_text("Letters to the subject (2)", timeout=SLOW)
+    if role == "agent":
+        assert "tell-progress" not in await offered(page)
+        return
+    assert "tell-progress" in await offered(page)
+    note = f"The billing team is checking the <records> again ({role})."
+    await press(page, "tell-progress", {"Where the complaint stands": note}, flash="Progress letter sent")
+    await expect(page.locator("#letters-title")).to_have_text("Letters to the subject (3)", timeout=SLOW)
+    await expect(letters(page)).to_contain_text(re.compile("progress", re.IGNORECASE))
+    await expect(page.locator(".timeline")).to_contain_text(f"Progress letter to the complainant, by staff ({note})")
+    await shots(page, "progress-told")
 
 
 async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811

@@ -8,7 +8,7 @@ none. On the fast stack (tests/workflow_stack.py), the letters as sent (tests/le
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,13 +25,14 @@ from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
 from dsrflow.stores.requests_store import create_request, set_status
 from policy.model import PolicyError, parse_policy
+from schemas.progress_note import TellProgressInput
 from schemas.requests import DenialReason, NewRequest, RequestStatus
 from schemas.workflow import ApproveInput, CancelInput, DenyInput, LetterJob, StartRequest
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, REQUEST_ID, as_sent, both, received_on
 from tests.policy_once import policy_of
 from tests.support import letters_for, stored_request, unique_email
 from tests.workflow_fakes import SHIPPED, RequestSpec
-from tests.workflow_stack import FastStack, stack_fixture  # noqa: F401 (the fixture)
+from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 
 PURPOSE = "complaint_progress"
@@ -133,6 +134,54 @@ async def test_a_progress_letters_step_run_again_sends_it_once_under_its_key(sta
     await _until(stack, _at_nine(received, 2 * EVERY) - timedelta(hours=1))
     assert tries[:3] == ["1", "1", "1"]
     assert [key for key, _, _ in _progress(stack, request.id)] == ["1"]
+
+
+# ---- a progress letter staff send by hand (workflows/complaint_progress.py ProgressByHand) ---------
+
+async def test_staff_tell_progress_once_per_press_and_the_next_letter_counts_from_theirs(stack: FastStack):
+    """Staff tell the complainant of progress on day 20 (after the automatic letter of day 14): a
+    double press (the same `once` key) sends one letter quoting the note, recorded with who sent
+    it; the day-28 letter no longer goes, the next goes 14 days after theirs, and says when the
+    one after it would. The same key with other words is refused."""
+    received = await stack.env.get_current_time()
+    request = await stack.open(_complaint(received))
+    await request.until(lambda s: s.status == "awaiting_approval")
+    await _until(stack, _at_nine(received, EVERY + 6) + timedelta(hours=3))  # day 20, noon
+    note = "We asked the billing team to review the <records> again & expect an answer next week."
+    press = TellProgressInput(note=note, once="console:compliance:ab12:0", actor="compliance:ab12")
+    await request.handle.execute_update(DSR.tell_progress, press)
+    await request.handle.execute_update(DSR.tell_progress, press)  # pressed twice
+    assert "already used for another progress letter" in await refused(request.handle.execute_update(
+        DSR.tell_progress, press.model_copy(update={"note": "Other words for the same press of the button"})))
+    by_hand = _at_nine(received, EVERY + 6).date() + timedelta(days=EVERY)  # day 34
+    assert [(key, params) for key, params, _ in _progress(stack, request.id)] == [
+        ("1", {"number": 1, "stage": "compliance", "late": False}),
+        ("staff-1", {"number": 1, "stage": "compliance", "late": False, "note": note, "by_hand": True,
+                     "next_date": by_hand.isoformat()})]
+    [told] = [e for e in stack.fakes.events if e.request_id == request.id and e.event_type == "complaint.progress_told"]
+    assert (told.actor, told.data) == ("compliance:ab12", {"note": note, "letter": "staff-1"})
+
+    await _until(stack, _at_nine(received, 2 * EVERY) + timedelta(hours=1))  # day 28: moved
+    assert [key for key, _, _ in _progress(stack, request.id)] == ["1", "staff-1"]
+    await _until(stack, _at_nine(received, EVERY + 6 + EVERY) + timedelta(hours=1))  # day 34
+    key, params, at = _progress(stack, request.id)[-1]
+    assert (key, params["next_date"]) == ("2", (by_hand + timedelta(days=EVERY)).isoformat())
+    assert abs(at - _at_nine(received, 2 * EVERY + 6)) < timedelta(minutes=1)
+
+
+async def test_staff_cannot_tell_progress_of_a_decided_complaint_or_of_another_request(stack: FastStack):
+    """Approved, its outcome on its way (its letter failing, the workflow waits for staff): refused."""
+    stack.fakes.fail("send_letter", lambda: OSError("relay unreachable"), when=lambda job: job.purpose == "response")
+    complaint = await stack.open(_complaint(await stack.env.get_current_time()))
+    other = await stack.open(RequestSpec(regime="uk_gdpr", approval_required=True))
+    for request in (complaint, other):
+        await request.until(lambda s: s.status == "awaiting_approval")
+    press = TellProgressInput(note="Our compliance team has the file", actor="compliance:ab12")
+    assert "not one" in await refused(other.handle.execute_update(DSR.tell_progress, press))
+    await complaint.handle.execute_update(DSR.approve, ApproveInput(actor="compliance:bo"))
+    await stack.sleep(timedelta(minutes=1))  # its response is under way, retried
+    assert "this complaint is decided" in await refused(complaint.handle.execute_update(DSR.tell_progress, press))
+    assert [j.purpose for j in stack.fakes.letters if j.purpose == PURPOSE] == []
 
 
 # ---- the letter ----------------------------------------------------------------------------------
@@ -242,6 +291,26 @@ async def test_the_progress_letter_says_where_the_complaint_stands(language: str
     if language == "en":
         text = _said(letter.text)
         assert "Complaint about: request" in text and "Information Commissioner's Office" in text
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_progress_letter_sent_by_hand_quotes_the_note_as_written(language: str):
+    """Staff's note, in the letter as they wrote it (its HTML escaped: no markup of theirs reaches
+    the complainant's mail client), and the next letter's day the workflow counted from it."""
+    received = received_on("uk_gdpr")
+    deadline = compute_deadline("uk_gdpr", received, appeal=True)
+    note = "We asked <b>billing</b> to check again & will write by Friday."
+    letter = await as_sent(PURPOSE, "erasure", {"number": 1, "stage": "review", "late": False, "note": note,
+                                                "by_hand": True, "next_date": "2027-03-01"},
+                           regime="uk_gdpr", language=language, country="GB", details={"appeal_of": APPEAL_OF},
+                           due_date=deadline.due_date, extended_due_date=deadline.extended_due_date,
+                           current_due_date=deadline.due_date)
+    t = translations(language)
+    assert "&lt;b&gt;billing&lt;/b&gt; to check again &amp; will" in letter.html and "<b>billing" not in letter.html
+    for part in both(letter):
+        assert t.gettext("From the member of our team who is handling your complaint:") in part and note in part
+        assert t.gettext("If we have not told you the outcome by %(date)s, we will write to you again then.") % {
+            "date": long_date(date(2027, 3, 1), language)} in part
 
 
 def test_progress_days_are_a_complaints_alone_from_1_to_90_days():

@@ -56,6 +56,11 @@ def test_each_rest_endpoint_asks_the_role_of_its_action():
     ("compliance", situation(overdue=True, awaiting_decision=True), {"cancel", "deny", "decide-objection"}),
     ("admin", situation(RequestStatus.completed, needs_attention=True), set()),
     ("compliance", situation(RequestStatus.cancelled), set()),
+    # A UK complaint undecided: who decides it may tell the complainant of progress (ProgressByHand).
+    ("compliance", situation(RequestStatus.awaiting_approval, complaint=True, extensible=False),
+     {"cancel", "deny", "approve", "tell-progress"}),
+    ("agent", situation(RequestStatus.awaiting_verification, complaint=True), {"cancel", "resend-verification"}),
+    ("admin", situation(RequestStatus.awaiting_approval, complaint=True, deciding=True), set()),
 ])
 def test_the_actions_offered_follow_role_and_situation(role, facts, expected):
     assert allowed_actions(holds(role), facts) == expected
@@ -74,6 +79,18 @@ def test_a_console_form_becomes_the_rest_body_and_the_workflow_input():
     assert unshown.value.status == 409 and "nothing was sent" in (unshown.value.detail or "")
     shown = resend.body_from_form(FormData([("csrf_token", "t"), ("round", "2")]))
     assert resend.round_shown(shown) == 2 and resend.workflow_input(shown, "a").model_dump() == {"actor": "a"}
+
+
+def test_a_progress_letters_press_is_keyed_by_the_count_its_page_showed():
+    """The console's form sends the count of letters by hand its page showed: a double press is one
+    key (one letter), the page after it shows the next; the note is the body, the key is not."""
+    tell = STAFF_ACTIONS["tell-progress"]
+    form = FormData([("csrf_token", "t"), ("told", "2"), ("note", "Our team is reviewing the records")])
+    made = tell.workflow_input(tell.body_from_form(form), "compliance:1", tell.once_from_form(form, "compliance:1"))
+    assert made.model_dump() == {"note": "Our team is reviewing the records", "once": "console:compliance:1:2",
+                                 "actor": "compliance:1"}
+    assert tell.once_from_form(FormData([("told", "x")]), "compliance:1") is None
+    assert "once" not in tell.body.model_fields  # type: ignore[union-attr]
 
 
 def test_a_blank_or_short_field_is_named():

@@ -40,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
     from schemas.steps import WATCH_TROUBLE
     from schemas.vocabulary import ALERT_OVERDUE, warning_alert_kind
     from schemas.workflow import Checkpoints, LetterJob, RequestFacts
-    from workflows.complaint_progress import COMPLAINT_PROGRESS, keep_informed
+    from workflows.complaint_progress import COMPLAINT_PROGRESS, ToldByHand, keep_informed
     from workflows.dsr_steps import (
         MAILING,
         Decision,
@@ -79,6 +79,7 @@ class WatchedRequest(StepSupervisor, Protocol):
 
     request_id: str
     _answering: bool  # the response is on its way (a complaint's progress letters stop)
+    _told: ToldByHand  # a complaint's progress letters staff sent by hand (they move the others)
 
     def _days_left(self) -> int: ...
 

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.appeal_claim import decided_once
     from workflows.approval import Approval
+    from workflows.complaint_progress import ProgressByHand, ToldByHand
     from workflows.deadline_watch import DeadlineWatch
     from workflows.dsr_steps import (
         PACKAGING,
@@ -68,7 +69,7 @@ ANSWER_AFTER_EXTENSION = "answer-after-extension"  # before it, a new due date c
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension, Approval):
+class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension, Approval, ProgressByHand):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -82,6 +83,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         self._extension_reason: str | None = None
         self._withdrawn = False  # cancelled: the subject withdrew it themselves
         self._watch = DeadlineWatch()
+        self._told = ToldByHand()  # progress letters staff sent by hand (a UK complaint: ProgressByHand)
         self._plan: Plan | None = None
         self._tasks = SystemTasks(owed=self._owed, closed=lambda: self.closed)
         self._package: PackageInfo | None = None

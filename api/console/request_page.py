@@ -77,6 +77,7 @@ from schemas.clock_start import clock_waits_for_verification
 from schemas.requests import RequestStatus, denial_reasons
 from schemas.vocabulary import LetterPurpose
 from schemas.workflow import PENDING_UNREACHED
+from workflows.complaint_progress import TOLD_BY_HAND, not_a_complaint
 
 router = APIRouter(prefix="/console/requests", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -238,7 +239,10 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
             extensible=deadlines["due_date"] is None or deadlines["extended_due_date"] != deadlines["due_date"],
             restriction=restriction["status"] if restriction else None,
             deciding=deciding(live), stopped=ended is not None, clock_waits=waits,
-            codes_sent=live.verification.round if live and live.verification else 0)),
+            codes_sent=live.verification.round if live and live.verification else 0,
+            complaint=not (not_a_complaint(row["regime"], (row["details"] or {}).get("appeal_of")) or (live and live.approval)))),
+        # The progress letters sent by hand so far: the tell-progress form's one-time key (once_from_form).
+        "told_by_hand": sum(e["event_type"] == TOLD_BY_HAND for e in pack["audit"]["events"]),
         "workflow_ended": ended,
         "unanswered": unanswered,
         # ... and why, where the engine says: its pending step fails at every try (how many tries so
@@ -339,7 +343,10 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
         if action.sends_codes() and (
                 resent := resent_since(action.round_shown(body), await live_state(state, request_id))):
             return resent
-        await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
+        if unfit := action.unfit_for(await get_request(await state.db(), request_id)):
+            return unfit
+        await run_update(state, request_id, action.update,
+                         action.workflow_input(body, staff.actor, action.once_from_form(form, staff.actor)))
     except ValidationError as exc:
         errors = field_errors(exc.errors())
         return Problem(422, "Invalid", "; ".join(f"{e['field']}: {e['message']}" for e in errors))

@@ -122,6 +122,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
+        "complaint.progress_told": data.get("note"),  # as the letter quotes it
         "suppression.lifted": data.get("consent"),  # how the subject consented again, as staff recorded it
         "restriction.kept_from_erasure": _kept_by(data),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),

@@ -38,6 +38,8 @@ EVENT_WORDS = {
     "letter.refused": "Letter refused for good by the mail relay",
     "letter.suppressed": "Letter not sent (retention request)",
     "letter.overtaken": "Progress letter not sent: the complaint was answered or closed first",
+    # workflows/complaint_progress.py ProgressByHand: who (the event's actor) and their note.
+    "complaint.progress_told": "Progress letter to the complainant, by staff",
     "package.built": "Access package built",
     "package.downloaded": "Package downloaded by the subject",
     "processor.callback": "Processor reported back",

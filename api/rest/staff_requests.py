@@ -117,16 +117,21 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
     """`POST /v1/requests/{id}/<action>`: the action's body as JSON, its role required; answers
     the request as it is afterwards, or 409 with the workflow's reason for refusing."""
 
-    async def endpoint(staff: Staff, request_id: str, state: AppState, body: BaseModel | None = None) -> dict[str, Any]:
+    async def endpoint(staff: Staff, request_id: str, state: AppState, body: BaseModel | None = None,
+                       idempotency_key: str | None = None) -> dict[str, Any]:
         if refused := action.refusal_for(body, staff.has_role, staff.role):
             raise Problem(403, "Forbidden", refused)
+        if unfit := action.unfit_for(await get_request(await state.db(), request_id)):
+            raise unfit
         answers_step, step = action.step_answered(body)
         if answers_step and step is not None:  # optional here: scripts written before it answer any step
             await require_step_shown(state, request_id, step)
         if action.sends_codes() and (
                 resent := resent_since(action.round_shown(body), await live_state(state, request_id))):
             raise resent
-        await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor))
+        # A prefix the console's keys never hold (StaffAction.once_from_form), so no caller's key stands for a press.
+        once = f"header:{idempotency_key}" if idempotency_key else None
+        await run_update(state, request_id, action.update, action.workflow_input(body, staff.actor, once))
         return await _view(staff, state, request_id)
 
     # FastAPI reads parameters from the signature: give it this action's body model and role
@@ -138,6 +143,9 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
     if action.body is not None:
         parameters.append(inspect.Parameter("body", keyword, annotation=action.body) if action.body_required
                           else inspect.Parameter("body", keyword, annotation=action.body | None, default=None))
+    if action.keyed:
+        parameters.append(inspect.Parameter("idempotency_key", keyword, default=None,
+                                            annotation=Annotated[str | None, Header(max_length=200)]))
     endpoint.__signature__ = inspect.Signature(parameters, return_annotation=dict[str, Any])  # type: ignore[attr-defined]
     return endpoint
 

@@ -29,7 +29,9 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
          "approved_access", "system_task_erasure_email_marketing", "cancelled_by_staff",
          "access_with_processor_export", "restriction_lifted", "approved_attested_erasure"}
 # Besides them, complaint_progress.json: a UK complaint's progress letters, whose weeks need the
-# time-skipping server (tests/histories/record_complaint_progress.py records it).
+# time-skipping server (tests/histories/record_complaint_progress.py records it), and
+# complaint_progress_by_hand.json: one told of its progress by staff too, which moves the automatic
+# letters (workflows/complaint_progress.py PROGRESS_BY_HAND; record_progress_by_hand.py records it).
 # And appeal_decided.json, appeal_closed_for_another.json: two appeals of one refusal, the first
 # confirmed decided, the second closed for it (workflows/appeal_claim.py; recorded by record.py
 # since, so the earlier directories below hold none).
