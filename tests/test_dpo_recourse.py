@@ -150,9 +150,10 @@ async def test_a_ccpa_refusal_to_correct_cites_the_regulation_on_correction(purp
 # possible, and otherwise the subject told what prevents it (Art. 18, §§ 3 and 4). dsrflow answers
 # every LGPD request within 15 days (dsrflow/domain/deadlines.py); the acknowledgement of an
 # erasure said that the LGPD obliges it to, and that the law allows no extension of a period the
-# law does not set.
+# law does not set. The access request's own period is cited where it is set, Art. 19, II, as the
+# other requests' sentence cites it (it cited nothing: hCM).
 
-_FIFTEEN = "Under the LGPD, we must answer within 15 days of receiving your request."
+_FIFTEEN = "Under the LGPD, we must answer within 15 days of receiving your request (Art. 19, II LGPD)."
 _NO_EXTENSION = "The law allows no extension of this period."
 _AT_ONCE = ("The LGPD asks us to act on your request at once where we can and, where we cannot, to tell you what "
             "prevents it (Art. 18, §§ 3 and 4 LGPD).")
@@ -168,6 +169,7 @@ async def test_an_lgpd_acknowledgement_gives_its_15_days_as_the_law_of_access_on
     t = translations(language)
     if language != "en":
         assert t.gettext(_AT_ONCE) != _AT_ONCE and t.gettext(_ACCESS_DAYS) != _ACCESS_DAYS, "not translated"
+        assert t.gettext(_FIFTEEN) != _FIFTEEN and "19" in t.gettext(_FIFTEEN), "not translated"
     due = long_date(request_row("lgpd", request_type, language)["current_due_date"], language)
     access = request_type == "access"
     for part in both(letter):
