@@ -124,9 +124,10 @@ APPEAL_PROVISIONS: dict[str, str] = {
 }
 
 
-# The requests whose refusal the law of a regime governs (its `remedies.<regime>.refusal_rule`,
-# which a refusal's letter credits with what it gives), where that law grants fewer rights than the
-# GDPR's Art. 15 to 21 (the LGPD's Art. 18 grants all six, blocking and opposition included):
+# The requests the law of a regime governs, where it grants fewer rights than the GDPR's Art. 15
+# to 21 (the LGPD's Art. 18 grants all six, blocking and opposition included): a refusal of another
+# credits no rule of that law (`remedies.<regime>.refusal_rule`: activities/letter_refusals.py), and
+# its acknowledgement and extension say the law's period is applied to it (`answer_period`):
 # the US state laws grant access, a portable copy, correction and deletion (Cal. Civ. Code
 # §§ 1798.105, 1798.106, 1798.110 and 1798.130(a)(3)(B)(iii), its regulations §§ 7022 to 7024; Va.
 # Code § 59.1-577(A); Conn. Gen. Stat. § 42-518(a); C.R.S. § 6-1-1306(1)), not the restriction or
@@ -134,16 +135,16 @@ APPEAL_PROVISIONS: dict[str, str] = {
 # requests under clause 4.9 of Schedule 1, access (in an alternative format too, s. 8(4)(b)) and
 # the amendment of inaccurate information (4.9.5), not the deletion of accurate information.
 _US_RIGHTS = ("access", "portability", "erasure", "rectification")
-RULED_REQUESTS: dict[str, tuple[str, ...]] = {
+GRANTED_REQUESTS: dict[str, tuple[str, ...]] = {
     "ccpa": _US_RIGHTS, "vcdpa": _US_RIGHTS, "ctdpa": _US_RIGHTS, "cpa": _US_RIGHTS,
     "pipeda": ("access", "portability", "rectification"),
 }
 
 
-def rules_refusal(regime: str, request_type: str | None) -> bool:
-    """Whether `regime`'s refusal rule governs the refusal of a `request_type` request (None: a
-    letter that does not say, as before)."""
-    ruled = RULED_REQUESTS.get(regime)
+def law_grants(regime: str, request_type: str | None) -> bool:
+    """Whether `regime`'s law grants and governs a `request_type` request, its refusal and its
+    period (None: a letter that does not say, as before)."""
+    ruled = GRANTED_REQUESTS.get(regime)
     return ruled is None or request_type is None or request_type in ruled
 
 
@@ -158,8 +159,9 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
     8(4)): how many days the law gives to answer the request, or the appeal, and whether and by how
     much it may be extended, to `extended_to`, with the notice promised by `due` (the dates as the
     letter writes them). Under PIPEDA, a request other than for access is told the period is the
-    access request's, which we apply to it (it read "we must answer within 30 days" of an erasure).
-    None for the regimes the template words itself."""
+    access request's, which we apply to it (it read "we must answer within 30 days" of an erasure);
+    under a US state law, a request it does not grant (`law_grants`) that the period is its rights',
+    applied to it. None for the regimes the template words itself."""
     if regime not in PERIODS:
         return None
     # The US codes' citations are the same in every language and in no catalog: gettext leaves them.
@@ -173,6 +175,11 @@ def answer_period(regime: str, appeal: bool, due: str, extended_to: str,
         period = t.gettext("Under %(law)s, a request for access to personal data must be answered within %(days)d "
                            "days of its receipt (%(provision)s). We apply this period to every request, yours "
                            "included.")
+    elif not law_grants(regime, request_type):
+        # A restriction or an objection under a US state law, which grants neither.
+        period = t.gettext("Under %(law)s, a request to exercise one of the rights it grants must be answered "
+                           "within %(days)d days of its receipt (%(provision)s). We apply this period to every "
+                           "request, yours included.")
     else:
         period = t.gettext("Under %(law)s, we must answer within %(days)d days of receiving your request "
                            "(%(provision)s).")

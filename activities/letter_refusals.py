@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.citations import rules_refusal
+from activities.citations import law_grants
 from activities.context import ActivityContext
 from activities.letter_outcome import response_outcome
 from dsrflow.domain.deadlines import COMPLAINT_ACKNOWLEDGEMENT_DAYS, answer_days, reconsiders
@@ -42,11 +42,11 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
     outcome of your complaint". A deletion (`request_type` erasure) refused where we sell or share
     personal information asks whether the subject wants to opt out of that (`sale_opt_out`, the
     CCPA's § 7022(f)(4)); no other refusal does. A refusal of a request the regime's law does not
-    grant (`rules_refusal`) has no `refusal_rule`: its letter credits the law with nothing."""
+    grant (`law_grants`) has no `refusal_rule`: its letter credits the law with nothing."""
     remedies = policy.remedies_for(regime, country).model_dump(mode="json")
     # A request the law does not grant (an objection under the CCPA, a deletion under PIPEDA): the
     # letter gives its reasons and the remedies, and credits no rule of that law with them.
-    if not rules_refusal(regime, request_type):
+    if not law_grants(regime, request_type):
         remedies["refusal_rule"] = None
     if request_type != "erasure" or not remedies["sells_or_shares"]:
         remedies["sale_opt_out"] = None

@@ -42,7 +42,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
-from activities.citations import ACCESS_PERIOD_ONLY, APPEAL_PROVISIONS, PERIODS, answer_period, cite
+from activities.citations import ACCESS_PERIOD_ONLY, APPEAL_PROVISIONS, PERIODS, answer_period, cite, law_grants
 from activities.letter_outcome import kept_where
 from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
 from dsrflow.domain.deadlines import answer_days, takes_complaints
@@ -144,7 +144,8 @@ def extension_rule(regime: str, appeal: bool, t: Translator, request_type: str |
     US state laws, PIPEDA): the law by name, the further days of its one extension and where it
     says so; an appeal's under the CPA (C.R.S. § 6-1-1306(3)(b)). Under PIPEDA, whose s. 8(4)
     extends an access request's period, a request of another kind is told we apply that rule to it
-    (as its acknowledgement says of the period: activities/citations.py `answer_period`). None for
+    (as its acknowledgement says of the period: activities/citations.py `answer_period`), and so is
+    a request a US state law does not grant (`law_grants`: a restriction, an objection). None for
     the regimes the template words itself (the GDPR's, the UK GDPR's Art. 12(3))."""
     if regime not in PERIODS:
         return None
@@ -158,6 +159,11 @@ def extension_rule(regime: str, appeal: bool, t: Translator, request_type: str |
         said = t.gettext("Under %(law)s, the period for answering a request for access to personal data, which we "
                          "apply to every request, may be extended once, by up to %(days)d further days, in the "
                          "cases the law sets out (%(provision)s).")
+    elif not law_grants(regime, request_type):
+        provision = _EXTENSION_PROVISIONS.get(regime, provision)
+        said = t.gettext("Under %(law)s, the period for answering a request to exercise one of the rights it grants, "
+                         "which we apply to every request, may be extended once, by up to %(days)d further days, in "
+                         "the cases the law sets out (%(provision)s).")
     else:
         provision = _EXTENSION_PROVISIONS.get(regime, provision)
         said = t.gettext("Under %(law)s, we may extend the period for answering your request once, by up to "

@@ -13,7 +13,7 @@ correction) say nothing of an objection or a restriction our privacy policy gran
 a deletion; the letters said "As the California Consumer Privacy Act, read with its regulations
 (...), requires, we have given you our reasons" of a refused objection, and "As section 8(7) of
 ... PIPEDA requires" of a deletion that kept records. They now give the reasons and the remedies
-crediting no law (activities/citations.py `rules_refusal`)."""
+crediting no law (activities/citations.py `law_grants`)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from activities.citations import rules_refusal
+from activities.citations import law_grants
 from dsrflow.i18n import translations, worded, wording_of
 from policy.model import PolicyError, parse_policy
 from policy.remedies import Remedies
@@ -40,7 +40,7 @@ _GIVEN = ("As %(rule)s requires, we have given you our reasons. We also set out 
           "to you.")
 
 _EXPLANATION = "The records are needed for a pending claim."
-# A refusal of a request its law does not grant (`rules_refusal`) credits no rule with anything.
+# A refusal of a request its law does not grant (`law_grants`) credits no rule with anything.
 UNRULED_DENIAL = "We set out below our reasons and the remedies available to you."
 UNRULED_LEAD = "We also set out below the remedies available to you."
 
@@ -96,7 +96,7 @@ async def test_a_refusal_credits_its_rule_with_no_more_than_it_requires(regime, 
         denial = purpose == "denial"
         for part in both(letter):
             where = (case, regime, language)
-            if not rules_refusal(regime, request_type):
+            if not law_grants(regime, request_type):
                 # A request the law does not grant: the reasons and remedies, no rule credited.
                 assert unruled["denial" if denial else "lead"] in part and rule["rule"] not in part, where
                 assert remedies.authority is not None and remedies.authority.name in part, where

@@ -181,6 +181,40 @@ async def test_pipedas_extension_of_an_access_request_is_the_rule_we_apply_to_ot
         assert ours in part and _ACCESS_EXTENSION[language] not in part
 
 
+# The US state laws set the period of the requests they grant (access, a copy, correction,
+# deletion), not of a restriction or an objection to legitimate interests, which our privacy
+# policy grants: those letters said "we must answer within 45 days" and "we may extend the period
+# for answering your request" as if the Act did (hCM; activities/citations.py `law_grants`).
+_RIGHTS_PERIOD = ("Under %(law)s, a request to exercise one of the rights it grants must be answered within %(days)d "
+                  "days of its receipt (%(provision)s). We apply this period to every request, yours included.")
+_RIGHTS_EXTENSION = ("Under %(law)s, the period for answering a request to exercise one of the rights it grants, which "
+                     "we apply to every request, may be extended once, by up to %(days)d further days, in the cases "
+                     "the law sets out (%(provision)s).")
+_VIRGINIA = {"law": "the Virginia Consumer Data Protection Act", "days": 45, "provision": "Va. Code § 59.1-577"}
+
+
+@pytest.mark.parametrize("language", ["en", "nl"])
+@pytest.mark.parametrize("request_type", ["restriction", "objection", "erasure"])
+async def test_a_us_law_sets_the_period_of_the_rights_it_grants_and_we_apply_it_to_others(request_type, language):
+    t = translations(language)
+    if language != "en":
+        assert t.gettext(_RIGHTS_PERIOD) != _RIGHTS_PERIOD and t.gettext(_RIGHTS_EXTENSION) != _RIGHTS_EXTENSION
+    words = {**_VIRGINIA, "law": t.gettext(_VIRGINIA["law"])}
+    period, extension = t.gettext(_RIGHTS_PERIOD) % words, t.gettext(_RIGHTS_EXTENSION) % words
+    acknowledgement = await as_sent("acknowledgement", request_type, {"verification_required": False},
+                                    regime="vcdpa", language=language, country="US")
+    notice = await as_sent("extension", request_type, {"reason": "Twelve systems.", "new_due_date": "2026-04-30"},
+                           regime="vcdpa", language=language, country="US")
+    granted = request_type == "erasure"
+    for part in both(acknowledgement):
+        assert (period in part) is not granted, part
+    for part in both(notice):
+        assert (extension in part) is not granted, part
+    if language == "en":
+        assert ("we must answer within 45 days" in both(acknowledgement)[0]) is granted
+        assert ("we may extend the period for answering your request" in both(notice)[0]) is granted
+
+
 # Every letter a subject can receive along an appeal (VCDPA, CTDPA, CPA) or a UK complaint
 # (DPA 2018 s. 164A), now that one waits for compliance before anything it asks is done, read as a
 # DPO reads them. The appeal (or complaint) was received on 31 January 2026.
