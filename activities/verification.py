@@ -16,7 +16,8 @@ from activities.letters import deliver_letter, settle_letter
 from activities.outbox import Sent
 from dsrflow.crypto.hashing import code_hash, link_token, link_token_hash, verification_code
 from policy.model import Verification
-from schemas.workflow import Challenge, IssueChallenge, LetterJob
+from schemas.verification import Challenge, IssueChallenge
+from schemas.workflow import LetterJob
 
 
 class VerificationActivities:

@@ -7,22 +7,24 @@ The inputs of the updates staff send (ExtendInput, DenyInput, ... here; SkipStep
 LiftRestrictionInput beside) are also the API's bodies: api/staff_actions.py makes each body from
 its input without `actor`, which the API fills in. So their constraints and examples are declared
 once, on the input; staff-written text is `FreeText` (line breaks, no other control character).
+The identity verification's contracts (the challenge, an attempt and its answer, its part of the
+`state`) are in schemas/verification.py.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any, Self
+from typing import Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
 from schemas.contract import Contract
 from schemas.plain_text import FreeText
 from schemas.requests import DenialReason, RequestStatus, RequestType
 from schemas.steps import StepTrouble
+from schemas.verification import VerificationState
 
-_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 # A request's workflow id, or one of its system tasks' (the request id and `-system-action-attempt`).
 _REQUEST_WORKFLOW = re.compile(r"dsr-([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})(?:-.+)?",
                                re.IGNORECASE)
@@ -107,44 +109,6 @@ class RequestFacts(Contract):
     # The id of the refused request an appeal (a complaint) reconsiders (workflows/appeal_claim.py);
     # None: any other request, and appeals prepared before.
     appeal_of: str | None = None
-
-
-class IssueChallenge(Contract):
-    request_id: str
-    round: int
-    purpose: str  # "verification" or "reminder"
-    expires_at: datetime
-
-
-class Challenge(Contract):
-    """Only hashes: the code and link token exist in clear text only in the e-mail."""
-
-    round: int
-    code_hash: str
-    token_hash: str
-    expires_at: datetime
-
-
-class VerifyAttempt(Contract):
-    code_hash: str | None = None
-    token_hash: str | None = None
-
-    @model_validator(mode="after")
-    def _one_of(self) -> Self:
-        given = [h for h in (self.code_hash, self.token_hash) if h is not None]
-        if len(given) != 1 or not _HEX64.match(given[0]):
-            raise ValueError("exactly one of code_hash or token_hash, as 64 hex characters")
-        return self
-
-
-class VerifyResult(Contract):
-    verified: bool
-    attempts_left: int
-    locked: bool
-    # The link of an e-mail a newer code replaced, before any lock: refused, no attempt counted.
-    earlier_link: bool = False
-    # The code of an e-mail a newer code replaced, before any lock: refused, no attempt counted.
-    earlier_code: bool = False
 
 
 class ExtendInput(Contract):
@@ -346,18 +310,6 @@ class PackageInfo(Contract):
 class ExecutionReport(Contract):
     results: list[TaskResult] = Field(default_factory=list)
     package: PackageInfo | None = None
-
-
-class VerificationState(Contract):
-    required: bool
-    verified_at: datetime | None = None
-    method: str | None = None
-    attempts_left: int = 0
-    locked: bool = False
-    expires_at: datetime | None = None
-    round: int = 0
-    # New codes the subject may still ask for (`verification_max_codes`).
-    codes_left: int = 0
 
 
 class RequestState(Contract):

@@ -16,7 +16,7 @@ from temporalio.exceptions import ApplicationError
 from activities.verification import VerificationActivities
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.references import short_reference
-from schemas.workflow import Challenge, IssueChallenge
+from schemas.verification import Challenge, IssueChallenge
 from tests.support import (
     api_client,
     letters_for,

@@ -24,7 +24,8 @@ from dsrflow.domain.appeals import check_appeal
 from policy.model import load_policy
 from schemas.requests import NewRequest
 from schemas.steps import RetryStepInput, SkipStepInput
-from schemas.workflow import IssueChallenge, LetterJob, workflow_id_for
+from schemas.verification import IssueChallenge
+from schemas.workflow import LetterJob, workflow_id_for
 from tests.process_support import died, worker_to_kill
 from tests.staff_answers import replays
 from tests.support import api_client, letters_for, live_view, staff_headers, stored_request, unique_email

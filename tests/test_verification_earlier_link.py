@@ -18,7 +18,8 @@ import json
 
 from api.read_models.event_lines import describe_event
 from schemas.requests import RequestType
-from schemas.workflow import ResendInput, VerifyAttempt, VerifyResult
+from schemas.verification import VerifyAttempt, VerifyResult
+from schemas.workflow import ResendInput
 from tests.ratelimit_support import app_clients, unique_ip
 from tests.staff_answers import replays
 from tests.support import letters_for, unique_email, verification_code, verification_link, wait_for_letter

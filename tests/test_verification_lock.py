@@ -10,7 +10,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from dsrflow.crypto.hashing import code_hash
 from dsrflow.crypto.keys import load_secret_key
-from schemas.workflow import ResendInput, VerifyAttempt, VerifyResult, workflow_id_for
+from schemas.verification import VerifyAttempt, VerifyResult
+from schemas.workflow import ResendInput, workflow_id_for
 from tests.support import api_client, letters_for, unique_email, verification_code, wait_for_letter
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow

@@ -21,7 +21,8 @@ import pytest
 
 from schemas.requests import RequestType
 from schemas.steps import SkipStepInput
-from schemas.workflow import RequestState, ResendInput, VerifyResult
+from schemas.verification import VerifyResult
+from schemas.workflow import RequestState, ResendInput
 from tests.staff_answers import hold, replays
 from tests.test_owed_steps import REFUSED, troubles
 from tests.workflow_fakes import SHIPPED, FakeActivities

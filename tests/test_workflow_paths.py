@@ -22,6 +22,7 @@ from activities.lifecycle import deadline_checkpoints
 from schemas.requests import DenialReason, RequestType
 from schemas.staff_answers import ResolveTaskInput
 from schemas.steps import RetryStepInput
+from schemas.verification import VerifyResult
 from schemas.workflow import (
     ApproveInput,
     CancelInput,
@@ -29,7 +30,6 @@ from schemas.workflow import (
     ExtendInput,
     ObjectionDecision,
     ResendInput,
-    VerifyResult,
     task_workflow_id,
 )
 from tests.staff_answers import DENY, answered_while_held, hold, replays

@@ -25,17 +25,8 @@ from schemas.requests import RequestType
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, RestrictionInForce
 from schemas.retention import RetentionSweepInput
 from schemas.steps import TroubleRecord
-from schemas.workflow import (
-    EventRecord,
-    ExtensionRecord,
-    IssueChallenge,
-    LetterJob,
-    Plan,
-    TaskInput,
-    TaskRecord,
-    Transition,
-    VerifyAttempt,
-)
+from schemas.verification import IssueChallenge, VerifyAttempt
+from schemas.workflow import EventRecord, ExtensionRecord, LetterJob, Plan, TaskInput, TaskRecord, Transition
 
 # The shipped policy: its calendar, warning days and verification numbers make the facts the
 # fake `prepare_request` answers the ones a real request under the default policy gets.

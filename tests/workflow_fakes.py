@@ -35,12 +35,11 @@ from schemas.request_start import StartSweepInput, StartSweepReport
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftSchedule, RestrictionInForce
 from schemas.retention import RetentionReport, RetentionSweepInput
 from schemas.steps import TroubleRecord
+from schemas.verification import Challenge, IssueChallenge
 from schemas.verification_clock import ClockStarted, VerifiedAt
 from schemas.workflow import (
-    Challenge,
     EventRecord,
     ExtensionRecord,
-    IssueChallenge,
     LetterJob,
     LetterReceipt,
     PackageInfo,

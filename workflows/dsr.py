@@ -21,6 +21,7 @@ from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
+    from schemas.verification import VerificationState, VerifyAttempt, VerifyResult
     from schemas.workflow import (
         ApproveInput,
         Checkpoints,
@@ -32,9 +33,6 @@ with workflow.unsafe.imports_passed_through():
         RequestState,
         ResendInput,
         StartRequest,
-        VerificationState,
-        VerifyAttempt,
-        VerifyResult,
     )
     from workflows import search_attributes as sa
     from workflows.appeal_claim import decided_once

@@ -25,14 +25,8 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from schemas.requests import RequestStatus
-    from schemas.workflow import (
-        Challenge,
-        IssueChallenge,
-        RequestFacts,
-        VerificationState,
-        VerifyAttempt,
-        VerifyResult,
-    )
+    from schemas.verification import Challenge, IssueChallenge, VerificationState, VerifyAttempt, VerifyResult
+    from schemas.workflow import RequestFacts
     from workflows.dsr_steps import (
         CALLER_WAITS,
         MAILING,

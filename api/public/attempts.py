@@ -14,7 +14,7 @@ from api.ratelimit import RateLimiter
 from api.state import AppState
 from dsrflow.crypto.hashing import link_token, verification_code
 from dsrflow.crypto.keys import load_secret_key
-from schemas.workflow import VerifyResult
+from schemas.verification import VerifyResult
 
 
 @dataclass(frozen=True)

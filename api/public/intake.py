@@ -36,7 +36,7 @@ from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
 from dsrflow.stores.requests_store import get_request
 from policy.intake import intake_problems
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
-from schemas.workflow import VerifyAttempt
+from schemas.verification import VerifyAttempt
 from workflows.dsr import DataSubjectRequestWorkflow
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
