@@ -11,7 +11,7 @@ from typing import Any
 from activities.citations import law_grants
 from activities.context import ActivityContext
 from activities.letter_outcome import response_outcome
-from dsrflow.domain.deadlines import COMPLAINT_ACKNOWLEDGEMENT_DAYS, answer_days, reconsiders
+from dsrflow.domain.deadlines import COMPLAINT_ACKNOWLEDGEMENT_DAYS, answer_days, reconsiders, takes_complaints
 from dsrflow.i18n import ENGLISH, Translator
 from policy.model import Policy
 from schemas.workflow import LetterJob
@@ -64,6 +64,15 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
             **remedies["appeal"], "kind": reconsiders(regime), "days": days, "further_days": further,
             "acknowledge_days": COMPLAINT_ACKNOWLEDGEMENT_DAYS, "form_url": form_url}
     return remedies
+
+
+def names_authority_after_any_outcome(regime: str) -> bool:
+    """Whether an appeal's (a UK complaint's) outcome names where to complain even where it now does
+    all that was asked: the Information Commissioner (a complainant may still be dissatisfied: DPA
+    2018 s. 165) and the Attorney General of Colorado, whom the controller tells the consumer they
+    can contact if they have concerns about the result of the appeal, whatever it is (C.R.S.
+    § 6-1-1306(3)). The VCDPA and the CTDPA name the Attorney General where an appeal is denied."""
+    return takes_complaints(regime) or regime == "cpa"
 
 
 def refuses_outright(purpose: str, params: dict[str, Any]) -> bool:

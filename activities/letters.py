@@ -27,7 +27,13 @@ from activities.letter_message import compose_letter
 from activities.letter_objection import decision_summary
 from activities.letter_outcome import response_outcome
 from activities.letter_progress import overtaken, progress_context
-from activities.letter_refusals import letter_refuses, refuses_in_part, refuses_outright, remedies_context
+from activities.letter_refusals import (
+    letter_refuses,
+    names_authority_after_any_outcome,
+    refuses_in_part,
+    refuses_outright,
+    remedies_context,
+)
 from activities.letter_stopped import (
     DONE_SYSTEMS,
     STOPPED_RUNS,
@@ -42,7 +48,7 @@ from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.deadlines import receipt_date, receipt_date_for, takes_complaints
+from dsrflow.domain.deadlines import receipt_date, receipt_date_for
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import worded
 from dsrflow.infra.failpoints import failpoint
@@ -208,9 +214,10 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params = {"outcome": outcome, **params}
         if refuses_in_part(outcome, decision):
             params["remedies"] = remedies()
-        elif context["request"]["appeal_of"] and takes_complaints(row["regime"]):
-            # A complaint's outcome names the Commissioner even when we now do all that was asked
-            # (the subject may still be dissatisfied: DPA 2018 s. 165); it refuses nothing.
+        elif context["request"]["appeal_of"] and names_authority_after_any_outcome(row["regime"]):
+            # A UK complaint's outcome names the Commissioner, a CPA appeal's the Attorney General,
+            # even when we now do all that was asked (`names_authority_after_any_outcome`); it
+            # refuses nothing.
             params["complaint"] = remedies()
     context.update(params)
     return context

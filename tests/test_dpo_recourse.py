@@ -16,6 +16,7 @@ import activities.restrictions as restrictions
 from dsrflow.i18n import long_date, translations
 from schemas.requests import RequestType
 from tests.letters_as_sent import (
+    APPEAL_OF,
     LANGUAGES,
     LOADED,
     REFUSED,
@@ -177,3 +178,29 @@ async def test_an_lgpd_acknowledgement_gives_its_15_days_as_the_law_of_access_on
         assert (said(t.gettext(_FIFTEEN)) in part) is access and (said(t.gettext(_NO_EXTENSION)) in part) is access
         assert (said(t.gettext(_AT_ONCE)) in part) is not access, (request_type, language)
         assert (said(t.gettext(_ACCESS_DAYS)) in part) is not access
+
+
+# --- 5. A Colorado appeal granted still names the Attorney General (C.R.S. § 6-1-1306(3)) -------
+# The CPA has the controller tell the consumer they can contact the Attorney General if they have
+# concerns about the result of the appeal, whatever it is; an appeal that now did all that was
+# asked carried no remedies, so its letter named no one (hCM). The VCDPA and the CTDPA name the
+# Attorney General where the appeal is denied, as the UK GDPR names the Commissioner after any
+# complaint's outcome (tests/test_uk_complaint_letters.py).
+
+_GRANTED = {"report": {"results": [{"system": "crm", "action": "erase", "status": "done", "found": 2, "changed": 2,
+                                    "datasets": {"contacts": {"found": 2, "changed": 2, "deleted": 2}}}]}}
+
+
+@pytest.mark.parametrize("language", ["en", "fr"])
+@pytest.mark.parametrize("regime", ["cpa", "vcdpa", "ctdpa"])
+async def test_a_granted_appeal_names_the_attorney_general_under_the_cpa_alone(regime, language):
+    letter = await as_sent("response", "erasure", _GRANTED, regime=regime, language=language, country="US",
+                           details={"appeal_of": APPEAL_OF})
+    remedies = LOADED.in_language(language).remedies_for(regime, "US")
+    assert remedies.appeal is not None and remedies.authority is not None
+    after = said(remedies.appeal.complaint_after_appeal or "")
+    for part in both(letter):
+        assert (after in said(part)) is (regime == "cpa"), (regime, language)
+        assert (remedies.authority.name in part) is (regime == "cpa")
+    if regime == "cpa" and language == "en":
+        assert "if you have concerns about its result, you can contact the Attorney General of Colorado" in after
