@@ -45,7 +45,6 @@ async def test_the_response_waits_for_approval_and_goes_out_once_approved(stack:
     assert fakes.event_types(request.id).count("approval.granted") == 1
 
 
-
 async def test_a_change_to_the_systems_is_approved_before_any_system_is_touched(stack: FastStack):
     fakes = stack.fakes
     request = await stack.open(approval_required=True)  # an attested erasure, under the shipped policy
@@ -62,7 +61,6 @@ async def test_a_change_to_the_systems_is_approved_before_any_system_is_touched(
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
 
 
-
 async def test_compliance_may_deny_at_the_gate_instead(stack: FastStack):
     fakes = stack.fakes
     request = await stack.open(request_type=RequestType.access, approval_required=True)
@@ -77,7 +75,6 @@ async def test_compliance_may_deny_at_the_gate_instead(stack: FastStack):
     assert fakes.letter(request.id, "denial").params == {  # denied before any system was changed
         "reason_code": "excessive", "explanation": "The fourth identical request this month", "acted_in": [], "asked_in": []}
     assert fakes.statuses(request.id) == ["status:awaiting_approval", "status:denied"]
-
 
 
 async def test_two_approvals_at_once_release_the_response_once(stack: FastStack):
@@ -98,7 +95,6 @@ async def test_two_approvals_at_once_release_the_response_once(stack: FastStack)
     assert final.status == "completed" and final.approval == taken[0].approval
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
     assert fakes.event_types(request.id).count("approval.granted") == 1
-
 
 
 async def test_an_approval_the_database_is_slow_to_record_is_answered_and_releases_nothing_before(
@@ -125,7 +121,6 @@ async def test_an_approval_the_database_is_slow_to_record_is_answered_and_releas
     assert fakes.event_types(request.id).count("approval.granted") == 1
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response"]
     await replays(stack, request)
-
 
 
 async def test_an_approval_whose_record_fails_for_good_waits_for_staff_and_releases_nothing(stack: FastStack):

@@ -3,7 +3,8 @@
     .venv/bin/python -m tests.histories.record [--again]
 
 Writes the histories that are missing (`--again`: all of them). Starts its own embedded PostgreSQL, SMTP sink and Temporal dev server (nothing else needs to run),
-drives real requests through the real API and worker, and writes each workflow's history to
+drives real requests through the real API and worker (those staff decide at a gate:
+tests/histories/staff_decisions.py), and writes each workflow's history to
 `tests/histories/<name>.json`. Payloads are encrypted with the TEST-ONLY key in
 `tests/histories/test-key`. Re-record only on purpose: a history that no longer replays means the
 workflow change would break requests already running in production.
@@ -37,6 +38,15 @@ from dsrflow.settings import Settings
 from schemas.workflow import PackageInfo, Plan, task_workflow_id
 from tests.fanout_stack import fanout_stack
 from tests.histories import DIRECTORY, KEYS, key_line
+from tests.histories.staff_decisions import (
+    history_of,
+    record_approved_access,
+    record_approved_attested_erasure,
+    record_cancelled_by_staff,
+    record_objection_decided,
+    record_restriction_lifted,
+    record_task_retried_and_resolved,
+)
 from tests.refused_requests import stored_refusal
 from tests.support import api_client, staff_headers, text_of, wait_for_letter
 from workers.dsr_worker import activity_context, build_activities, build_worker
@@ -75,143 +85,11 @@ class PlanGate:
         return build_package
 
 
-async def _history_of(client: Client, request_id: str) -> str:
-    handle = client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{request_id}")
-    state = await handle.result()
-    assert state.status == "completed", state.status
-    return (await handle.fetch_history()).to_json()
-
-
 async def _task_history(client: Client, request_id: str, system: str, action: str, attempt: int = 1) -> str:
     """A SystemTaskWorkflow's history (a child of the request's workflow)."""
     handle = client.get_workflow_handle(task_workflow_id(request_id, system, action, attempt))
     await handle.result()
     return (await handle.fetch_history()).to_json()
-
-
-async def _until(check: Callable[[], Awaitable[bool]], what: str) -> None:
-    for _ in range(300):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def _state(client: Client, request_id: str):
-    return await client.get_workflow_handle(f"dsr-{request_id}").query(DataSubjectRequestWorkflow.state)
-
-
-async def record_objection_decided(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
-    """An objection to legitimate-interest processing, decided by compliance (the objection gate)."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "objection", "objection_scope": "legitimate_interest",
-        "subject": {"email": "ada@example.com"}, "identity_attested": True})
-    r.raise_for_status()
-    rid = r.json()["id"]
-    await _until(lambda: _awaiting_decision(client, rid), "the objection decision")
-    r = await http.post(f"/v1/requests/{rid}/decide-objection", headers=await staff_headers(pool, "compliance"),
-                        json={"compelling_grounds": False, "explanation": "No overriding interest in analytics."})
-    r.raise_for_status()
-    return await _history_of(client, rid)
-
-
-async def _awaiting_decision(client: Client, rid: str) -> bool:
-    return (await _state(client, rid)).awaiting_decision
-
-
-async def record_task_retried_and_resolved(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
-    """A rectification the OpenDSR processor cannot do: its task needs attention, is retried (and
-    needs attention again), then resolved by staff."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "rectification", "subject": {"email": "grace@example.com"}, "identity_attested": True,
-        "corrections": {"name": "Grace B. Hopper"}})
-    r.raise_for_status()
-    rid = r.json()["id"]
-    compliance = await staff_headers(pool, "compliance")
-
-    async def stuck(attempt: int) -> bool:
-        return any(t.system == "email_marketing" and t.status == "needs_attention" and t.attempt == attempt
-                   for t in (await _state(client, rid)).results)
-
-    await _until(lambda: stuck(1), "the e-mail task needing attention")
-    r = await http.post(f"/v1/requests/{rid}/retry-task", headers=compliance, json={"system": "email_marketing"})
-    r.raise_for_status()
-    await _until(lambda: stuck(2), "the retried task needing attention")
-    r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
-                        json={"system": "email_marketing", "note": "Told the provider by e-mail, ticket 88"})
-    r.raise_for_status()
-    return await _history_of(client, rid)
-
-
-async def record_restriction_lifted(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
-    """A restriction under Art. 18(1)(c), in force (the OpenDSR processor's task resolved by
-    staff), then lifted by compliance: the letter, the lift in every system (the processor's
-    again resolved by staff), the restriction recorded lifted."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
-        "subject": {"email": "grace@example.com"}, "identity_attested": True})
-    r.raise_for_status()
-    rid = r.json()["id"]
-    compliance = await staff_headers(pool, "compliance")
-
-    async def stuck(action: str) -> bool:
-        return any(t.system == "email_marketing" and t.action == action and t.status == "needs_attention"
-                   for t in (await _state(client, rid)).results)
-
-    async def resolve(action: str) -> None:
-        await _until(lambda: stuck(action), f"the e-mail task ({action}) needing attention")
-        answer = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
-                                 json={"system": "email_marketing", "note": "Told the provider by phone"})
-        answer.raise_for_status()
-
-    async def in_force() -> bool:
-        row = await pool.fetchrow("SELECT 1 FROM restrictions WHERE request_id = $1", rid)
-        return row is not None
-
-    await resolve("restrict")
-    await _until(in_force, "the restriction in force")
-    r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance,
-                        json={"reason": "The claim the subject needed the records for was settled"})
-    r.raise_for_status()
-    await resolve("lift_restriction")
-    return await _history_of(client, rid)
-
-
-async def record_approved_access(http: httpx.AsyncClient, pool: asyncpg.Pool, client: Client) -> str:
-    """An access request held for compliance's approval (the approval gate), then approved."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "access", "subject": {"email": "grace@example.com"}, "identity_attested": True})
-    r.raise_for_status()
-    rid = r.json()["id"]
-
-    async def awaiting() -> bool:
-        return (await _state(client, rid)).status == "awaiting_approval"
-
-    await _until(awaiting, "the approval gate")
-    r = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
-                        json={"note": "Package checked"})
-    r.raise_for_status()
-    return await _history_of(client, rid)
-
-
-async def record_approved_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
-                                           client: Client) -> str:
-    """An erasure an agent attested, held for compliance's approval before any system is touched
-    (approval_required_for: attested_erasure), then approved and carried out."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "subject": {"email": "tracked@example.com"}, "identity_attested": True})
-    r.raise_for_status()
-    rid = r.json()["id"]
-
-    async def awaiting() -> bool:
-        return (await _state(client, rid)).status == "awaiting_approval"
-
-    await _until(awaiting, "the approval gate before the systems")
-    r = await http.post(f"/v1/requests/{rid}/approve", headers=await staff_headers(pool, "compliance"),
-                        json={"note": "Identity checked on the phone"})
-    r.raise_for_status()
-    await wait_for_letter(sink, rid, "response", 60)
-    return await _history_of(client, rid)
 
 
 async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
@@ -222,7 +100,7 @@ async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, s
     r.raise_for_status()
     rid = r.json()["id"]
     await wait_for_letter(sink, rid, "response")
-    return await _history_of(client, rid)
+    return await history_of(client, rid)
 
 
 async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
@@ -249,26 +127,7 @@ async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg
     await wait_for_letter(sink, rid, "extension")
     gate.release[rid].set()
     await wait_for_letter(sink, rid, "response")
-    return await _history_of(client, rid)
-
-
-async def record_cancelled_by_staff(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
-                                    client: Client) -> str:
-    """Staff close a request unanswered while it waits for the subject's identity: the subject
-    gets the cancellation letter with the reason and the remedies."""
-    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
-        "type": "erasure", "subject": {"email": "linus@example.com"}})
-    r.raise_for_status()
-    rid = r.json()["id"]
-    await wait_for_letter(sink, rid, "verification")
-    # Compliance: a cancellation that is not the subject's withdrawal refuses the request.
-    r = await http.post(f"/v1/requests/{rid}/cancel", headers=await staff_headers(pool, "compliance"),
-                        json={"reason": "Opened twice by mistake; the other request goes on"})
-    assert r.status_code == 200, r.text
-    await wait_for_letter(sink, rid, "cancellation")
-    handle = client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{rid}")
-    assert (await handle.result()).status == "cancelled"
-    return (await handle.fetch_history()).to_json()
+    return await history_of(client, rid)
 
 
 async def record_appeals_decided_once(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink, client: Client,
@@ -290,7 +149,7 @@ async def record_appeals_decided_once(http: httpx.AsyncClient, pool: asyncpg.Poo
         await wait_for_letter(sink, rid, "response" if rid == appeals[0] else "cancellation", 60)
     closed = client.get_workflow_handle_for(DataSubjectRequestWorkflow.run, f"dsr-{appeals[1]}")
     assert (await closed.result()).status == "cancelled"
-    return await _history_of(client, appeals[0]), (await closed.fetch_history()).to_json()
+    return await history_of(client, appeals[0]), (await closed.fetch_history()).to_json()
 
 
 async def record_access_with_processor_export(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
@@ -306,7 +165,7 @@ async def record_access_with_processor_export(http: httpx.AsyncClient, pool: asy
     assert link, "no upload link in the processor's e-mail"
     r = await http.post(link.group(0), files=[("files", ("answers.csv", b"question,answer\nq1,yes\n", "text/csv"))])
     assert r.status_code == 200, r.text
-    return await _history_of(client, rid)
+    return await history_of(client, rid)
 
 
 def approval_policy(settings: Settings, home: Path) -> Settings:
