@@ -100,6 +100,20 @@ def test_an_erasure_is_a_deletion_to_a_service_provider():
     assert "tous les renseignements personnels de l'individu mentionné ci-dessous" in french
 
 
+@pytest.mark.parametrize("language", ["en", "nl"])
+@pytest.mark.parametrize("regime", [Regime.ccpa, Regime.vcdpa, Regime.pipeda, Regime.lgpd, Regime.gdpr])
+def test_a_rectification_is_a_correction_where_the_law_names_the_parties_otherwise(regime, language):
+    """The CCPA's, the state laws' and PIPEDA's right to correct, as the subject's letters name it
+    (tests/test_letter_correction_name.py): the e-mail's subject and heading said "rectification"
+    ("rectificatie"), and the Dutch instruction "rectificeren" (hCM). The LGPD's and the GDPR's
+    e-mails keep the GDPR's words for the parties and the action."""
+    text = mail_read(REQUEST_PURPOSE, "rectify", None, regime, language)
+    reworded = regime in WORDINGS
+    assert ("rectific" in text.lower()) is not reworded, text
+    if reworded:
+        assert {"en": ": correction — please act and confirm", "nl": "correctie"}[language] in text
+
+
 # The provision of each law that obliges the processor (the CCPA's service provider or contractor)
 # to assist with what it is asked: Cal. Civ. Code § 1798.105(c)(3) ("shall cooperate with the
 # business in responding to a verifiable consumer request" to delete), § 1798.130(a)(3)(A) ("shall
