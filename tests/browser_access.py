@@ -1,18 +1,43 @@
 """What a page of the subject's portal must be for everyone (tests/test_browser_portal_access.py),
 checked in the browser showing it: `assert_usable` reads the page as the accessibility tree and the
 layout give it, `watched` collects what went wrong in the browser, and `tab_to` moves the focus
-with the keyboard alone, checking that each element it lands on shows it."""
+with the keyboard alone, checking that each element it lands on shows it. And what the portal's
+browser tests share: its languages, the controller's privacy address, a field by its label in a
+language (`field`), the verify page a sent form leads to (`REQUEST_ID`), and a site with a worker
+for a module (the `portal_site` fixture)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator
 
+import pytest
 from playwright.async_api import Browser, Page, expect
 
 from dsrflow.i18n import translations
+from policy.model import DEFAULT_POLICY
+from tests.policy_once import policy_at
+from tests.test_browser import served_site
 
 PHONE = {"width": 360, "height": 740}
 CONTROLLER = "Connexeon"
+LANGUAGES = ("en", "nl", "fr", "de")
+PRIVACY_EMAIL = policy_at(DEFAULT_POLICY).policy.controller.privacy_email
+REQUEST_ID = re.compile(r"/portal/requests/([0-9a-f-]{36})/verify$")
+
+
+@pytest.fixture(scope="module", name="portal_site")
+async def portal_site_fixture(settings, pool, dev_server) -> AsyncIterator[str]:
+    """The whole app and a worker for the module: a refusal's letter, a complaint's, a lock's codes."""
+    async with served_site(settings, pool, dev_server.client, f"portal-{uuid.uuid4().hex[:8]}") as url:
+        yield url
+
+
+def field(page: Page, language: str, label: str):
+    return page.get_by_label(translations(language).gettext(label), exact=True)
+
 
 # What the page says of itself, as the browser's accessibility tree would: read in the page.
 _AUDIT = """() => {

@@ -12,11 +12,10 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 from api.missing_pages import NOT_FOUND_DETAIL
 from dsrflow.i18n import translations
 from schemas.workflow import workflow_id_for
-from tests.browser_access import assert_usable, phone, tab_to
+from tests.browser_access import LANGUAGES, assert_usable, phone, tab_to
 from tests.support import live_client, staff_headers, unique_email
 from tests.test_browser import CHROMIUM, served_site, shots, signed_in, site  # noqa: F401 (fixtures)
 from tests.test_browser_actions import POLLS
-from tests.test_browser_portal_access import LANGUAGES
 from tests.test_failing_workflow import BrokenRequestWorkflow, _failing
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
