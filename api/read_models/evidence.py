@@ -17,7 +17,10 @@ import asyncpg
 
 # The response letter's own reading of a kept record's basis, and of an erasure a hold cut short,
 # so the pack states what the letter did.
+from activities.letter_outcome import _ART19_ACTIONS as ART19_ACTIONS
+from activities.letter_outcome import _acted_on_nothing as acted_on_nothing
 from activities.letter_outcome import _kept_texts as kept_texts
+from activities.letter_outcome import _kept_whole as kept_whole
 from activities.letter_outcome import cut_short
 from api.read_models.evidence_deadlines import complaint_target, deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
@@ -32,6 +35,8 @@ from policy.model import Policy
 from schemas.dataset_split import SPLIT_ACTIONS
 from schemas.requests import without_complaint_reasons
 from schemas.workflow import TaskResult, records_left
+from workflows.complaint_progress import PURPOSE as PROGRESS
+from workflows.complaint_progress import TOLD_BY_HAND
 
 _VERIFICATION_EVENTS = ("verification.succeeded", "verification.failed", "verification.locked",
                         "verification.resent", "status.closed_unverified")
@@ -79,6 +84,16 @@ def _verification(row: dict[str, Any], events: list[dict[str, Any]],
     }
 
 
+def _by_hand(letters: list[dict[str, Any]], events: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+    """Each letter with `by_hand`: who sent it from the console or the API, when, and the note it
+    quotes (a UK complaint's progress letter staff sent: workflows/complaint_progress.py, keyed
+    `<request>:complaint_progress:<letter>`); None for the workflow's own. The pack listed such a
+    letter as any other, and only its audit line named who wrote it."""
+    told = {f"{request_id}:{PROGRESS}:{e['data'].get('letter')}": e for e in events if e["event_type"] == TOLD_BY_HAND}
+    return [{**letter, "by_hand": None if (e := told.get(letter["letter_key"])) is None else
+             {"by": e["actor"], "at": e["occurred_at"], "note": e["data"].get("note")}} for letter in letters]
+
+
 def _as_told(kept: dict[str, Any], policy: Policy | None, regime: str) -> dict[str, str | None]:
     """A kept record's basis and law as its response letter stated them, in the request's law
     (activities/letter_outcome.py, in English): the record keeps them as the policy words them,
@@ -98,6 +113,40 @@ def uncorrected_systems(tasks: list[dict[str, Any]]) -> dict[str, int]:
     return {system: n for system, n in left.items() if n}
 
 
+def _result(task: dict[str, Any]) -> TaskResult:
+    return TaskResult.model_validate({name: task[name] for name in (
+        "system", "action", "status", "found", "changed", "kept", "datasets", "kept_records")})
+
+
+def recipients_told(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The Art. 19 recipients the response letter names as told, by the letter's own rule
+    (activities/letter_outcome.py `response_outcome`), and those it does not name, and why: the
+    task not done, a processor kept whole under a hold (asked nothing), a correction or restriction
+    that acted on nothing there ("nothing to restrict", every record left as an erasure kept it).
+    The pack's Plan named every planned recipient, as if each had been told."""
+    recipient_of = {(t["system"], t["action"]): t.get("recipient") for t in (plan or {}).get("tasks", [])}
+    told: dict[str, list[dict[str, Any]]] = {"told": [], "not_told": []}
+    for task in tasks:
+        recipient = recipient_of.get((task["system"], task["action"]))
+        if not recipient or task["action"] not in ART19_ACTIONS:
+            continue
+        result = _result(task)
+        why = ("not_done" if result.status != "done"
+               else "kept_whole" if cut_short(result) is None and kept_whole(result)
+               else "acted_on_nothing" if acted_on_nothing(result) else None)
+        entry = {"system": task["system"], "action": task["action"], "recipient": recipient}
+        told["not_told" if why else "told"].append({**entry, "why": why} if why else entry)
+    return told
+
+
+def restricted_nothing_in(tasks: list[dict[str, Any]]) -> list[str]:
+    """The systems a restriction reached (its task done, so the record names them) and restricted
+    nothing in: their lookup read the subject's records and no step set them ("nothing to
+    restrict", as the response letter says). The pack said the restriction was in force there."""
+    return sorted(t["system"] for t in tasks
+                  if t["action"] == "restrict" and t["status"] == "done" and acted_on_nothing(_result(t)))
+
+
 def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per system, an erasure a legal-claims hold cut short, as the response letter reads it from
     the task (activities/letter_outcome.py `cut_short`): its "all" record, and the erasure deferred
@@ -106,9 +155,7 @@ def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     the console's request page reads it too (its Systems and deferred-erasure tables)."""
     found = {}
     for task in tasks:
-        result = TaskResult.model_validate({name: task[name] for name in (
-            "system", "action", "status", "found", "changed", "kept", "datasets", "kept_records")})
-        if (short := cut_short(result)) is not None:
+        if (short := cut_short(_result(task))) is not None:
             found[task["system"]] = asdict(short)
     return found
 
@@ -223,6 +270,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         built = with_contents(packages, events)
         decided = await decisions(conn, row, events, letters, defaults.timezone, kept=holds["kept_records"],
                                   missing=built[0]["missing"] if built else {}, uncorrected=uncorrected_systems(tasks))
+        if decided["restriction"] is not None:
+            decided["restriction"]["restricted_nothing_in"] = restricted_nothing_in(tasks)
         named = await _labels(conn, row, None if plan is None else plan["plan"], tasks, confirmations, holds,
                               built, decided)
         emails = await evidence_messages(conn, secret, request_id)
@@ -238,10 +287,14 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
         "results": with_history(tasks, events),
+        # Whom the response letter names as told of the erasure, correction or restriction (Art. 19).
+        # None until the response letter went (a closing letter tells of what was done so far).
+        "recipients_told": None if not any(letter["purpose"] == "response" for letter in letters)
+        else recipients_told(None if plan is None else plan["plan"], tasks),
         "processor_confirmations": confirmations,
         "holds": holds,
         "packages": built,
-        "letters": letters,
+        "letters": _by_hand(letters, events, request_id),
         # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
         "emails": emails,
         "notes": notes,

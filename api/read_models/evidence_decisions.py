@@ -133,10 +133,15 @@ async def _remedies(conn: asyncpg.Connection, row: dict[str, Any]) -> dict[str, 
     assert loaded is not None, f"policy version {row['policy_version']} is not stored"  # intake stores it first
     remedies = loaded.policy.remedies_for(row["regime"], row["country"])
     appeal = None if remedies.appeal is None or (row["details"] or {}).get("appeal_of") else remedies.appeal.rule
+    # A refused CCPA deletion's letter asks whether the consumer wants to opt out of the sale or
+    # sharing where the policy says we sell or share (activities/letter_refusals.py
+    # `remedies_context`; Cal. Code Regs. tit. 11 § 7022(f)(4)): the pack named the remedies only.
+    asked = remedies.sale_opt_out if row["request_type"] == "erasure" and remedies.sells_or_shares else None
     return {"authority": remedies.authority_title,
             "authority_name": remedies.authority.name if remedies.authority else None,
             # The letter's heading for the courts where the law words it so ("Enforcement and the courts").
-            "judicial": remedies.judicial_heading or "judicial remedy", "appeal": appeal}
+            "judicial": remedies.judicial_heading or "judicial remedy", "appeal": appeal,
+            "sale_opt_out": None if asked is None else {"heading": asked.heading, "link": str(asked.link)}}
 
 
 def _restriction(restriction: asyncpg.Record | None, events: list[dict[str, Any]],
@@ -163,6 +168,42 @@ def _restriction(restriction: asyncpg.Record | None, events: list[dict[str, Any]
             "lifted_in": lifted["data"].get("systems") if lifted else None,
             "lifted_by": lifted["actor"] if lifted else None,
             "recipients_told": lifted["data"].get("recipients") if lifted else None}
+
+
+def _named(request_id: str) -> dict[str, str]:
+    """A request as the letters name it (its reference) and as the JSON does (its id)."""
+    return {"id": request_id, "reference": short_reference(request_id)}
+
+
+async def _closed_for_another(conn: asyncpg.Connection, appeal_ids: list[str]) -> dict[str, str]:
+    """Per appeal of a refusal, the other appeal it was closed for (one decision per refusal:
+    activities/appeal_claims.py records `decided_as` on its `status.cancelled`). The refused
+    request's pack read "cancelled" for such an appeal, as if the subject had been refused twice."""
+    rows = await conn.fetch(
+        """SELECT request_id, data->>'decided_as' AS decided_as FROM audit_events
+            WHERE request_id = ANY($1::uuid[]) AND event_type = 'status.cancelled' AND data ? 'decided_as'""",
+        appeal_ids)
+    return {str(r["request_id"]): r["decided_as"] for r in rows}
+
+
+async def _decided_as(conn: asyncpg.Connection, cancelled: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The appeal decided instead of this one, where this one was closed for it: whether it had
+    been decided when this one was closed (`decided`, as the letter said) and its status now. The
+    pack read "Closed unanswered (a refusal)" by "workflow", naming the other only in a sentence."""
+    data = (cancelled or {}).get("data") or {}
+    if not data.get("decided_as"):
+        return None
+    status = await conn.fetchval("SELECT status FROM dsr_requests WHERE id = $1::uuid", data["decided_as"])
+    return {**_named(data["decided_as"]), "decided": bool(data.get("decided")), "status": status}
+
+
+async def _decides_also(conn: asyncpg.Connection, appeal_of: str, request_id: str) -> list[dict[str, Any]]:
+    """The appeals of the same refusal closed for this one: its decision answers them too."""
+    siblings = await conn.fetch("SELECT id, received_at, closed_at FROM dsr_requests WHERE details->>'appeal_of' = $1"
+                                " AND id <> $2::uuid ORDER BY received_at", appeal_of, request_id)
+    closed_for = await _closed_for_another(conn, [str(s["id"]) for s in siblings])
+    return [{**_named(str(s["id"])), "received_at": s["received_at"], "closed_at": s["closed_at"]}
+            for s in siblings if closed_for.get(str(s["id"])) == request_id]
 
 
 def _letters_not_sent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -215,9 +256,12 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
     appeals = await conn.fetch(
         "SELECT id, status, received_at FROM dsr_requests WHERE details->>'appeal_of' = $1 ORDER BY received_at",
         str(row["id"]))
+    closed_for = await _closed_for_another(conn, [str(a["id"]) for a in appeals])
     refusal = _refusal(events, letters)
     if refusal is not None:
         refusal["letter_on_time"] = on_time(refusal["letter_sent_at"], row["current_due_date"], timezone)
+        refusal["decided_as"] = await _decided_as(conn, _first(events, "status.cancelled") if
+                                                  refusal["kind"] == "cancellation" else None)
     # An objection overridden on compelling grounds refuses in part too: its own entry says so.
     overridden = decided and decided["data"].get("compelling_grounds")
     in_part = None if overridden else _in_part(events, letters, kept, missing, uncorrected or {})
@@ -236,7 +280,10 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
         "restriction": _restriction(restriction, events, letters),
         # Appeals name requests by the reference the subject knows (the letters' `ref.`).
         "appeal_of": None if not appeal_of else {"id": str(appeal_of), "reference": short_reference(str(appeal_of))},
-        "appeals": [{"id": str(a["id"]), "reference": short_reference(str(a["id"])), "status": a["status"],
-                     "received_at": a["received_at"]} for a in appeals],
+        "appeals": [{**_named(str(a["id"])), "status": a["status"], "received_at": a["received_at"],
+                     "decided_as": _named(closed_for[str(a["id"])]) if str(a["id"]) in closed_for else None}
+                    for a in appeals],
+        # The other appeals of the same refusal closed undecided because this one decides them.
+        "decides_also": [] if not appeal_of else await _decides_also(conn, str(appeal_of), str(row["id"])),
         "letters_not_sent": _letters_not_sent(events),
     }
