@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from activities.citations import law_grants
+from activities.citations import citation, law_grants
 from activities.context import ActivityContext
 from activities.letter_outcome import response_outcome
 from dsrflow.domain.deadlines import COMPLAINT_ACKNOWLEDGEMENT_DAYS, answer_days, reconsiders, takes_complaints
@@ -18,6 +18,18 @@ from schemas.workflow import LetterJob
 
 # Letters that refuse, whatever their parameters; `cancellation` does unless the subject withdrew.
 _REFUSALS = {"denial", "closed_unverified"}
+
+# What a subject whose correction we refused can do about the data they say is wrong, by the law
+# of the request (docs/legal.md): the CCPA's regulations have a business that denies a request to
+# correct offer to note, on request, internally and to whom it discloses the information, that the
+# consumer contests its accuracy (Cal. Code Regs. tit. 11, § 7023(f)); PIPEDA has the organization
+# record the substance of an unresolved challenge and, when appropriate, tell third parties with
+# access to the information (Schedule 1, clause 4.9.6); the GDPR and the UK GDPR let the subject
+# have processing restricted while accuracy is contested (Art. 18(1)(a)). The codes' citations
+# are not translated. The other laws provide nothing of the kind: their letters say nothing.
+_ACCURACY_DISPUTES = {"ccpa": ("note", "Cal. Code Regs. tit. 11, § 7023(f)"),
+                      "pipeda": ("recorded", "PIPEDA, Schedule 1, clause 4.9.6"),
+                      "gdpr": ("restrict", None), "uk_gdpr": ("restrict", None)}
 
 
 def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool, undecided: bool = False,
@@ -64,6 +76,21 @@ def remedies_context(policy: Policy, regime: str, country: str, *, appeal: bool,
             **remedies["appeal"], "kind": reconsiders(regime), "days": days, "further_days": further,
             "acknowledge_days": COMPLAINT_ACKNOWLEDGEMENT_DAYS, "form_url": form_url}
     return remedies
+
+
+def accuracy_dispute(purpose: str, params: dict[str, Any], regime: str, request_type: str, portal_url: str,
+                     t: Translator = ENGLISH) -> dict[str, Any] | None:
+    """What the remedies of a correction refused in whole (a denial) or in part (a response that
+    left records as they were) say the subject can do about the data they contest (`kind`, with
+    its `rule`; `_ACCURACY_DISPUTES`), or None: another request, another letter (a request closed
+    unverified or cancelled decided nothing), a law without such a provision, or a denial because
+    we could not identify the subject (we can record nothing against a person we cannot identify)."""
+    if request_type != "rectification" or regime not in _ACCURACY_DISPUTES or purpose not in ("denial", "response"):
+        return None
+    if params.get("reason_code") == "identity_not_established":
+        return None
+    kind, rule = _ACCURACY_DISPUTES[regime]
+    return {"kind": kind, "rule": rule or citation(regime, "18(1)(a)", t), "portal_url": portal_url}
 
 
 def names_authority_after_any_outcome(regime: str) -> bool:

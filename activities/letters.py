@@ -28,6 +28,7 @@ from activities.letter_objection import decision_summary
 from activities.letter_outcome import response_outcome
 from activities.letter_progress import overtaken, progress_context
 from activities.letter_refusals import (
+    accuracy_dispute,
     letter_refuses,
     names_authority_after_any_outcome,
     refuses_in_part,
@@ -219,6 +220,9 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             # even when we now do all that was asked (`names_authority_after_any_outcome`); it
             # refuses nothing.
             params["complaint"] = remedies()
+    if "remedies" in params:  # a correction refused: what the subject can do about the data they contest
+        params["remedies"]["accuracy_dispute"] = accuracy_dispute(job.purpose, params, row["regime"],
+                                                                  row["request_type"], context["portal_url"], t)
     context.update(params)
     return context
 
