@@ -40,6 +40,7 @@ from api.staff_bodies import (
     TaskBody,
     codes_left,
 )
+from dsrflow.domain.deadlines import reconsiders
 from schemas.progress_note import TellProgressInput
 from schemas.requests import RequestStatus
 from schemas.restrictions import LiftRestrictionInput
@@ -119,9 +120,9 @@ class StaffAction:
     # A press's one-time key (the console form's `told`, the API's `Idempotency-Key` header) goes
     # into the update's input as `once`: the same key again takes no second effect.
     keyed: bool = False
-    # Why the action does not apply to the stored request (a Problem: 422 not for such a request,
-    # 409 not any more), or None; the workflow checks too.
-    unfit: Callable[[Mapping[str, Any]], Problem | None] | None = None
+    # Why the action (with this body) does not apply to the stored request (a Problem: 422 not
+    # for such a request, 409 not any more), or None; the workflow checks too.
+    unfit: Callable[[Mapping[str, Any], BaseModel | None], Problem | None] | None = None
 
     def told(self, trouble: StepTrouble | None, owed: list[str] | None = None) -> str:
         """What staff are told once the workflow accepted it, given the request's failed step and
@@ -150,9 +151,9 @@ class StaffAction:
         return self.input(**{name: value for name, value in said.items() if name in self.input.model_fields},
                           actor=actor, **keyed)
 
-    def unfit_for(self, row: Mapping[str, Any] | None) -> Problem | None:
-        """Why the action does not apply to the stored request (`unfit`), or None."""
-        return self.unfit(row) if self.unfit is not None and row is not None else None
+    def unfit_for(self, row: Mapping[str, Any] | None, body: BaseModel | None) -> Problem | None:
+        """Why the action, with `body`, does not apply to the stored request (`unfit`), or None."""
+        return self.unfit(row, body) if self.unfit is not None and row is not None else None
 
     def once_from_form(self, form: FormData, actor: str) -> str | None:
         """A keyed action's one-time key from its console form: the count of such presses its page
@@ -239,6 +240,27 @@ def _no_progress_to_tell(row: Mapping[str, Any]) -> Problem | None:
     return None
 
 
+def approval_unfit(row: Mapping[str, Any], body: BaseModel | None) -> Problem | None:
+    """Why an approval's `explanation` is refused (422 naming it), or None. Granting an appeal (a
+    UK complaint) is a decision the subject is told the reasons for (Va. Code § 59.1-577(C), Conn.
+    Gen. Stat. § 42-518(d), C.R.S. § 6-1-1306(3)(a); DPA 2018 s. 164A): its response letter quotes
+    them, so they are required. Any other request's letter quotes none, so one sent there is
+    refused rather than dropped: the caller would believe the subject reads it."""
+    explanation = getattr(body, "explanation", None)
+    what = reconsiders(row["regime"]) or "appeal"
+    if (row["details"] or {}).get("appeal_of"):
+        if explanation:
+            return None
+        why = (f"is required to grant {'a' if what == 'complaint' else 'an'} {what}: the subject's letter says why "
+               "you decided so, in your words (the `note` stays with staff)")
+    elif explanation is None:
+        return None
+    else:
+        why = ("is only for an appeal or a UK complaint, whose letter gives the subject the reasons; this "
+               "request's letter quotes none: keep what staff should know in `note`")
+    return Problem(422, "Invalid request", f"explanation: {why}", errors=[{"field": "explanation", "message": why}])
+
+
 _ACTIONS = [
     StaffAction(
         "extend", "compliance", Workflow.extend, ExtendInput, ExtendBody,
@@ -271,7 +293,7 @@ _ACTIONS = [
         "portability response, with its package link, goes out now (review the package first with "
         "`GET /v1/requests/{id}/package`); a rectification or an attested erasure now reaches the "
         "systems (check the corrections and the identities first). Refuse with `deny` instead.",
-        body_required=False,
+        body_required=False, unfit=lambda row, body: approval_unfit(row, body),
         untold="Release approved, but it is not on record yet, and nothing is released before it is: "
                "see the failed step.",
         underway="Release approved; nothing is released before it is on record"),
@@ -346,6 +368,6 @@ _ACTIONS = [
         "a request that is not a UK complaint.",
         untold="Progress letter taken, but not sent yet: see the failed step.",
         underway="Progress letter taken", keyed=True,
-        unfit=lambda row: _no_progress_to_tell(row)),
+        unfit=lambda row, body: _no_progress_to_tell(row)),
 ]
 STAFF_ACTIONS: dict[str, StaffAction] = {action.name: action for action in _ACTIONS}

@@ -46,7 +46,10 @@ def _refuse_controls_but_line_breaks(value: str) -> str:
 
 
 OneLine = Annotated[str, AfterValidator(_refuse_controls)]
-FreeText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks)]
+# FreeText's check alone, for a bounded optional text (`Annotated[str, StringConstraints(...),
+# FREE_TEXT] | None`): bounds given on the union, or after this check, were worded in "items".
+FREE_TEXT = AfterValidator(_refuse_controls_but_line_breaks)
+FreeText = Annotated[str, FREE_TEXT]
 
 # Unicode's bidirectional embeddings, overrides and isolates: they make the text after them read
 # in another order ("\u202eAda" and the like), so that what is shown is not what was written.

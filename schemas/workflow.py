@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, StringConstraints, field_validator
 
 from schemas.contract import Contract
-from schemas.plain_text import FreeText
+from schemas.plain_text import FREE_TEXT, FreeText
 from schemas.requests import DenialReason, RequestStatus, RequestType
 from schemas.steps import StepTrouble
 from schemas.verification import VerificationState
@@ -138,9 +138,18 @@ class ResendInput(Contract):
 
 
 class ApproveInput(Contract):
-    """Compliance releases the response (and the access package) for sending."""
+    """Compliance releases the response (and the access package) for sending. `note` stays with
+    staff; `explanation` is an appeal's (a UK complaint's) reasons for granting it, which the
+    response letter quotes (VCDPA, CTDPA, CPA; DPA 2018 s. 164A): the API requires it there and
+    refuses it elsewhere (api/staff_actions.py `approval_unfit`). None in approvals before it."""
 
     note: FreeText | None = Field(None, max_length=2000, examples=["Package checked: 4 systems, no third-party data"])
+    # FreeText, its bounds checked first (schemas/plain_text.py FREE_TEXT).
+    explanation: Annotated[str, StringConstraints(min_length=10, max_length=4000), FREE_TEXT] | None = Field(
+        None,
+        examples=["Your account was closed on 3 March, so we no longer need the records we kept for its dispute"],
+        description="an appeal's or a UK complaint's reasons for the decision, sent to the subject in the "
+        "response letter: required for one, refused (422) for any other request")
     actor: str = "staff"
 
 

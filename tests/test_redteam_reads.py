@@ -113,7 +113,7 @@ async def test_an_agent_reads_that_a_release_was_approved_not_by_whom_or_why(app
     assert approved.json()["approval"]["note"] == APPROVAL_NOTE
 
     seen = (await approving.get(f"/v1/requests/{rid}", headers=await staff_headers(pool, "agent"))).json()
-    assert seen["approval"] == {"note": "[withheld]", "actor": "[withheld]"}
+    assert seen["approval"] == {"note": "[withheld]", "explanation": None, "actor": "[withheld]"}
     assert APPROVAL_NOTE not in str(seen) and seen["approval_required"] is True
     assert (await approving.get(f"/v1/requests/{rid}", headers=compliance)).json()["approval"]["note"] == APPROVAL_NOTE
 

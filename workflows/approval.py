@@ -46,7 +46,11 @@ class Approval:
     @workflow.update
     async def approve(self, request: ApproveInput) -> RequestState:
         self._validate_approve(request)  # again: a concurrent approval may have passed validation too
-        recorded = event_record(self.request_id, "approval.granted", "approval", {"note": request.note}, request.actor)
+        # An appeal's reasons go into the trail beside the note (the evidence pack, the timeline);
+        # an approval without them records what it always did.
+        reasons = {"explanation": request.explanation} if request.explanation else {}
+        recorded = event_record(self.request_id, "approval.granted", "approval", {"note": request.note, **reasons},
+                                request.actor)
         if workflow.patched(APPROVAL_OWED):
             # Taken at once, so a concurrent approval, denial or cancellation is refused; released
             # once on record. Answered once the main line has moved on, the record is in trouble,
@@ -82,6 +86,13 @@ class Approval:
         if self._facts is not None and self._facts.attested_by == request.actor:
             # The approval is the second look at what one member of staff vouched for.
             raise ValueError(SELF_APPROVAL)
+
+    def approval_reasons(self) -> dict[str, str]:
+        """The response letter's params for an appeal's (a UK complaint's) grant: compliance's
+        reasons, which the letter quotes under "Why we decided this"; none without them. Only an
+        activity's input changes, no command: histories recorded before replay as they ran."""
+        explanation = self._approval.explanation if self._approval is not None else None
+        return {"approval_explanation": explanation} if explanation else {}
 
     def approved(self) -> bool:
         """The approval is taken, and on record (older histories: once taken)."""

@@ -205,7 +205,7 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)
                 and not await self._await_approval({"what": "approval", "stage": "release"})):
             return
-        params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json")}
+        params: dict[str, Any] = {"report": self._report_now().model_dump(mode="json"), **self.approval_reasons()}
         if self._decision is not None:
             params["decision"] = self._decision.model_dump(mode="json", exclude={"actor"})
         if self.extension_under_way and workflow.patched(ANSWER_AFTER_EXTENSION):

@@ -343,7 +343,7 @@ async def _run(state: AppState, request_id: str, action: StaffAction | None, for
         if action.sends_codes() and (
                 resent := resent_since(action.round_shown(body), await live_state(state, request_id))):
             return resent
-        if unfit := action.unfit_for(await get_request(await state.db(), request_id)):
+        if unfit := action.unfit_for(await get_request(await state.db(), request_id), body):
             return unfit
         await run_update(state, request_id, action.update,
                          action.workflow_input(body, staff.actor, action.once_from_form(form, staff.actor)))

@@ -22,13 +22,7 @@ from activities.letter_outcome import _acted_on_nothing as acted_on_nothing
 from activities.letter_outcome import _kept_texts as kept_texts
 from activities.letter_outcome import _kept_whole as kept_whole
 from activities.letter_outcome import cut_short
-from api.read_models.evidence_deadlines import (
-    complaint_progress_days,
-    complaint_target,
-    deadlines,
-    kept_informed,
-    policy_defaults,
-)
+from api.read_models.evidence_deadlines import complaint_target, deadlines, policy_defaults
 from api.read_models.evidence_decisions import decisions
 from api.read_models.evidence_names import WHOLE_SYSTEM, Labels, labels, planned_policy, version_policy
 from api.read_models.evidence_results import with_contents, with_history
@@ -273,7 +267,6 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         holds = await _holds(conn, row, secret, tasks)
         defaults = await policy_defaults(conn, row["policy_version"])
         target_days = await complaint_target(conn, row)
-        progress_days = await complaint_progress_days(conn, row)
         built = with_contents(packages, events)
         decided = await decisions(conn, row, events, letters, defaults.timezone, kept=holds["kept_records"],
                                   missing=built[0]["missing"] if built else {}, uncorrected=uncorrected_systems(tasks))
@@ -286,13 +279,11 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
             "SELECT id, author, body, created_at FROM request_notes WHERE request_id = $1 ORDER BY created_at, id",
             request_id)]
-    sent = _by_hand(letters, events, request_id)
     return {
         "generated_at": datetime.now(UTC),
         "request": _request(row, events),
         "verification": _verification(row, events, letters),
-        "deadlines": {**deadlines(row, events, letters, defaults, target_days),
-                      "kept_informed": kept_informed(row, sent, progress_days)},
+        "deadlines": deadlines(row, events, letters, defaults, target_days),
         "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
         "results": with_history(tasks, events),
@@ -303,7 +294,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "processor_confirmations": confirmations,
         "holds": holds,
         "packages": built,
-        "letters": sent,
+        "letters": _by_hand(letters, events, request_id),
         # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
         "emails": emails,
         "notes": notes,

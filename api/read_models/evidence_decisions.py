@@ -270,6 +270,8 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
     return {
         "approval": None if approved is None else {
             "at": approved["occurred_at"], "by": approved["actor"], "note": approved["data"].get("note"),
+            # An appeal's (a complaint's) reasons, as its response letter quotes them; None otherwise.
+            "explanation": approved["data"].get("explanation"),
             "package_reviewed_at": reviewed["occurred_at"] if reviewed else None,
             "package_reviewed_by": reviewed["actor"] if reviewed else None},
         "refusal": refusal,

@@ -121,7 +121,7 @@ def _action_endpoint(action: StaffAction) -> Callable[..., Any]:
                        idempotency_key: str | None = None) -> dict[str, Any]:
         if refused := action.refusal_for(body, staff.has_role, staff.role):
             raise Problem(403, "Forbidden", refused)
-        if unfit := action.unfit_for(await get_request(await state.db(), request_id)):
+        if unfit := action.unfit_for(await get_request(await state.db(), request_id), body):
             raise unfit
         answers_step, step = action.step_answered(body)
         if answers_step and step is not None:  # optional here: scripts written before it answer any step
