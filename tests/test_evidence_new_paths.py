@@ -110,6 +110,13 @@ async def test_a_progress_letter_staff_sent_by_hand_says_who_sent_it(http, pool,
     assert re.search(f"to x@example.com, by hand: Jane Peeters \\(compliance\\) sent it {LOCAL_TIME}, with the note it "
                      "quotes · Message-ID", letters), letters
     assert letters.count("by hand") == 1, letters
+    # Under the deadlines, how often the policy owes one, and each sent (DPA 2018 s. 164A(5)(b)).
+    kept = pack["deadlines"]["kept_informed"]
+    assert kept["every_days"] == 14 and [sent["by_hand_by"] for sent in kept["letters"]] == [None, actor], kept
+    assert re.search("Kept informed a progress letter 14 days after receipt and 14 days after each one, while the "
+                     "complaint is undecided \\(DPA 2018 s. 164A\\(5\\)\\(b\\); the interval is our policy's\\): "
+                     f"sent {LOCAL_TIME}; sent {LOCAL_TIME} by hand by Jane Peeters \\(compliance\\) Due ",
+                     section(page, "Deadlines", "Decisions")), section(page, "Deadlines", "Decisions")
 
 
 async def _ccpa_refused_in_part(pool, settings, loaded: LoadedPolicy, type_: str) -> str:
@@ -181,6 +188,7 @@ async def test_the_recipients_a_response_names_as_told_leave_out_a_system_that_d
     pack, page = await _read(http, pool, rid)
 
     action = pack["results"][0]["action"]
+    assert pack["deadlines"]["kept_informed"] is None  # a UK complaint's only
     assert pack["recipients_told"] == {
         "told": [{"system": "crm", "action": action, "recipient": "communication_crm"}],
         "not_told": [{"system": "billing", "action": action, "recipient": "financial_services",

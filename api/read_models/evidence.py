@@ -22,7 +22,13 @@ from activities.letter_outcome import _acted_on_nothing as acted_on_nothing
 from activities.letter_outcome import _kept_texts as kept_texts
 from activities.letter_outcome import _kept_whole as kept_whole
 from activities.letter_outcome import cut_short
-from api.read_models.evidence_deadlines import complaint_target, deadlines, policy_defaults
+from api.read_models.evidence_deadlines import (
+    complaint_progress_days,
+    complaint_target,
+    deadlines,
+    kept_informed,
+    policy_defaults,
+)
 from api.read_models.evidence_decisions import decisions
 from api.read_models.evidence_names import WHOLE_SYSTEM, Labels, labels, planned_policy, version_policy
 from api.read_models.evidence_results import with_contents, with_history
@@ -121,8 +127,9 @@ def _result(task: dict[str, Any]) -> TaskResult:
 def recipients_told(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The Art. 19 recipients the response letter names as told, by the letter's own rule
     (activities/letter_outcome.py `response_outcome`), and those it does not name, and why: the
-    task not done, a processor kept whole under a hold (asked nothing), a correction or restriction
-    that acted on nothing there ("nothing to restrict", every record left as an erasure kept it).
+    system held nothing of the subject, its task not done, a processor kept whole under a hold (asked
+    nothing), a correction or restriction that acted on nothing there ("nothing to restrict", every
+    record left as an erasure kept it).
     The pack's Plan named every planned recipient, as if each had been told."""
     recipient_of = {(t["system"], t["action"]): t.get("recipient") for t in (plan or {}).get("tasks", [])}
     told: dict[str, list[dict[str, Any]]] = {"told": [], "not_told": []}
@@ -131,7 +138,10 @@ def recipients_told(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) ->
         if not recipient or task["action"] not in ART19_ACTIONS:
             continue
         result = _result(task)
-        why = ("not_done" if result.status != "done"
+        # A correction recorded `not_found` before 2026-12-07 whose records an erasure kept acted on nothing.
+        held_nothing = result.status == "not_found" and not records_left(result.action, task["datasets"])
+        why = ("held_nothing" if held_nothing else "acted_on_nothing" if result.status == "not_found"
+               else "not_done" if result.status != "done"
                else "kept_whole" if cut_short(result) is None and kept_whole(result)
                else "acted_on_nothing" if acted_on_nothing(result) else None)
         entry = {"system": task["system"], "action": task["action"], "recipient": recipient}
@@ -267,6 +277,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         holds = await _holds(conn, row, secret, tasks)
         defaults = await policy_defaults(conn, row["policy_version"])
         target_days = await complaint_target(conn, row)
+        progress_days = await complaint_progress_days(conn, row)
         built = with_contents(packages, events)
         decided = await decisions(conn, row, events, letters, defaults.timezone, kept=holds["kept_records"],
                                   missing=built[0]["missing"] if built else {}, uncorrected=uncorrected_systems(tasks))
@@ -279,11 +290,13 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         notes = [{**dict(r), "id": str(r["id"])} for r in await conn.fetch(
             "SELECT id, author, body, created_at FROM request_notes WHERE request_id = $1 ORDER BY created_at, id",
             request_id)]
+    sent = _by_hand(letters, events, request_id)
     return {
         "generated_at": datetime.now(UTC),
         "request": _request(row, events),
         "verification": _verification(row, events, letters),
-        "deadlines": deadlines(row, events, letters, defaults, target_days),
+        "deadlines": {**deadlines(row, events, letters, defaults, target_days),
+                      "kept_informed": kept_informed(row, sent, progress_days)},
         "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
         "results": with_history(tasks, events),
@@ -294,7 +307,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         "processor_confirmations": confirmations,
         "holds": holds,
         "packages": built,
-        "letters": _by_hand(letters, events, request_id),
+        "letters": sent,
         # The subject's e-mails that opened the request or were attached to it (docs/mailbox.md).
         "emails": emails,
         "notes": notes,

@@ -135,14 +135,40 @@ def _holidays(regime: str, country: str, appeal: bool = False) -> str:
     return _HOLIDAYS.get(regime, _CALENDAR_DAYS_ONLY).format(country=country_words(country))
 
 
+def _complaint(row: dict[str, Any]) -> bool:
+    return bool((row["details"] or {}).get("appeal_of") and takes_complaints(row["regime"]))
+
+
+async def _complaint_days(conn: asyncpg.Connection, row: dict[str, Any], setting: str) -> int | None:
+    if not _complaint(row):
+        return None
+    days = await conn.fetchval("SELECT content->'remedies'->$2->'appeal'->>$3 FROM policy_versions "
+                               "WHERE version = $1", row["policy_version"], row["regime"], setting)
+    return int(days) if days else None
+
+
 async def complaint_target(conn: asyncpg.Connection, row: dict[str, Any]) -> int | None:
     """Our target in days for the outcome of the complaint `row` (UK GDPR), as the policy version
     it ran under set it (None: that version set none, so the default; or `row` is no complaint)."""
-    if not ((row["details"] or {}).get("appeal_of") and takes_complaints(row["regime"])):
+    return await _complaint_days(conn, row, "answer_days")
+
+
+async def complaint_progress_days(conn: asyncpg.Connection, row: dict[str, Any]) -> int | None:
+    """How often the complaint `row` undecided gets a progress letter under its policy version
+    (`remedies.uk_gdpr.appeal.progress_days`; None: none, or `row` is no complaint)."""
+    return await _complaint_days(conn, row, "progress_days")
+
+
+def kept_informed(row: dict[str, Any], letters: list[dict[str, Any]], every_days: int | None) -> dict[str, Any] | None:
+    """A UK complaint's progress letters (DPA 2018 s. 164A(5)(b): the complainant informed of its
+    progress), each with who sent it where staff did (`letters` as the pack gives them, with
+    `by_hand`), and the policy's interval; None for any other request. The pack had them only among
+    the letters, nothing under the deadlines to say how often they were owed."""
+    if not _complaint(row):
         return None
-    days = await conn.fetchval("SELECT content->'remedies'->$2->'appeal'->>'answer_days' FROM policy_versions "
-                               "WHERE version = $1", row["policy_version"], row["regime"])
-    return int(days) if days else None
+    return {"every_days": every_days,
+            "letters": [{"sent_at": letter["sent_at"], "by_hand_by": (letter.get("by_hand") or {}).get("by")}
+                        for letter in letters if letter["purpose"] == "complaint_progress"]}
 
 
 async def policy_defaults(conn: asyncpg.Connection, version: str) -> Defaults:
