@@ -79,11 +79,16 @@ async def test_an_appeal_is_approved_with_its_reasons_and_nothing_else_with_them
     assert extra["errors"] == [{"field": "explanation", "message": extra["errors"][0]["message"]}]
     assert "only for an appeal or a UK complaint" in extra["detail"]
 
-    # The console's approve form says the same, in the page (its field left blank is left out).
+    # The console's approve form asks for them, and says the same (its field left blank is left out).
+    await pool.execute("UPDATE dsr_requests SET status = 'awaiting_approval' WHERE id = $1::uuid", appeal)
     csrf = await console_sign_in(app_http, pool, "compliance")
     page = await app_http.post(f"/console/requests/{appeal}/approve", data={"csrf_token": csrf, "explanation": " "})
     assert page.status_code == 422
     assert "explanation: is required to grant an appeal" in page.text
+    assert 'id="approve-explanation" name="explanation"' in page.text and "Why you grant the appeal" in page.text
+    await pool.execute("UPDATE dsr_requests SET status = 'awaiting_approval' WHERE id = $1::uuid", other)
+    plain = await app_http.get(f"/console/requests/{other}")
+    assert 'id="approve-note"' in plain.text and "approve-explanation" not in plain.text  # its form as before
 
     # Granted, as the workflow records it (the workflow test below): the evidence pack names the
     # reasons told to the subject apart from the note, in its decisions and its audit trail.
