@@ -84,6 +84,8 @@ async def test_an_appeal_closed_for_another_names_the_one_that_decides_it(http, 
     pack, page = await _read(http, pool, refused)
     assert {a["id"]: a["decided_as"] for a in pack["decisions"]["appeals"]} == {
         taken: None, closed: {"id": taken, "reference": short_reference(taken)}}
+    assert (f"{'Complained about' if kind == 'complaint' else 'Appealed'} by request {short_reference(closed)} "
+            f"( {closed} ), received ") in section(page, "Decisions", "Plan")
     assert (f"closed without a separate decision: the subject's {kind} {short_reference(taken)} ( {taken} ) {of} "
             "this refusal answers it") in section(page, "Decisions", "Plan")
 
@@ -148,15 +150,17 @@ async def test_a_refused_ccpa_deletion_names_the_opt_out_question_its_letter_ask
 
 
 async def _acted_in_crm_only(pool, settings, type_: str, details: dict[str, Any], billing: dict[str, Any]) -> str:
-    """A correction or restriction planned in two systems, each an Art. 19 recipient: done in the
+    """A correction or restriction planned in three systems, each an Art. 19 recipient: done in the
     CRM, which changed its contact, and in billing, whose `billing` datasets it acted on nothing
-    in; the response letter on record as sent. Its id."""
+    in; analytics held no data of the subject. The response letter on record as sent. Its id."""
     rid = await stored_request(pool, settings, f"told-{type_}", type_=type_, **details)
     action = {"restriction": "restrict", "rectification": "rectify"}[type_]
     tasks = [{"system": "crm", "action": action, "connector": "sql", "label": "CRM", "recipient": "communication_crm",
               "scope": None},
              {"system": "billing", "action": action, "connector": "http", "label": "Billing",
-              "recipient": "financial_services", "scope": None}]
+              "recipient": "financial_services", "scope": None},
+             {"system": "analytics", "action": action, "connector": "sql", "label": "Analytics",
+              "recipient": "google_analytics", "scope": None}]
     await pool.execute(
         """INSERT INTO request_plans (request_id, plan)
            SELECT id, jsonb_build_object('request_id', id, 'policy_version', policy_version, 'request_type', $3::text,
@@ -164,9 +168,10 @@ async def _acted_in_crm_only(pool, settings, type_: str, details: dict[str, Any]
         uuid.UUID(rid), tasks, type_)
     await pool.executemany(
         """INSERT INTO system_tasks (request_id, system, action, status, found, changed, datasets)
-           VALUES ($1, $2, $3, 'done', $4, $5, $6)""",
-        [(uuid.UUID(rid), "crm", action, 1, 1, {"contacts": {"found": 1, "changed": 1}}),
-         (uuid.UUID(rid), "billing", action, sum(d.get("found", 0) for d in billing.values()), 0, billing)])
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        [(uuid.UUID(rid), "crm", action, "done", 1, 1, {"contacts": {"found": 1, "changed": 1}}),
+         (uuid.UUID(rid), "billing", action, "done", sum(d.get("found", 0) for d in billing.values()), 0, billing),
+         (uuid.UUID(rid), "analytics", action, "not_found", 0, 0, {"users": {"found": 0}})])
     await _letter(pool, rid, "response")
     return rid
 
@@ -191,12 +196,14 @@ async def test_the_recipients_a_response_names_as_told_leave_out_a_system_that_d
     assert pack["deadlines"]["kept_informed"] is None  # a UK complaint's only
     assert pack["recipients_told"] == {
         "told": [{"system": "crm", "action": action, "recipient": "communication_crm"}],
-        "not_told": [{"system": "billing", "action": action, "recipient": "financial_services",
+        "not_told": [{"system": "analytics", "action": action, "recipient": "google_analytics", "why": "held_nothing"},
+                     {"system": "billing", "action": action, "recipient": "financial_services",
                       "why": "acted_on_nothing"}]}, pack["recipients_told"]
     told = page.split("Recipients the response letter names as told", 1)[1].split(" Holds and kept records ", 1)[0]
     # The session's policy names no recipient: the page names them by their kind.
-    assert told.startswith(" (Art. 19 GDPR): communication crm (CRM). Not named as told: financial services "
-                           f"(Billing): nothing was {what} there."), told
+    assert told.startswith(" (Art. 19 GDPR): communication crm (CRM). Not named as told: google analytics "
+                           "(Analytics): it held no data of the subject; financial services (Billing): nothing was "
+                           f"{what} there."), told
 
 
 async def test_a_restriction_is_not_said_in_force_where_it_restricted_nothing(http, pool, settings):
