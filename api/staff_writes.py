@@ -48,6 +48,12 @@ DEFERRED_ROLES = {"read": READABLE_BY["deferred-erasures"], "retry": "compliance
 # (api/console/request_resume.py) and REST (api/rest/request_resume.py).
 RESUME_ROLE = "compliance"
 
+# A subject's dispute of the accuracy of data a correction did not correct (dsrflow/stores/
+# accuracy_disputes.py): recorded against the refusal compliance answers for, as its evidence, by
+# compliance (admins too). An audit event, not a workflow update: the request is decided. Run by
+# the console (api/console/accuracy_disputes.py) and REST (api/rest/accuracy_disputes.py).
+DISPUTE_ROLE = "compliance"
+
 
 class ResumeBody(BaseModel):
     model_config = ConfigDict(extra="forbid")

@@ -107,6 +107,10 @@ MATRIX = [
     # Resuming a request whose workflow ended: compliance's (api/staff_writes.py RESUME_ROLE).
     Row("POST",   f"{R}/resume",                        {"reason": "The relay is fixed"},       401, 403, 404, 404),
     Row("POST",   f"{C}/resume",                        None,                                   303, 403, 404, 404),
+    # Recording a subject's dispute of accuracy against a correction: compliance's (api/staff_writes.py DISPUTE_ROLE).
+    Row("POST",   f"{R}/record-dispute",                {"statement": "My birth date is 12 March 1984"},
+                                                                                                401, 403, 404, 404),
+    Row("POST",   f"{C}/record-dispute",                None,                                   303, 403, 404, 404),
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),
     Row("POST",   f"/console/views/{NO_TOKEN}/delete",  None,                                   303, 404, 404, 404),
     Row("GET",    "/console/inbox",                     None,                                   303, 200, 200, 200),

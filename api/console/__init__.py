@@ -4,6 +4,7 @@ the inbox, the direct-marketing suppression list, legal holds and the staff toke
 from fastapi import APIRouter
 
 from api.console import (
+    accuracy_disputes,
     dashboard,
     deferred,
     holds,
@@ -19,7 +20,7 @@ from api.console import (
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
-# The team's routes (and resuming a request) before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_resume, request_page, letter_copies, dashboard, inbox, suppressions,
-                holds, tokens):
+# The team's routes (and resuming a request, recording a dispute) before the request page's `/{request_id}/{action}`.
+for _module in (queue, team, deferred, request_resume, accuracy_disputes, request_page, letter_copies, dashboard, inbox,
+                suppressions, holds, tokens):
     router.include_router(_module.router)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.auth import Staff, require_console_role
+from api.console.accuracy_disputes import dispute_context
 from api.console.deferred import deferred_context
 from api.console.refusals import outcome_params, shown_outcome, shown_refusal
 from api.console.request_resume import resume_context
@@ -313,7 +314,9 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
             "note_error": shown_refusal(state.settings, "note_error", params),
             **await deferred_context(state, request_id, staff, outcome("deferred_done"),
                                      shown_refusal(state.settings, "deferred_error", params)),
-            **resume_context(staff, outcome("resume_done"), shown_refusal(state.settings, "resume_error", params))}
+            **resume_context(staff, outcome("resume_done"), shown_refusal(state.settings, "resume_error", params)),
+            **dispute_context(staff, context["r"], outcome("dispute_done"),
+                              shown_refusal(state.settings, "dispute_error", params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
         "live_region": _region(request, request_id, context, notice).html})
@@ -387,5 +390,5 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     return render(request, "console/request.html", {
         **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
         **await deferred_context(state, request_id, staff, None, None),
-        **resume_context(staff, None, None),
+        **resume_context(staff, None, None), **dispute_context(staff, context["r"], None, None),
         "live_region": region.html}, status_code=status)

@@ -123,6 +123,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
+        "dispute.recorded": data.get("statement"),  # as the subject wrote it
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.
         "approval.granted": data.get("explanation") and f"reasons told to the subject: {data['explanation']}",
         "suppression.lifted": data.get("consent"),  # how the subject consented again, as staff recorded it

@@ -40,6 +40,8 @@ EVENT_WORDS = {
     "letter.overtaken": "Progress letter not sent: the complaint was answered or closed first",
     # workflows/complaint_progress.py ProgressByHand: who (the event's actor) and their note.
     "complaint.progress_told": "Progress letter to the complainant, by staff",
+    # dsrflow/stores/accuracy_disputes.py: the subject's statement, as staff recorded it.
+    "dispute.recorded": "Subject's dispute of the accuracy of their data recorded",
     "package.built": "Access package built",
     "package.downloaded": "Package downloaded by the subject",
     "processor.callback": "Processor reported back",

@@ -4,6 +4,7 @@ suppression check, and the Temporal UI's codec endpoint. Every route needs a sta
 from fastapi import APIRouter
 
 from api.rest import (
+    accuracy_disputes,
     codec_endpoint,
     deferred_erasures,
     events,
@@ -22,5 +23,5 @@ from api.rest import (
 router = APIRouter()
 for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
                 restriction_list, evidence_pack, metrics, team, deferred_erasures,
-                request_resume):
+                request_resume, accuracy_disputes):
     router.include_router(_module.router)

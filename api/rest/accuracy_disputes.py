@@ -1,0 +1,38 @@
+"""Recording a subject's dispute of the accuracy of their data against a correction we refused,
+over REST as on the console's request page (api/console/accuracy_disputes.py; what it records:
+dsrflow/stores/accuracy_disputes.py)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header
+
+from api.auth import Staff, require_role
+from api.deps import State
+from api.problems import Problem
+from api.staff_writes import DISPUTE_ROLE
+from dsrflow.stores.accuracy_disputes import DISPUTED, DisputeRefused, record_dispute
+from schemas.accuracy_dispute import DisputeStatement
+
+router = APIRouter(prefix="/v1/requests", tags=["requests"])
+
+
+@router.post("/{request_id}/record-dispute", status_code=201)
+async def record_dispute_endpoint(staff: Annotated[Staff, require_role(DISPUTE_ROLE)], request_id: str,
+                                  body: DisputeStatement, state: State,
+                                  idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+                                  ) -> dict[str, Any]:
+    """Record the subject's statement disputing the accuracy of the data a correction (rectification)
+    request did not correct, once that request is decided (denied, or answered: refused in part
+    perhaps): an audit event `dispute.recorded` with the statement, shown in the request's timeline
+    and evidence pack. Its refusal letter offers it under the CCPA (the dispute noted on request,
+    with a statement) and PIPEDA (the unresolved challenge recorded). The same `Idempotency-Key`
+    again records nothing more. 404 for no such request; 409 for another type of request or one
+    not yet decided. Telling the recipients of the data is done by hand."""
+    once = f"header:{idempotency_key}" if idempotency_key else None
+    try:
+        await record_dispute(await state.db(), request_id, body.statement, actor=staff.actor, once=once)
+    except DisputeRefused as refused:
+        raise Problem(refused.status, "Not found" if refused.status == 404 else "Refused", str(refused)) from None
+    return {"request_id": request_id, "event_type": DISPUTED, "statement": body.statement}
