@@ -5,14 +5,20 @@ activities/letters.py `build_context`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 from activities.citations import citation
 from activities.processor_exports import missing_reasons
+from activities.recipients_told import (
+    CutShort,
+    acted_on_nothing,
+    cut_short,
+    erased_count,
+    recipients_named,
+    told_of,
+)
 from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
-from policy.disclosure import Recipient
 from policy.keeping import StatutoryHold
 from policy.model import Policy
 from policy.systems import dataset_words
@@ -21,7 +27,6 @@ from schemas.workflow import TaskResult
 
 ACTION_WORDS = {"erase": N_("erased"), "rectify": N_("corrected"), "restrict": N_("restricted"),
                 "object": N_("stopped processing as you objected"), "access": N_("found")}
-_ART19_ACTIONS = {"erase", "rectify", "restrict"}
 # A system's datasets whose records an action found and needed to do nothing to (`_change_lines`),
 # where the action's word would be: a correction's, a restriction's, an objection's.
 NOTHING_NEEDED = {"rectify": N_("nothing to correct"), "restrict": N_("nothing to restrict"),
@@ -168,15 +173,6 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
             "reviewed_by": any(k.get("reviewed") and k.get("until") for k in kept)}
 
 
-def _erased(result: TaskResult) -> int:
-    """The records an erasure erased. `changed` also counts the kept records a hold minimised and
-    marked restricted (activities/connectors/sql.py: per dataset, `changed` is those plus what was
-    deleted or anonymised); they were kept, not erased, and the letter lists them as kept."""
-    minimised = sum(max(counts.get("changed", 0) - counts.get("deleted", 0) - counts.get("anonymised", 0), 0)
-                    for counts in result.datasets.values() if counts.get("kept") and "changed" in counts)
-    return max(result.changed - minimised, 0)
-
-
 def _datasets_acted_on(result: TaskResult) -> list[str]:
     """The datasets a system's line names: for an erasure, not those whose records were all kept;
     for a copy, all it counts (a correction, restriction or objection has its own lines, which
@@ -195,16 +191,8 @@ def _left(result: TaskResult) -> dict[str, int]:
     return {name: counts["left"] for name, counts in result.datasets.items() if counts.get("left")}
 
 
-def _acted_on_nothing(result: TaskResult) -> bool:
-    """A correction or restriction whose system counted its records and acted on none: a correction
-    that changed none (it left each as an earlier erasure kept it, schemas/workflow.py
-    `records_left`, or found it with nothing to correct), a restriction whose every dataset needed
-    nothing (an http lookup read them and no step set them: schemas/dataset_split.py). A
-    processor's confirmation counts no datasets: it did what it was asked to."""
-    if result.action == "rectify":
-        return not result.changed and bool(result.datasets)
-    split = split_datasets(result.action, result.datasets)
-    return split is not None and not split.acted
+def _connector(policy: Policy, system: str) -> str | None:
+    return policy.systems[system].connector if system in policy.systems else None
 
 
 def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, language: str) -> dict[str, Any]:
@@ -221,7 +209,7 @@ def _records_acted_on(result: TaskResult) -> int:
     counts no datasets what was changed, else what was found (already as asked). A correction's,
     restriction's or objection's counts per dataset are its lines' (`_change_lines`)."""
     if result.action == "erase":
-        return _erased(result)
+        return erased_count(result)
     return result.changed or result.found
 
 
@@ -323,9 +311,7 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # Nor is one where a correction or restriction acted on nothing (every record left as an earlier
     # erasure kept it, or needing nothing): done (the records exist), but nothing done to tell of.
     told_to = [policy.recipients[r.recipient] for r in results
-               if r.recipient and r.recipient in policy.recipients and r.status == "done"
-               and r.action in _ART19_ACTIONS and (cut_short(r) is not None or not _kept_whole(r))
-               and not _acted_on_nothing(r)]
+               if r.recipient and r.recipient in policy.recipients and told_of(r, _connector(policy, r.system))]
     told, by_kind = recipients_named(told_to)
     # The letter itself says the request is completed and, after the actions, whom Art. 19 reached;
     # the summary is left for what only this request says (an objection decision).
@@ -337,49 +323,12 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # Whether a correction or restriction acted anywhere: lines that say "nothing to correct"
     # ("nothing to restrict") are no action, so a correction's letter opens "We have not corrected
     # any of your personal data", and neither claims in general that recipients were told.
-    acted_any = any(r.action in ("rectify", "restrict") and r.status == "done" and not _acted_on_nothing(r)
-                    for r in results)
+    acted_any = any(r.action in ("rectify", "restrict") and r.status == "done"
+                    and not acted_on_nothing(r, _connector(policy, r.system)) for r in results)
     return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
             "uncorrected": uncorrected, "acted_any": acted_any,
             "informed_by_kind": by_kind,
             "package_link": package_link, "package_expires_at": package_expires_at}
-
-
-def recipients_named(recipients: list[Recipient]) -> tuple[list[str], bool]:
-    """The recipients a letter says were told (Art. 19): each by who it is where the policy knows
-    it, else by the kind of service it gives (as the package's summary names recipients), and
-    whether any is named by its kind (the letter then offers to say who, on request)."""
-    return (sorted({recipient.identity or recipient.name for recipient in recipients}),
-            any(recipient.identity is None for recipient in recipients))
-
-
-def _kept_whole(result: TaskResult) -> bool:
-    """Whether the system kept all it holds under a hold (its "all" record): asked nothing."""
-    return any(k.get("dataset") == "all" and k.get("system", result.system) == result.system
-               for k in result.kept_records)
-
-
-@dataclass(frozen=True)
-class CutShort:
-    """An erasure a legal-claims hold cut short (`cut_short`): of the `identifiers` by which the
-    service knows the subject, it had accepted the deletion of the data under `accepted` before the
-    hold; the hold keeps the data under the other `kept`. The letter says so, and the evidence pack
-    and the console's request page say what the letter says (api/read_models/evidence.py)."""
-
-    identifiers: int
-    accepted: int
-    kept: int
-
-
-def cut_short(result: TaskResult) -> CutShort | None:
-    """Whether a legal-claims hold, placed while a deletion service's quota held the erasure back,
-    kept the rest of a system after part of it was erased: the identifiers the service had accepted
-    by then were asked to delete what it holds under them (activities/fanout.py `_erase`). Read from
-    the task's counts alone: a task recorded before it counted them (found and changed 0) reads as
-    kept whole, as it was told then."""
-    if result.action == "erase" and _kept_whole(result) and _erased(result) > 0:
-        return CutShort(identifiers=result.found, accepted=result.changed, kept=result.found - result.changed)
-    return None
 
 
 def _cut_short_action(result: TaskResult, short: CutShort, policy: Policy, t: Translator) -> dict[str, Any]:

@@ -12,7 +12,7 @@ from temporalio import activity
 
 from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.context import ActivityContext
-from activities.letter_outcome import recipients_named
+from activities.recipients_told import recipients_named
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import ENGLISH, N_, Translator

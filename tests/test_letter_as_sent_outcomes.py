@@ -143,6 +143,22 @@ async def test_a_sql_restriction_names_what_it_restricted_and_found_restricted_a
         assert "nothing to restrict" not in told and "support requests" not in told and "chat" not in told, told
 
 
+async def test_a_correction_names_no_recipient_told_where_the_system_had_nothing_to_apply():
+    """A correction of the city, which the analytics system holds no field for: its task is done
+    with nothing counted ("no field in this system for: city"), and nothing was corrected there, so
+    its recipient (Google Ireland) was told nothing; the CRM, which corrected a contact, names its
+    own. Before, both were named as told (hCO's finding in the evidence pack)."""
+    policy = LOADED.policy
+    nothing = {"system": "analytics", "action": "rectify", "status": "done", "found": 0, "changed": 0,
+               "recipient": "google_analytics", "datasets": {}, "message": "no field in this system for: city"}
+    corrected = {"system": "crm", "action": "rectify", "status": "done", "found": 1, "changed": 1,
+                 "recipient": "communication_crm", "datasets": {"contacts": {"found": 1, "changed": 1}}}
+    text, html = both(await as_sent("response", "rectification", {"report": {"results": [nothing, corrected]}}))
+    google = " ".join(str(policy.recipients["google_analytics"].identity).split())
+    for part in (text, html):
+        assert policy.recipients["communication_crm"].name in part, part
+        assert google not in part, part
+
 async def test_a_restriction_counts_every_record_restricted_not_only_those_set_now():
     """Two of the subject's three contacts were restricted already (an earlier request), one is set
     now: all three are restricted, and the letter says so. It read "(1 record)", the count changed."""

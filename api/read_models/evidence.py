@@ -17,11 +17,8 @@ import asyncpg
 
 # The response letter's own reading of a kept record's basis, and of an erasure a hold cut short,
 # so the pack states what the letter did.
-from activities.letter_outcome import _ART19_ACTIONS as ART19_ACTIONS
-from activities.letter_outcome import _acted_on_nothing as acted_on_nothing
 from activities.letter_outcome import _kept_texts as kept_texts
-from activities.letter_outcome import _kept_whole as kept_whole
-from activities.letter_outcome import cut_short
+from activities.recipients_told import ART19_ACTIONS, acted_on_nothing, cut_short, kept_whole
 from api.read_models.evidence_deadlines import (
     complaint_progress_days,
     complaint_target,
@@ -132,6 +129,7 @@ def recipients_told(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) ->
     record left as an erasure kept it).
     The pack's Plan named every planned recipient, as if each had been told."""
     recipient_of = {(t["system"], t["action"]): t.get("recipient") for t in (plan or {}).get("tasks", [])}
+    connectors = connectors_of(plan)
     told: dict[str, list[dict[str, Any]]] = {"told": [], "not_told": []}
     for task in tasks:
         recipient = recipient_of.get((task["system"], task["action"]))
@@ -143,18 +141,24 @@ def recipients_told(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) ->
         why = ("held_nothing" if held_nothing else "acted_on_nothing" if result.status == "not_found"
                else "not_done" if result.status != "done"
                else "kept_whole" if cut_short(result) is None and kept_whole(result)
-               else "acted_on_nothing" if acted_on_nothing(result) else None)
+               else "acted_on_nothing" if acted_on_nothing(result, connectors.get(task["system"])) else None)
         entry = {"system": task["system"], "action": task["action"], "recipient": recipient}
         told["not_told" if why else "told"].append({**entry, "why": why} if why else entry)
     return told
 
 
-def restricted_nothing_in(tasks: list[dict[str, Any]]) -> list[str]:
+def connectors_of(plan: dict[str, Any] | None) -> dict[str, str]:
+    """Each planned system's connector (the letter's rule asks it: `acted_on_nothing`)."""
+    return {t["system"]: t["connector"] for t in (plan or {}).get("tasks", []) if t.get("connector")}
+
+
+def restricted_nothing_in(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) -> list[str]:
     """The systems a restriction reached (its task done, so the record names them) and restricted
     nothing in: their lookup read the subject's records and no step set them ("nothing to
     restrict", as the response letter says). The pack said the restriction was in force there."""
-    return sorted(t["system"] for t in tasks
-                  if t["action"] == "restrict" and t["status"] == "done" and acted_on_nothing(_result(t)))
+    connectors = connectors_of(plan)
+    return sorted(t["system"] for t in tasks if t["action"] == "restrict" and t["status"] == "done"
+                  and acted_on_nothing(_result(t), connectors.get(t["system"])))
 
 
 def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
@@ -282,7 +286,8 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
         decided = await decisions(conn, row, events, letters, defaults.timezone, kept=holds["kept_records"],
                                   missing=built[0]["missing"] if built else {}, uncorrected=uncorrected_systems(tasks))
         if decided["restriction"] is not None:
-            decided["restriction"]["restricted_nothing_in"] = restricted_nothing_in(tasks)
+            decided["restriction"]["restricted_nothing_in"] = restricted_nothing_in(
+                None if plan is None else plan["plan"], tasks)
         named = await _labels(conn, row, None if plan is None else plan["plan"], tasks, confirmations, holds,
                               built, decided)
         emails = await evidence_messages(conn, secret, request_id)
