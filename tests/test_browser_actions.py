@@ -23,7 +23,15 @@ from dsrflow.i18n import long_date
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
 from tests.refused_requests import stored_refusal
-from tests.support import eventually, live_client, staff_headers, text_of, unique_email, wait_for_letter
+from tests.support import (
+    eventually,
+    live_client,
+    staff_headers,
+    stored_request,
+    text_of,
+    unique_email,
+    wait_for_letter,
+)
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
@@ -228,6 +236,30 @@ async def test_the_progress_button_on_a_uk_complaint_works_for_each_role_that_se
     await expect(page.locator(".timeline")).to_contain_text(f"Progress letter to the complainant, by staff ({note})")
     await shots(page, "progress-told")
 
+
+@pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
+async def test_the_dispute_button_on_a_refused_correction_works_for_each_role_that_sees_it(
+        role, browser, site, pool, settings, shots):  # noqa: F811
+    """A CCPA correction we refused: compliance and an admin record the consumer's statement that
+    the data is inaccurate (api/console/accuracy_disputes.py), and the page confirms it and shows it
+    in the timeline as written; an agent is not offered the form (a forged post:
+    tests/test_authz_matrix.py)."""
+    rid = await stored_request(pool, settings, "browser-dispute", type_="rectification",
+                               regime="ccpa", corrections={"birth_date": "1984-03-12"})
+    await pool.execute("UPDATE dsr_requests SET status = 'denied' WHERE id = $1::uuid", rid)
+    page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
+    await expect(page.locator("#status")).to_contain_text("denied", timeout=SLOW)
+    button = page.locator("#record-dispute")
+    if role == "agent":
+        await expect(button).to_have_count(0)
+        return
+    statement = f"My date of birth is 12 March 1984, not 21 March <1984> ({role})."
+    await page.get_by_label("The subject's statement").fill(statement)
+    await button.click()
+    await expect(page.locator("#accuracy-dispute .flash")).to_contain_text("Recorded", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text(
+        f"Subject's dispute of the accuracy of their data recorded ({statement})", timeout=SLOW)
+    await shots(page, "dispute-recorded")
 
 async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811
     rid = await open_request(site, pool)
