@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
+import yaml
 from playwright.async_api import Page, expect
 from temporalio import activity
 
@@ -54,6 +55,19 @@ OPEN_UNVERIFIED["admin"] = OPEN_UNVERIFIED["compliance"]
 @pytest.fixture
 async def approval_site(approval_settings, pool, dev_server, task_queue) -> AsyncIterator[str]:  # noqa: F811
     async with served_site(approval_settings, pool, dev_server.client, task_queue) as url:
+        yield url
+
+
+@pytest.fixture
+async def appeal_approval_site(settings, lifecycle_policy, tmp_path, pool, dev_server, task_queue) -> AsyncIterator[str]:
+    """The site under a policy whose appeals wait for compliance's approval, as the shipped one's do
+    (the tests' policy approves nothing: tests/conftest.py)."""
+    content = yaml.safe_load(lifecycle_policy.read_text())
+    content["approval_required_for"] = ["appeal"]
+    path = tmp_path / "appeal-approval-policy.yaml"
+    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    async with served_site(settings.model_copy(update={"policy_path": path}), pool, dev_server.client,
+                           task_queue) as url:
         yield url
 
 
@@ -236,6 +250,30 @@ async def test_the_progress_button_on_a_uk_complaint_works_for_each_role_that_se
     await expect(page.locator(".timeline")).to_contain_text(f"Progress letter to the complainant, by staff ({note})")
     await shots(page, "progress-told")
 
+
+@pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
+async def test_approving_an_appeal_asks_the_reasons_the_letter_quotes_for_each_role_that_sees_it(
+        role, browser, appeal_approval_site, pool, settings, mail_sink, shots):  # noqa: F811
+    """A VCDPA appeal of a refused erasure, its identity attested, awaits approval: compliance and
+    an admin approve it with the reasons the Act has the controller give (Va. Code § 59.1-577(C)),
+    which the response letter quotes under "Why we decided this"; an agent may only cancel it."""
+    email = unique_email("browser-appeal-reasons")
+    refused = await stored_refusal(pool, settings, email, "vcdpa", type="erasure")
+    rid = await open_request(appeal_approval_site, pool, regime="vcdpa", appeal_of=refused, subject={"email": email},
+                             identity_attested=True)
+    page = await signed_in(browser, appeal_approval_site, pool, role, f"/console/requests/{rid}")
+    await expect(page.locator("#status")).to_contain_text("awaiting approval", timeout=SLOW)
+    if role == "agent":
+        assert await offered(page) == {"cancel"}
+        return
+    reasons = f"On review, the records we kept are not needed for any pending claim <{role}>."
+    await press(page, "approve", {"Note": "Claims file checked", "Why you grant the appeal": reasons},
+                flash="Release approved")
+    await expect(page.locator("#status")).to_contain_text("completed", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text(reasons, timeout=SLOW)
+    said = " ".join(text_of(await wait_for_letter(mail_sink, rid, "response")).split())
+    assert "Why we decided this" in said and reasons in said, said
+    await shots(page, "appeal-approved")
 
 @pytest.mark.parametrize("role", ["agent", "compliance", "admin"])
 async def test_the_dispute_button_on_a_refused_correction_works_for_each_role_that_sees_it(
