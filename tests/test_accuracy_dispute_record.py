@@ -34,6 +34,8 @@ async def test_compliance_records_the_subjects_statement_once_and_the_pack_and_t
         answer = await http.post(url, json={"statement": _STATEMENT}, headers={**compliance, "Idempotency-Key": "k1"})
         assert answer.status_code == 201, answer.text
         assert answer.json()["event_type"] == "dispute.recorded"
+    other = await http.post(url, json={"statement": _BY_FORM}, headers={**compliance, "Idempotency-Key": "k1"})
+    assert other.status_code == 409 and "that statement is the one recorded" in other.json()["detail"], other.text
     events = (await http.get(f"/v1/requests/{rid}/events", headers=compliance)).json()
     recorded = [e for e in events["events"] if e["event_type"] == "dispute.recorded"]
     assert [e["data"]["statement"] for e in recorded] == [_STATEMENT], recorded

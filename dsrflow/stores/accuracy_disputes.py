@@ -41,7 +41,14 @@ async def record_dispute(pool: Any, request_id: str, statement: str, *, actor: s
     if row["status"] not in _DECIDED:
         raise DisputeRefused(409, "A dispute of accuracy is recorded once the correction is decided (denied or "
                                   f"answered); this request is {row['status']}.")
+    key = f"{row['id']}:dispute:{once or uuid.uuid4()}"
     async with pool.acquire() as conn:
-        return await append_event(conn, event_key=f"{row['id']}:dispute:{once or uuid.uuid4()}",
-                                  request_id=str(row["id"]), event_type=DISPUTED, actor=actor,
-                                  data={"statement": statement})
+        recorded = await append_event(conn, event_key=key, request_id=str(row["id"]), event_type=DISPUTED,
+                                      actor=actor, data={"statement": statement})
+        # The same key again records nothing more: said so where it came with other words, rather
+        # than answered as if those were recorded.
+        kept = await conn.fetchval("SELECT data->>'statement' FROM audit_events WHERE event_key = $1", key)
+    if kept != statement:
+        raise DisputeRefused(409, "This key was used already for another statement on this request: that statement "
+                                  "is the one recorded, this one was not.")
+    return recorded
