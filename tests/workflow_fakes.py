@@ -28,6 +28,7 @@ from temporalio.exceptions import ApplicationError
 from activities.fanout import ACTIONS
 from activities.lifecycle import deadline_checkpoints
 from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
+from schemas.appeal_claims import AppealClaim, AppealTaken
 from schemas.audit import AnchorInput, AnchorReport
 from schemas.copies import PurgeInput, PurgeReport
 from schemas.holds import SweepInput, SweepReport
@@ -284,6 +285,14 @@ class FakeActivities(FakeWorld):
         self.anchors.append(anchor)
         return AnchorReport()
 
+    @activity.defn(name="claim_appeal_decision")
+    async def claim_appeal_decision(self, claim: AppealClaim) -> AppealTaken | None:
+        """The appeal is the one its refusal's decision goes to (no other is in the fake world):
+        its status change recorded with the claim, as the real activity records it."""
+        if claim.in_progress is not None:
+            await self.transition(claim.in_progress)
+        return None
+
     @activity.defn(name="start_unstarted_requests")
     async def start_unstarted_requests(self, sweep: StartSweepInput) -> StartSweepReport:
         return StartSweepReport()
@@ -295,4 +304,4 @@ class FakeActivities(FakeWorld):
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
                 self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,
                 self.retention_sweep, self.purge_expired_packages, self.anchor_audit_chains,
-                self.start_unstarted_requests]
+                self.start_unstarted_requests, self.claim_appeal_decision]
