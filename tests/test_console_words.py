@@ -70,13 +70,18 @@ async def test_the_systems_table_names_each_art_19_recipient_and_none_for_an_obj
     await console_sign_in(http, pool, "compliance")
 
     page = (await http.get(f"/console/requests/{erasure}")).text
-    assert "Art. 19 recipient" in page
+    assert "Recipient (Art. 19)" in page  # a GDPR request's; under another law, "Recipient"
     rows = task_rows(page)
     assert rows["Web analytics"][1] == "erase"
     assert "Google Ireland Limited, Gordon House, Barrow Street, Dublin 4, Ireland" in rows["Web analytics"]
     assert RECIPIENTS["communication_crm"]["name"] in rows["CRM"]
     assert rows["Billing"][-2] == "—"
     assert "google_analytics" not in page and "communication_crm" not in page
+    # Art. 19 is the GDPR's (and the UK GDPR's): a CCPA request's table names no article of it.
+    ccpa = await stored(pool, settings, "erasure", regime="ccpa")
+    await planned(pool, ccpa, "erase")
+    ccpa_page = (await http.get(f"/console/requests/{ccpa}")).text
+    assert "Art. 19" not in ccpa_page.split('<table id="tasks">')[1].split("</table>")[0]
 
     page = (await http.get(f"/console/requests/{objection}")).text
     rows = task_rows(page)
