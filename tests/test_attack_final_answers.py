@@ -92,8 +92,8 @@ async def test_an_appeal_decided_is_not_decided_again_by_appealing_the_refusal_a
         r = await subject.post("/v1/requests", headers=agent, json=opened)
         assert r.status_code == 422, r.text
         assert r.json()["errors"] == [{"field": "appeal_of", "message": (
-            f"that request's appeal {short_reference(appeal)} is being decided: its outcome goes to the subject, "
-            "and is final")}]
+            f"that request's appeal {short_reference(appeal)} is being decided: its decision goes to the subject "
+            "and will be final")}]
         stored += 2
 
         # Closed unconfirmed, or denied for want of identity: appealed again, as the letter invites.

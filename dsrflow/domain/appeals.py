@@ -151,7 +151,7 @@ def being_decided(status: str) -> bool:
 def decided_words(regime: str, appeal: Mapping[str, Any]) -> str:
     """Staff's words for `appeal` (as `decided_appeal` found it), after "that request's": the
     refusal at intake and the closing of a second appeal (activities/appeal_claims.py) say it alike."""
-    said = ("is being decided: its outcome goes to the subject, and is final" if being_decided(appeal["status"])
+    said = ("is being decided: its decision goes to the subject and will be final" if being_decided(appeal["status"])
             else "has been decided: our answer to it is final; the letter that gave it names the authority to "
                  "complain to")
     return f"{reconsiders(regime) or 'appeal'} {short_reference(appeal['id'])} {said}"
