@@ -8,22 +8,20 @@ from __future__ import annotations
 
 import uuid
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.panels import back_to_panel, form_problems, request_or_404
 from api.console.refusals import outcome_params, refusal_params
 from api.deps import State
 from api.forms import read_form
 from api.pages import problem_pages
-from api.problems import Problem, field_errors
 from api.request_form import SUBMISSION
 from api.staff_writes import DISPUTE_ROLE
 from dsrflow.stores.accuracy_disputes import DisputeRefused, record_dispute
-from dsrflow.stores.requests_store import get_request
 from schemas.accuracy_dispute import STATEMENT_MAX, DisputeStatement
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
@@ -41,17 +39,12 @@ def dispute_context(staff: Staff, request: dict[str, Any], done: str | None, err
             "dispute_error": error}
 
 
-def _back(request_id: str, **params: str) -> RedirectResponse:
-    return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#accuracy-dispute", status_code=303)
-
-
 @router.post("/requests/{request_id}/record-dispute")
 async def record(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                  state: State) -> Response:
     if not staff.has_role(DISPUTE_ROLE):
         raise ConsoleForbidden("Forbidden", f"recording a dispute needs the {DISPUTE_ROLE} role; you are {staff.role}")
-    if await get_request(await state.db(), request_id) is None:
-        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+    await request_or_404(await state.db(), request_id)
     form = await read_form(request)
     # The page's one-time key: a double click or a resubmitted page records the statement once.
     submission = str(form.get("submission", "")).strip()
@@ -60,8 +53,8 @@ async def record(staff: Annotated[Staff, require_console_role("agent")], request
         await record_dispute(await state.db(), request_id, body.statement, actor=staff.actor,
                              once=f"form:{submission}" if SUBMISSION.match(submission) else None)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc.errors()))
-        return _back(request_id, **refusal_params(state.settings, "dispute_error", problems))
+        return back_to_panel(request_id, "accuracy-dispute", **refusal_params(state.settings, "dispute_error",
+                                                                                form_problems(exc)))
     except DisputeRefused as refused:
-        return _back(request_id, **refusal_params(state.settings, "dispute_error", str(refused)))
-    return _back(request_id, **outcome_params(state.settings, request_id, "dispute_done", "1"))
+        return back_to_panel(request_id, "accuracy-dispute", **refusal_params(state.settings, "dispute_error", str(refused)))
+    return back_to_panel(request_id, "accuracy-dispute", **outcome_params(state.settings, request_id, "dispute_done", "1"))

@@ -8,7 +8,6 @@ the attempt and state its page showed, and is refused once the erasure stands ot
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
@@ -16,17 +15,16 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.panels import back_to_panel, request_or_404
 from api.console.refusals import outcome_params, refusal_params
 from api.console.view import policy_system_labels
 from api.deps import Pool, State
 from api.erasure_sweeps import ask_processor_again, with_retries_under_way
 from api.forms import read_form
 from api.pages import problem_pages
-from api.problems import Problem
 from api.staff_writes import DEFERRED_ROLES
 from api.state import AppState
 from dsrflow.stores.deferred_store import DeferredRefused, DeferredStale, Shown, deferred_erasures, settle_deferred
-from dsrflow.stores.requests_store import get_request
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
                    route_class=problem_pages("console/problem.html"))
@@ -54,15 +52,6 @@ def _check(staff: Staff, action: str) -> None:
         raise ConsoleForbidden("Forbidden", f"{action} needs the {role} role; you are {staff.role}")
 
 
-async def _request_or_404(pool: Any, request_id: str) -> None:
-    if await get_request(pool, request_id) is None:
-        raise Problem(404, "Request not found", f"There is no request {request_id}.")
-
-
-def _back(request_id: str, **params: str) -> RedirectResponse:
-    return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#deferred", status_code=303)
-
-
 def _refused(state: AppState, request_id: str, system: str, refused: DeferredRefused | None) -> RedirectResponse:
     """Back to the page with the refusal in its words: the system by its label, where the store's
     (the REST API's) names it by its id ("surveys's is settled"). A page gone stale is the usual
@@ -79,7 +68,7 @@ def _refused(state: AppState, request_id: str, system: str, refused: DeferredRef
             "meanwhile); the panel shows where it stands now." if refused.status == 409
             else f"Not done: no erasure in {label} was deferred by a hold for this request." if refused.status == 404
             else f"Not done: {refused}.")  # a note refused: what to write instead
-    return _back(request_id, **refusal_params(state.settings, "deferred_error", text))
+    return back_to_panel(request_id, "deferred", **refusal_params(state.settings, "deferred_error", text))
 
 
 def _shown(form: FormData) -> Shown | None:
@@ -97,14 +86,14 @@ def _shown(form: FormData) -> Shown | None:
 async def retry(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                 system: str, state: State, pool: Pool) -> Response:
     _check(staff, "retry")
-    await _request_or_404(pool, request_id)
+    await request_or_404(pool, request_id)
     if (shown := _shown(await read_form(request))) is None:
         return _refused(state, request_id, system, None)
     try:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused)
-    return _back(request_id, **outcome_params(state.settings, request_id, "deferred_done",
+    return back_to_panel(request_id, "deferred", **outcome_params(state.settings, request_id, "deferred_done",
                                               "asked" if asked_now else "queued"))
 
 
@@ -112,7 +101,7 @@ async def retry(staff: Annotated[Staff, require_console_role("agent")], request:
 async def settle(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                  system: str, pool: Pool, state: State) -> Response:
     _check(staff, "settle")
-    await _request_or_404(pool, request_id)
+    await request_or_404(pool, request_id)
     form = await read_form(request)
     if (shown := _shown(form)) is None:
         return _refused(state, request_id, system, None)
@@ -120,4 +109,4 @@ async def settle(staff: Annotated[Staff, require_console_role("agent")], request
         await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused)
-    return _back(request_id, **outcome_params(state.settings, request_id, "deferred_done", "settled"))
+    return back_to_panel(request_id, "deferred", **outcome_params(state.settings, request_id, "deferred_done", "settled"))

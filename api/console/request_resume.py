@@ -7,21 +7,19 @@ comes back to the page, outside the live region, so a poll never swaps a half-wr
 from __future__ import annotations
 
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 from pydantic import ValidationError
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.panels import back_to_panel, form_problems, request_or_404
 from api.console.refusals import outcome_params, refusal_params
 from api.deps import State
 from api.forms import read_form
 from api.pages import problem_pages
-from api.problems import Problem, field_errors
 from api.staff_writes import RESUME_ROLE, ResumeBody
 from dsrflow.domain.request_resume import ResumeRefused, resume_request
-from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import NOTE_MAX
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
@@ -38,24 +36,19 @@ def resume_context(staff: Staff, done: str | None, error: str | None) -> dict[st
             "resume_done": RESUMED if done else None, "resume_error": error}
 
 
-def _back(request_id: str, **params: str) -> RedirectResponse:
-    return RedirectResponse(f"/console/requests/{request_id}?{urlencode(params)}#workflow-ended", status_code=303)
-
-
 @router.post("/requests/{request_id}/resume")
 async def resume(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                  state: State) -> Response:
     if not staff.has_role(RESUME_ROLE):
         raise ConsoleForbidden("Forbidden", f"resuming a request needs the {RESUME_ROLE} role; you are {staff.role}")
-    if await get_request(await state.db(), request_id) is None:
-        raise Problem(404, "Request not found", f"There is no request {request_id}.")
+    await request_or_404(await state.db(), request_id)
     try:
         body = ResumeBody.model_validate({"reason": str((await read_form(request)).get("reason", "")).strip()})
         await resume_request(await state.temporal(), await state.db(), request_id, actor=staff.actor,
                              reason=body.reason)
     except ValidationError as exc:
-        problems = "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc.errors()))
-        return _back(request_id, **refusal_params(state.settings, "resume_error", problems))
+        return back_to_panel(request_id, "workflow-ended", **refusal_params(state.settings, "resume_error",
+                                                                              form_problems(exc)))
     except ResumeRefused as refused:
-        return _back(request_id, **refusal_params(state.settings, "resume_error", str(refused)))
-    return _back(request_id, **outcome_params(state.settings, request_id, "resume_done", "1"))
+        return back_to_panel(request_id, "workflow-ended", **refusal_params(state.settings, "resume_error", str(refused)))
+    return back_to_panel(request_id, "workflow-ended", **outcome_params(state.settings, request_id, "resume_done", "1"))

@@ -21,10 +21,10 @@ from fastapi.responses import HTMLResponse, Response
 from pydantic import EmailStr, TypeAdapter, ValidationError
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.panels import form_problems
 from api.deps import Pool, State
 from api.forms import read_form
 from api.pages import problem_pages, render
-from api.problems import field_errors
 from api.staff_writes import (
     CONSENT_MAX,
     CONSENT_MIN,
@@ -139,7 +139,7 @@ def _consent_problem(exc: ValidationError) -> str:
                     f"{CONSENT_MIN} characters.")
         if error["type"] == "string_too_long":
             return f"Too long: at most {CONSENT_MAX:,} characters."
-    return "; ".join(f"{e['field']}: {e['message']}" for e in field_errors(exc.errors()))
+    return form_problems(exc)
 
 
 @router.post("/suppressions/lift", response_class=HTMLResponse)

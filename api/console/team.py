@@ -18,6 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
 from api.auth import ConsoleForbidden, Staff, require_console_role
+from api.console.panels import back_to_panel, request_or_404
 from api.console.refusals import outcome_params, refusal_params
 from api.deps import Pool, State
 from api.forms import read_form
@@ -27,7 +28,6 @@ from api.read_models.actors import actor_name
 from api.read_models.staff_reach import may_read, readable_notes
 from api.request_form import SUBMISSION
 from api.staff_writes import TEAM_ROLES
-from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.team_store import (
     TeamRefused,
     add_note,
@@ -64,29 +64,19 @@ async def team_context(pool: Any, request_id: str, staff: Staff) -> dict[str, An
             "me": staff.token_id, "note_submission": uuid.uuid4().hex}
 
 
-async def _request_or_404(pool: Any, request_id: str) -> None:
-    if await get_request(pool, request_id) is None:
-        raise Problem(404, "Request not found", f"There is no request {request_id}.")
-
-
-def _back(request_id: str, anchor: str, **params: str) -> RedirectResponse:
-    query = f"?{urlencode(params)}" if params else ""
-    return RedirectResponse(f"/console/requests/{request_id}{query}#{anchor}", status_code=303)
-
-
 @router.post("/requests/{request_id}/assignment")
 async def assign_request(staff: Annotated[Staff, require_console_role("agent")], request: Request,
                          request_id: str, pool: Pool, state: State) -> Response:
     """`assignee`: a colleague's token id, `me` (take it), or empty (nobody)."""
     _check(staff, "assign")
-    await _request_or_404(pool, request_id)
+    await request_or_404(pool, request_id)
     form = await read_form(request)
     chosen = str(form.get("assignee", "")).strip()
     try:
         await assign(pool, request_id, staff.token_id if chosen == "me" else (chosen or None), actor=staff.actor)
     except TeamRefused as refused:
-        return _back(request_id, "team", **refusal_params(state.settings, "team_error", str(refused)))
-    return _back(request_id, "team", **outcome_params(state.settings, request_id, "team_done",
+        return back_to_panel(request_id, "team", **refusal_params(state.settings, "team_error", str(refused)))
+    return back_to_panel(request_id, "team", **outcome_params(state.settings, request_id, "team_done",
                                                       "assigned" if chosen else "unassigned"))
 
 
@@ -102,13 +92,13 @@ def _submission(form: FormData) -> str | None:
 async def note(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                pool: Pool, state: State) -> Response:
     _check(staff, "note")
-    await _request_or_404(pool, request_id)
+    await request_or_404(pool, request_id)
     form = await read_form(request)
     try:
         await add_note(pool, request_id, str(form.get("note", "")), actor=staff.actor, once=_submission(form))
     except TeamRefused as refused:
-        return _back(request_id, "notes", **refusal_params(state.settings, "note_error", str(refused)))
-    return _back(request_id, "notes", **outcome_params(state.settings, request_id, "note_done", "1"))
+        return back_to_panel(request_id, "notes", **refusal_params(state.settings, "note_error", str(refused)))
+    return back_to_panel(request_id, "notes", **outcome_params(state.settings, request_id, "note_done", "1"))
 
 
 def view_query(query: str) -> str:
