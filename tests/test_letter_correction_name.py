@@ -18,6 +18,7 @@ from babel.messages.pofile import read_po
 
 from dsrflow.i18n import CORRECTION, catalog_path, corrects, deletes
 from tests.letters_as_sent import as_sent, both
+from tests.test_letter_deletion_name import words_said
 from tests.test_regime_citations import summary
 
 CORRECTING = ["ccpa", "vcdpa", "ctdpa", "cpa", "lgpd", "pipeda"]
@@ -37,8 +38,7 @@ _PARAMS = {"report": {"results": [
 
 
 def _said(text: str, language: str) -> tuple[list[str], list[str]]:
-    theirs, gdprs = WORDS[language]
-    return re.findall(theirs, text, re.IGNORECASE), re.findall(gdprs, text, re.IGNORECASE)
+    return words_said(text, WORDS[language])
 
 
 @pytest.mark.parametrize("regime", [*CORRECTING, "gdpr", "uk_gdpr"])

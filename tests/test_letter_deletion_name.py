@@ -56,9 +56,14 @@ COUNTRY = {"ccpa": "US", "vcdpa": "US", "ctdpa": "US", "cpa": "US", "lgpd": "BR"
            "gdpr": "BE", "uk_gdpr": "GB"}
 
 
-def _said(text: str, language: str) -> tuple[list[str], list[str]]:
-    theirs, gdprs = WORDS[language]
+def words_said(text: str, words: tuple[str, str]) -> tuple[list[str], list[str]]:
+    """The law's words and the GDPR's (`words`: their patterns) that `text` says."""
+    theirs, gdprs = words
     return re.findall(theirs, text, re.IGNORECASE), re.findall(gdprs, text, re.IGNORECASE)
+
+
+def _said(text: str, language: str) -> tuple[list[str], list[str]]:
+    return words_said(text, WORDS[language])
 
 
 @pytest.mark.parametrize("regime", [*DELETING, "gdpr", "uk_gdpr"])
