@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from policy.disclosure import Recipient
 from schemas.dataset_split import SPLIT_ACTIONS, split_datasets
-from schemas.workflow import TaskResult
+from schemas.workflow import TaskResult, records_left
 
 ART19_ACTIONS = frozenset({"erase", "rectify", "restrict"})
 # The connectors through which we change a system ourselves: such a task that counts no datasets
@@ -79,11 +79,24 @@ def cut_short(result: TaskResult) -> CutShort | None:
 
 
 
+def untold_because(result: TaskResult, connector: str | None) -> str | None:
+    """Why the letter does not name `result`'s system's recipient as told (reached through
+    `connector`), None where it does: `held_nothing` (the system held nothing of the subject),
+    `not_done` (its task did not complete), `kept_whole` (a hold kept all it holds: asked nothing),
+    `acted_on_nothing`. The evidence pack gives the reason beside the letter's rule."""
+    if result.status == "not_found":
+        # A correction recorded `not_found` before 2026-12-07 whose records an erasure kept acted on nothing.
+        return "acted_on_nothing" if records_left(result.action, result.datasets) else "held_nothing"
+    if result.status != "done":
+        return "not_done"
+    if cut_short(result) is None and kept_whole(result):
+        return "kept_whole"
+    return "acted_on_nothing" if acted_on_nothing(result, connector) else None
+
+
 def told_of(result: TaskResult, connector: str | None) -> bool:
     """Whether the letter names `result`'s system's recipient as told (reached through `connector`)."""
-    return (result.status == "done" and result.action in ART19_ACTIONS
-            and (cut_short(result) is not None or not kept_whole(result))
-            and not acted_on_nothing(result, connector))
+    return result.action in ART19_ACTIONS and untold_because(result, connector) is None
 
 
 def recipients_named(recipients: list[Recipient]) -> tuple[list[str], bool]:

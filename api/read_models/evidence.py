@@ -18,7 +18,7 @@ import asyncpg
 # The response letter's own reading of a kept record's basis, and of an erasure a hold cut short,
 # so the pack states what the letter did.
 from activities.letter_outcome import _kept_texts as kept_texts
-from activities.recipients_told import ART19_ACTIONS, acted_on_nothing, cut_short, kept_whole
+from activities.recipients_told import ART19_ACTIONS, acted_on_nothing, cut_short, untold_because
 from api.read_models.evidence_deadlines import (
     complaint_progress_days,
     complaint_target,
@@ -135,13 +135,7 @@ def recipients_told(plan: dict[str, Any] | None, tasks: list[dict[str, Any]]) ->
         recipient = recipient_of.get((task["system"], task["action"]))
         if not recipient or task["action"] not in ART19_ACTIONS:
             continue
-        result = _result(task)
-        # A correction recorded `not_found` before 2026-12-07 whose records an erasure kept acted on nothing.
-        held_nothing = result.status == "not_found" and not records_left(result.action, task["datasets"])
-        why = ("held_nothing" if held_nothing else "acted_on_nothing" if result.status == "not_found"
-               else "not_done" if result.status != "done"
-               else "kept_whole" if cut_short(result) is None and kept_whole(result)
-               else "acted_on_nothing" if acted_on_nothing(result, connectors.get(task["system"])) else None)
+        why = untold_because(_result(task), connectors.get(task["system"]))  # the letter's rule, with its reason
         entry = {"system": task["system"], "action": task["action"], "recipient": recipient}
         told["not_told" if why else "told"].append({**entry, "why": why} if why else entry)
     return told
@@ -163,7 +157,7 @@ def restricted_nothing_in(plan: dict[str, Any] | None, tasks: list[dict[str, Any
 
 def cut_short_systems(tasks: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
     """Per system, an erasure a legal-claims hold cut short, as the response letter reads it from
-    the task (activities/letter_outcome.py `cut_short`): its "all" record, and the erasure deferred
+    the task (activities/recipients_told.py `cut_short`): its "all" record, and the erasure deferred
     until the hold ends, keep the data under the identifiers not sent, not all the system holds.
     The pack said "all the data it holds, kept whole" beside a letter that said part was erased;
     the console's request page reads it too (its Systems and deferred-erasure tables)."""
