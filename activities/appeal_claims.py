@@ -17,6 +17,7 @@ from temporalio import activity
 from activities.context import ActivityContext
 from dsrflow.domain.appeals import being_decided, decided_appeal, decided_words
 from dsrflow.domain.audit import lock_chain
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.requests_store import set_status
 from schemas.appeal_claims import AppealClaim, AppealTaken
 from schemas.requests import RequestStatus
@@ -35,33 +36,39 @@ class AppealClaimActivities:
         """None: this appeal is the refusal's one being decided (its `in_progress` recorded with
         the claim). Else the appeal being decided, or decided, instead, with this one recorded as
         closed for it. A retry answers as the first attempt did: its records are read back."""
-        rid = claim.request_id
         async with self.ctx.pool.acquire() as conn, conn.transaction():
-            appeal_of = await conn.fetchval("SELECT details->>'appeal_of' FROM dsr_requests WHERE id = $1", rid)
-            if appeal_of is None:
-                raise LookupError(f"request {rid} not found, or not an appeal")
-            # Two appeals of one refusal confirmed at the same instant take turns here, each
-            # reading the other's status once the first's transaction is committed.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"appeal-decided:{appeal_of}")
-            # The chain head before the row, as every status change takes them (a staff close may
-            # be recorded meanwhile: dsrflow/domain/audit.py `lock_chain`).
-            await lock_chain(conn, rid)
-            row = await conn.fetchrow("SELECT regime, subject_email, closed_at FROM dsr_requests WHERE id = $1", rid)
-            if row["closed_at"] is not None:
-                return await _lost_before(conn, rid)
-            other = await decided_appeal(conn, appeal_of, row["subject_email"], besides=rid)
-            if other is None:
-                if claim.in_progress is not None:
-                    change = claim.in_progress
-                    await set_status(conn, rid, change.status, event_key=f"{rid}:{change.event_key}",
-                                     actor=change.actor, data=change.data)
-                return None
-            taken = AppealTaken(decided_as=str(other["id"]), decided=not being_decided(other["status"]),
-                                reason=f"not decided separately: that request's {decided_words(row['regime'], other)}")
-            await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:{_CLOSED}", actor="workflow",
-                             data={"reason": taken.reason, "withdrawn_by_subject": False,
-                                   "decided_as": taken.decided_as, "decided": taken.decided})
-            return taken
+            taken = await _claim(conn, claim)
+        failpoint("appeal-claimed", claim.request_id)  # on record, and the workflow not yet told
+        return taken
+
+
+async def _claim(conn: Any, claim: AppealClaim) -> AppealTaken | None:
+    rid = claim.request_id
+    appeal_of = await conn.fetchval("SELECT details->>'appeal_of' FROM dsr_requests WHERE id = $1", rid)
+    if appeal_of is None:
+        raise LookupError(f"request {rid} not found, or not an appeal")
+    # Two appeals of one refusal confirmed at the same instant take turns here, each
+    # reading the other's status once the first's transaction is committed.
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", f"appeal-decided:{appeal_of}")
+    # The chain head before the row, as every status change takes them (a staff close may
+    # be recorded meanwhile: dsrflow/domain/audit.py `lock_chain`).
+    await lock_chain(conn, rid)
+    row = await conn.fetchrow("SELECT regime, subject_email, closed_at FROM dsr_requests WHERE id = $1", rid)
+    if row["closed_at"] is not None:
+        return await _lost_before(conn, rid)
+    other = await decided_appeal(conn, appeal_of, row["subject_email"], besides=rid)
+    if other is None:
+        if claim.in_progress is not None:
+            change = claim.in_progress
+            await set_status(conn, rid, change.status, event_key=f"{rid}:{change.event_key}",
+                             actor=change.actor, data=change.data)
+        return None
+    taken = AppealTaken(decided_as=str(other["id"]), decided=not being_decided(other["status"]),
+                        reason=f"not decided separately: that request's {decided_words(row['regime'], other)}")
+    await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:{_CLOSED}", actor="workflow",
+                     data={"reason": taken.reason, "withdrawn_by_subject": False,
+                           "decided_as": taken.decided_as, "decided": taken.decided})
+    return taken
 
 
 async def _lost_before(conn: Any, rid: str) -> AppealTaken | None:

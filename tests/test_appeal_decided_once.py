@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from temporalio.worker import Replayer
 
 from api.public.status_words import DECIDED_INSTEAD
@@ -28,7 +27,7 @@ from dsrflow.i18n import translations
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import workflow_id_for
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, as_sent, both
-from tests.refused_requests import stored_refusal
+from tests.refused_requests import appeals_held, public_appeal, stored_refusal
 from tests.support import (
     letters_for,
     live_view,
@@ -36,7 +35,6 @@ from tests.support import (
     staff_headers,
     text_of,
     unique_email,
-    verification_code,
     wait_for_letter,
 )
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -61,25 +59,13 @@ OPENINGS = {
 
 @pytest.fixture
 def gated(settings, lifecycle_policy, tmp_path: Path):
-    content = yaml.safe_load(lifecycle_policy.read_text())
-    content["approval_required_for"] = ["appeal"]
-    (path := tmp_path / "appeals-held.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
-    return settings.model_copy(update={"policy_path": path})
+    return appeals_held(settings, lifecycle_policy, tmp_path)
 
 
 @pytest.fixture
 async def http(gated, pool, dev_server, task_queue):
     async with served(gated, pool, dev_server.client, task_queue) as client:
         yield client
-
-
-async def _appeal(http, mail_sink, email: str, refused: str, language: str = "en") -> tuple[str, str]:
-    """An appeal (a complaint) of `refused` made over the public API: its id and its code."""
-    r = await http.post("/v1/public/requests", json={"type": "erasure", "email": email, "language": language,
-                                                     "appeal_of": short_reference(refused)})
-    assert r.status_code == 202, r.text
-    appeal = r.json()["id"]
-    return appeal, verification_code(await wait_for_letter(mail_sink, appeal, "verification"))
 
 
 async def _confirm(http, appeal: str, code: str) -> None:
@@ -130,8 +116,8 @@ async def test_a_second_appeal_confirmed_later_is_closed_naming_the_first(http, 
     second is confirmed first, and is the one decided: the order of confirmation decides."""
     email = unique_email("two-appeals")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    first, first_code = await _appeal(http, mail_sink, email, refused)
-    second, second_code = await _appeal(http, mail_sink, email, refused)
+    first, first_code = await public_appeal(http, mail_sink, email, refused)
+    second, second_code = await public_appeal(http, mail_sink, email, refused)
 
     await _confirm(http, second, second_code)
     assert await _settled(http, pool, second) == {second: "awaiting_approval"}
@@ -153,8 +139,8 @@ async def test_two_complaints_confirmed_at_the_same_instant_are_decided_once(htt
     considered, the other closed, its letter (in French) naming the first."""
     email = unique_email("two-complaints")
     refused = await stored_refusal(pool, gated, email, "uk_gdpr", type="erasure")
-    one, one_code = await _appeal(http, mail_sink, email, refused, "fr")
-    two, two_code = await _appeal(http, mail_sink, email, refused, "fr")
+    one, one_code = await public_appeal(http, mail_sink, email, refused, "fr")
+    two, two_code = await public_appeal(http, mail_sink, email, refused, "fr")
 
     await asyncio.gather(_confirm(http, one, one_code), _confirm(http, two, two_code))
 
@@ -173,8 +159,8 @@ async def test_a_strangers_unconfirmed_appeal_does_not_hold_the_subjects_own_bac
     the subject's own appeal, confirmed, is decided, and the stranger's still waits unconfirmed."""
     email = unique_email("stranger-first")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    strangers, _ = await _appeal(http, mail_sink, email, refused)
-    own, code = await _appeal(http, mail_sink, email, refused)
+    strangers, _ = await public_appeal(http, mail_sink, email, refused)
+    own, code = await public_appeal(http, mail_sink, email, refused)
 
     await _confirm(http, own, code)
 
@@ -190,7 +176,7 @@ async def test_an_appeal_staff_attested_first_is_the_one_decided(http, gated, po
     decided from its start; the subject's, confirmed after, is closed naming it."""
     email = unique_email("attested-first")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    own, code = await _appeal(http, mail_sink, email, refused)
+    own, code = await public_appeal(http, mail_sink, email, refused)
     r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
         "type": "erasure", "subject": {"email": email}, "appeal_of": refused, "identity_attested": True})
     assert r.status_code == 201, r.text

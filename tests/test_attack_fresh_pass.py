@@ -11,7 +11,6 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import unquote_plus
 
 import httpx
-import yaml
 
 from activities.mailbox_intake import file_message
 from dsrflow.crypto.keys import load_secret_key
@@ -20,7 +19,7 @@ from dsrflow.stores.staff_tokens import create_token
 from policy.mailbox import load_mailbox_policy
 from policy.model import DEFAULT_POLICY
 from tests.ratelimit_support import app_clients, stored_for, unique_ip
-from tests.refused_requests import stored_refusal
+from tests.refused_requests import appeals_held, stored_refusal
 from tests.support import (
     CSRF_FIELD,
     OUR_SENDER,
@@ -196,10 +195,7 @@ async def test_an_appeal_waits_for_compliance_to_reconsider_the_refusal(settings
     erasures, not the subject's). Now an appeal, or a complaint to us, waits for compliance
     (`approval_required_for: appeal`, on by default and in the shipped policy), who approve it or
     refuse it again; the subject's page says we are checking it."""
-    content = yaml.safe_load(lifecycle_policy.read_text())
-    content["approval_required_for"] = ["appeal"]  # held for being an appeal, not for its type
-    (path := tmp_path / "appeals-held.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
-    gated = settings.model_copy(update={"policy_path": path})
+    gated = appeals_held(settings, lifecycle_policy, tmp_path)
     email = unique_email("appeal-held")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
     async with served(gated, pool, dev_server.client, task_queue) as http:

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import pytest
-import yaml
 from playwright.async_api import Page, expect
 from temporalio import activity
 
@@ -23,7 +22,7 @@ from activities.letters import deliver_letter
 from dsrflow.i18n import long_date
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
-from tests.refused_requests import stored_refusal
+from tests.refused_requests import appeals_held, stored_refusal
 from tests.support import (
     eventually,
     live_client,
@@ -62,11 +61,7 @@ async def approval_site(approval_settings, pool, dev_server, task_queue) -> Asyn
 async def appeal_approval_site(settings, lifecycle_policy, tmp_path, pool, dev_server, task_queue) -> AsyncIterator[str]:
     """The site under a policy whose appeals wait for compliance's approval, as the shipped one's do
     (the tests' policy approves nothing: tests/conftest.py)."""
-    content = yaml.safe_load(lifecycle_policy.read_text())
-    content["approval_required_for"] = ["appeal"]
-    path = tmp_path / "appeal-approval-policy.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
-    async with served_site(settings.model_copy(update={"policy_path": path}), pool, dev_server.client,
+    async with served_site(appeals_held(settings, lifecycle_policy, tmp_path), pool, dev_server.client,
                            task_queue) as url:
         yield url
 
