@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, HttpUrl, TypeAdapter, ValidationError, model_validator
 
 from policy.files import named_file
 from policy.strict import StrictModel
@@ -52,6 +52,14 @@ TRANSLATABLE: tuple[str, ...] = (
     "systems.*.datasets.*.fields.*.rectifiable.label", "systems.*.config.labels.*",
 )
 
+# Paths a translation may give, not must: links to a page the controller publishes in each language.
+# The CCPA's notice of the right to opt out of the sale or sharing (Cal. Code Regs. tit. 11 § 7013)
+# is a disclosure that must be available in the languages the business ordinarily informs consumers
+# in (§ 7003(b)(2)), which are the letters' own; a letter in French links to the notice in French
+# where the translation gives it, to the policy's link otherwise (one page in every language).
+PER_LANGUAGE_LINKS: tuple[str, ...] = ("remedies.*.sale_opt_out.link",)
+_HTTP_URL: TypeAdapter[HttpUrl] = TypeAdapter(HttpUrl)
+
 
 class Languages(StrictModel):
     # The languages subjects may choose (the portal offers them; a request in another is refused).
@@ -83,14 +91,30 @@ def _leaves(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str,
         yield path, value
 
 
-# TRANSLATABLE as one expression, each `*` one key or index (no dot): matching each path against
-# each pattern in turn was most of the time a policy took to load.
-_TRANSLATABLE = re.compile("|".join(
-    "(?:" + r"[^.]*".join(re.escape(part) for part in pattern.split("*")) + ")" for pattern in TRANSLATABLE))
+def _patterns(paths: tuple[str, ...]) -> re.Pattern[str]:
+    """`paths` as one expression, each `*` one key or index (no dot): matching each path against
+    each pattern in turn was most of the time a policy took to load."""
+    return re.compile("|".join(
+        "(?:" + r"[^.]*".join(re.escape(part) for part in pattern.split("*")) + ")" for pattern in paths))
+
+
+_TRANSLATABLE = _patterns(TRANSLATABLE)
+
+
+_PER_LANGUAGE_LINKS = _patterns(PER_LANGUAGE_LINKS)
 
 
 def _translatable(path: tuple[str, ...]) -> bool:
     return _TRANSLATABLE.fullmatch(".".join(path)) is not None
+
+
+def _link(where: str, value: Any, language: str) -> None:
+    """A translation's link (`PER_LANGUAGE_LINKS`) is an http(s) URL; ValueError names its path."""
+    try:
+        _HTTP_URL.validate_python(value)
+    except ValidationError:
+        raise ValueError(f"{where}: expected an http(s) URL of the page in {language}, "
+                         f"or leave it out to link the policy's own") from None
 
 
 def translatable_texts(content: dict[str, Any]) -> dict[str, str]:
@@ -100,7 +124,8 @@ def translatable_texts(content: dict[str, Any]) -> dict[str, str]:
 
 
 def check_translation(content: dict[str, Any], language: str, translation: Any) -> None:
-    """A translation gives every text for subjects, and nothing else; ValueError names the path."""
+    """A translation gives every text for subjects, and may give a link in its language
+    (`PER_LANGUAGE_LINKS`), and nothing else; ValueError names the path."""
     where = f"translations.{language}"
     if not isinstance(translation, dict):
         raise ValueError(f"{where}: expected a mapping in the policy's shape")
@@ -108,6 +133,9 @@ def check_translation(content: dict[str, Any], language: str, translation: Any) 
     given: dict[str, Any] = {}
     for path, value in _leaves(translation):
         dotted = ".".join(path)
+        if _PER_LANGUAGE_LINKS.fullmatch(dotted):
+            _link(f"{where}.{dotted}", value, language)
+            continue
         if not _translatable(path):
             raise ValueError(f"{where}.{dotted}: not a text of the policy that subjects read "
                              f"(see TRANSLATABLE in policy/languages.py)")

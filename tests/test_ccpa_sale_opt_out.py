@@ -122,3 +122,33 @@ def test_the_question_is_translated_or_the_policy_does_not_load():
     del content["translations"]["nl"]["remedies"]["ccpa"]["sale_opt_out"]
     with pytest.raises(PolicyError, match=r"translations\.nl: missing remedies\.ccpa\.sale_opt_out\.heading"):
         parse_policy(content)
+
+
+# A translation may give the notice in its language (policy/languages.py PER_LANGUAGE_LINKS: the
+# notice is a disclosure § 7003(b)(2) wants in the languages we write to consumers in).
+LINK_FR = "https://www.onetagger.com/fr/vie-privee/ne-pas-vendre"
+
+
+def _selling_with(links: dict[str, Any]) -> dict[str, Any]:
+    heading, text = ASKED["en"]
+    content = _content(sells_or_shares=True, sale_opt_out={"heading": heading, "text": text, "link": LINK})
+    for language, link in links.items():
+        content["translations"][language]["remedies"]["ccpa"]["sale_opt_out"]["link"] = link
+    return content
+
+
+async def test_a_translation_may_link_the_notice_in_its_language():
+    loaded = parse_policy(_selling_with({"fr": LINK_FR}))
+    french = await _letter("response", "erasure", erasure_with_kept(), loaded, "fr")
+    heading, text = ASKED["fr"]
+    assert all(heading in part and f"{text} {LINK_FR}" in part and LINK not in part for part in french)
+    # A language whose translation gives none links the policy's own, as English does.
+    assert _asks(await _letter("response", "erasure", erasure_with_kept(), loaded, "nl"), "nl")
+    assert _asks(await _letter("response", "erasure", erasure_with_kept(), loaded))
+
+
+@pytest.mark.parametrize("link", ["ne-pas-vendre", "ftp://onetagger.com/opt-out", 42])
+def test_a_translations_link_is_checked_when_the_policy_loads(link):
+    with pytest.raises(PolicyError, match=r"translations\.fr\.remedies\.ccpa\.sale_opt_out\.link: expected an "
+                                          r"http\(s\) URL of the page in fr"):
+        parse_policy(_selling_with({"fr": link}))
