@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from starlette.datastructures import FormData
 
 from api.problems import Problem
-from schemas.plain_text import refuse_reordering
+from schemas.plain_text import refuse_blank, refuse_reordering
 from schemas.progress_note import TellProgressInput
 from schemas.restrictions import LiftRestrictionInput
 from schemas.staff_answers import ResolveTaskInput, RetryTaskInput
@@ -43,15 +43,18 @@ def rest_body(input: type[BaseModel], name: str, base: type[BaseModel] | None = 
 
 
 class StaffBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # Stripped before its bounds are checked, as the console's forms strip what they send
+    # (StaffAction.body_from_form): "ok" and ten spaces is two characters, not twelve.
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    # What staff write may reach the subject's letter (a reason, an explanation): marks that
-    # reorder text (U+202E and the like) could make it read otherwise than it was approved. Refused
-    # here, where staff send it, not on the workflow's input, which histories already hold.
+    # What staff write may reach the subject's letter (a reason, an explanation, a progress note):
+    # marks that reorder text (U+202E and the like) could make it read otherwise than it was
+    # approved, and a text that shows nothing (zero-width spaces) is quoted as an empty paragraph.
+    # Refused here, where staff send it, not on the workflow's input, which histories already hold.
     @field_validator("*")
     @classmethod
     def _in_reading_order(cls, value: object) -> object:
-        return refuse_reordering(value) if isinstance(value, str) else value
+        return refuse_blank(refuse_reordering(value)) if isinstance(value, str) else value
 
     def unshown(self) -> str | None:
         """Why a console form's body is refused unread: it does not say what its page showed (a

@@ -5,10 +5,10 @@ they wrote it or as staff took it down. The refusal's letter offers it under the
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from schemas.contract import Contract
-from schemas.plain_text import FreeText
+from schemas.plain_text import StaffText
 
 # A few paragraphs (the CCPA's regulations, as we read them, bound a statement on health information to 250 words);
 # anything longer stays in the privacy mailbox, under the request's reference.
@@ -16,7 +16,12 @@ STATEMENT_MIN, STATEMENT_MAX = 10, 4000
 
 
 class DisputeStatement(Contract):
-    statement: FreeText = Field(
+    # Other staff read it (the timeline, the evidence pack) as the subject's own words: measured
+    # without the spaces around it, in reading order (no right-to-left override making it read
+    # otherwise than it was recorded), and saying something (not twelve spaces or zero-width ones).
+    model_config = ConfigDict(str_strip_whitespace=True)
+
+    statement: StaffText = Field(
         min_length=STATEMENT_MIN, max_length=STATEMENT_MAX,
         description="the subject's statement of why they contest the accuracy of the data we did not correct, "
                     "as they wrote it: kept in the request's audit trail, shown in its timeline and evidence pack",

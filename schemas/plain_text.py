@@ -13,6 +13,7 @@ written by another path.
 from __future__ import annotations
 
 import re
+import unicodedata
 from typing import Annotated
 
 from pydantic import AfterValidator
@@ -66,6 +67,26 @@ def refuse_reordering(value: str) -> str:
     return value
 
 
+# What shows nothing on a page or in a letter: spaces and separators of every kind, format characters
+# (zero-width spaces and joiners, the marks above), controls, combining marks with nothing to combine
+# with, and the letters and symbols fonts draw blank (Hangul fillers, the blank Braille pattern).
+_SHOWS_NOTHING_CATEGORIES = frozenset({"Zs", "Zl", "Zp", "Cf", "Cc", "Mn", "Me"})
+_DRAWN_BLANK = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def _shows(ch: str) -> bool:
+    return not ch.isspace() and ch not in _DRAWN_BLANK and unicodedata.category(ch) not in _SHOWS_NOTHING_CATEGORIES
+
+
+def refuse_blank(value: str) -> str:
+    """`value`, unless it is not empty and shows nothing (ValueError): twelve spaces, line breaks,
+    zero-width spaces or ideographic ones passed a length of ten and reached a letter as an empty
+    quotation under its heading, or the timeline as a statement recorded with no words."""
+    if value and not any(_shows(ch) for ch in value):
+        raise ValueError("must say something: it holds only spaces or characters that show nothing")
+    return value
+
+
 _UNICODE_BREAKS = re.compile("[\u2028\u2029]")
 
 
@@ -108,7 +129,8 @@ def entry_segment(name: str) -> str:
 StaffLine = Annotated[str, AfterValidator(_refuse_controls), AfterValidator(refuse_reordering)]
 # What staff write for other staff to read (a note, a resume reason, a legal hold's reason): lines
 # of text, in the order they read. Not for workflow inputs, which histories already hold.
-StaffText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks), AfterValidator(refuse_reordering)]
+StaffText = Annotated[str, AfterValidator(_refuse_controls_but_line_breaks), AfterValidator(refuse_reordering),
+                     AfterValidator(refuse_blank)]
 
 # Spreadsheets run a cell that starts with one of these as a formula (or, tab and CR, after
 # trimming it): =HYPERLINK(...) leaks data, =cmd|... runs programs (CSV injection).
