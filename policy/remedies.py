@@ -7,12 +7,13 @@ that a DPO changes an address or a sentence in the policy alone."""
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
-from pydantic import EmailStr, Field, HttpUrl, ValidationError, model_validator
+from pydantic import AfterValidator, EmailStr, Field, HttpUrl, ValidationError, model_validator
 
 from dsrflow.domain.deadlines import MAX_COMPLAINT_DAYS
 from policy.strict import StrictModel
+from schemas.plain_text import StaffLine, StaffText, refuse_blank
 
 # The longest interval between a complaint's progress letters the policy may set.
 MAX_PROGRESS_DAYS = 90
@@ -70,9 +71,12 @@ class SaleOptOut(StrictModel):
     regulations, Cal. Code Regs. tit. 11 § 7022(f)(4)): whether the consumer wants to opt out of
     the sale or sharing, with a link to the notice of the right to opt out (§ 7013)."""
 
-    heading: str = Field(min_length=1)
+    # Each read by the subject under our letterhead, as the policy wrote it: nothing blank (a
+    # heading of spaces loaded and headed an empty section), no line break in the heading (a
+    # forged line of the letter's plain text), no mark that makes it read otherwise than written.
+    heading: Annotated[StaffLine, AfterValidator(refuse_blank)] = Field(min_length=1)
     # The question and the notice, which the link completes ("... our notice of it is at").
-    text: str = Field(min_length=1)
+    text: StaffText = Field(min_length=1)
     link: HttpUrl
 
 

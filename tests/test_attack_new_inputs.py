@@ -1,6 +1,7 @@
 """An attacker and a low-privilege member of staff at last session's new inputs (hCU): the note
 a UK complaint's progress letter quotes (`tell-progress`), the subject's dispute statement
-(`record-dispute`), an appeal's `explanation` on approval. Each attack is one a user could make:
+(`record-dispute`), an appeal's `explanation` on approval, the CCPA's opt-out question a policy
+gives (`remedies.ccpa.sale_opt_out`). Each attack is one a user could make:
 blank, padded, oversized and reordered text; markup, template syntax and mail headers in what
 the letter, the timeline and the evidence pack show; calls without a token, with a forged one, an
 agent's, a console post without its CSRF token; the same statement twice at once. The app
@@ -16,10 +17,12 @@ import re
 import pytest
 
 from dsrflow.domain.audit import append_event
+from policy.model import PolicyError, parse_policy
 from tests.evidence_pages import readable
-from tests.letters_as_sent import APPEAL_OF, LANGUAGES, as_sent, both
+from tests.letters_as_sent import APPEAL_OF, LANGUAGES, as_sent, both, erasure_with_kept
 from tests.refused_requests import stored_refusal
 from tests.support import CSRF_FIELD, assert_problem, console_sign_in, staff_headers, stored_request, unique_email
+from tests.test_ccpa_sale_opt_out import ASKED, LINK, _content
 
 # Text that shows nothing, each long enough for the fields' ten characters: spaces, line breaks and
 # tabs, zero-width spaces, ideographic and no-break spaces, a Hangul filler, combining marks alone.
@@ -178,3 +181,38 @@ async def test_hostile_text_in_a_letter_adds_no_header_line_or_markup(language: 
         assert "<script>" not in letter.html and "&lt;script&gt;alert(1)&lt;/script&gt;" in letter.html
         for part in both(letter):
             assert folded in part and "XXXXXXXXX" not in part, part
+
+
+_SELLING = {"sells_or_shares": True}
+
+
+@pytest.mark.parametrize(("asked", "where"), [
+    ({"link": "javascript:alert(1)"}, r"sale_opt_out\.link: URL scheme should be 'http' or 'https'"),
+    ({"link": "data:text/html,<b>opt out</b>"}, r"sale_opt_out\.link: URL scheme"),
+    ({"heading": " " * 12}, r"sale_opt_out\.heading: .*show nothing"),
+    ({"heading": "Opt out\r\nBcc: mallory@evil.example"}, r"sale_opt_out\.heading: .*one line"),
+    ({"text": "We sell \u202eton od ew\u202c your data; opt out at"}, r"sale_opt_out\.text: .*reorder text"),
+    ({"text": "\u200b" * 12}, r"sale_opt_out\.text: .*show nothing"),
+])
+def test_the_sale_opt_out_question_the_policy_gives_is_refused_blank_broken_or_reordered(asked, where):
+    """The CCPA's opt-out question (`remedies.ccpa.sale_opt_out`) is read by the subject under our
+    letterhead: a link that is no web address, a blank or reordered heading or text, a heading
+    with a line break (a forged line of the plain text) stop the policy loading, naming the key.
+    (Fails before but for the links: a heading of spaces headed an empty section.)"""
+    heading, text = ASKED["en"]
+    with pytest.raises(PolicyError, match=where):
+        parse_policy(_content(**_SELLING, sale_opt_out={"heading": heading, "text": text, "link": LINK, **asked}))
+
+
+async def test_the_sale_opt_out_link_with_markup_is_an_escaped_address_in_the_letter():
+    """A link holding quotes and markup loads percent-encoded: the letter's HTML links to it and
+    runs nothing; a translation's heading is held to the same rule as the policy's."""
+    heading, text = ASKED["en"]
+    hostile = 'https://evil.example/"><script>alert(1)</script>'
+    loaded = parse_policy(_content(**_SELLING, sale_opt_out={"heading": heading, "text": text, "link": hostile}))
+    letter = await as_sent("response", "erasure", erasure_with_kept(), regime="ccpa", country="US", loaded=loaded)
+    assert "<script>" not in letter.html and 'href="https://evil.example/%22%3E%3Cscript%3E' in letter.html
+    content = _content(**_SELLING, sale_opt_out={"heading": heading, "text": text, "link": "https://a.example/"})
+    content["translations"]["nl"]["remedies"]["ccpa"]["sale_opt_out"]["heading"] = "\u3000" * 12
+    with pytest.raises(PolicyError, match=r"sale_opt_out\.heading"):
+        parse_policy(content)
