@@ -10,7 +10,7 @@ from activities.citations import AFTER_COMMA as _AFTER_COMMA
 from activities.citations import IN_BRACKETS as _IN_BRACKETS
 from activities.citations import citation, cited_label
 from activities.staff_alert_words import action_label
-from dsrflow.i18n import ENGLISH, N_, Translator, deletes
+from dsrflow.i18n import ENGLISH, N_, Translator, corrects, deletes
 
 LETTER_TYPE_LABELS = {
     "access": (N_("access to your personal data%(citation)s"), "15", _IN_BRACKETS),
@@ -39,17 +39,32 @@ def type_label(kind: str, regime: str | None, t: Translator) -> str:
     return cited_label(LETTER_TYPE_LABELS[kind], regime, t)
 
 
-def staff_type_label(kind: str, regime: str, t: Translator) -> str:
-    """A request type as staff read it in their alerts: its plain name, as the console lists it,
-    the law's word for an erasure, citing its article under the GDPR and the UK GDPR ("erasure
-    (Art. 17 GDPR)"; "deletion" under the other laws, which grant the deletion of personal data).
-    Not `type_label`: the subject's names speak to the subject ("access to your personal data",
-    "deletion of your personal data"), and told staff of "your" data."""
+# A rectification's, where the law grants the correction of inaccurate data (`corrects`): French
+# and German say their ordinary words, "rectification" and "Berichtigung", under every law.
+_STAFF_CORRECTION = N_("correction")
+
+
+def kind_word(kind: str, regime: str | None, t: Translator = ENGLISH) -> str:
+    """A request type's plain name as staff read it wherever a request is named (the console's
+    queue, its request page, the evidence pack, the staff alerts): the law's word, "deletion" and
+    "correction" where `regime`'s law grants those (`deletes`, `corrects`), not the GDPR's "erasure"
+    and "rectification"; the type's own name otherwise. The REST API's `type` keeps the code."""
     if kind == "erasure" and deletes(regime):
         return t.gettext(_STAFF_DELETION)
+    if kind == "rectification" and corrects(regime):
+        return t.gettext(_STAFF_CORRECTION)
+    return action_label(kind, t=t)
+
+
+def staff_type_label(kind: str, regime: str, t: Translator) -> str:
+    """A request type as staff read it in their alerts and the evidence pack: its plain name
+    (`kind_word`), citing its article under the GDPR and the UK GDPR ("erasure (Art. 17 GDPR)";
+    "deletion" under the other laws, which cite none). Not `type_label`: the subject's names
+    speak to the subject ("access to your personal data", "deletion of your personal data"), and
+    told staff of "your" data."""
     article = LETTER_TYPE_LABELS[kind][1]
     cited = citation(regime, article, t) if article else None
-    return action_label(kind, t=t) + (_IN_BRACKETS % cited if cited else "")
+    return kind_word(kind, regime, t) + (_IN_BRACKETS % cited if cited else "")
 
 
 # Each completes the denial letter's "This is because ...". An `other` refusal has none: under "Our

@@ -48,7 +48,7 @@ from fastapi.templating import Jinja2Templates
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
-from activities.letter_labels import LETTER_TYPE_LABELS, type_label
+from activities.letter_labels import LETTER_TYPE_LABELS, kind_word, type_label
 from activities.letter_templates import longdate, longdatetime
 from api.csrf import cookie_secure, csrf_token
 from api.deps import app_state
@@ -57,7 +57,16 @@ from api.ratelimit import wait_words
 from api.read_models.evidence_deadlines import controller_time
 from api.request_form import words_in
 from dsrflow.domain.deadlines import reconsiders
-from dsrflow.i18n import SOURCE_LANGUAGE, Translator, language_name, translations, without_accents, worded, wording_of
+from dsrflow.i18n import (
+    SOURCE_LANGUAGE,
+    Translator,
+    in_law_words,
+    language_name,
+    translations,
+    without_accents,
+    worded,
+    wording_of,
+)
 from policy.languages import Languages
 from schemas.countries import country_codes
 
@@ -184,10 +193,11 @@ def _npgettext(context: Context, message_context: str, singular: str, plural: st
 
 
 @pass_context
-def _translate(context: Context, message: str) -> str:
+def _translate(context: Context, message: str, wording: str | None = None) -> str:
     """A message held in Python (marked `N_` where it is defined), in the page's language; plain
-    text, escaped like any other (unlike `_()`, whose result is the template's own markup)."""
-    return translations(_language_of(context)).gettext(message)
+    text, escaped like any other (unlike `_()`, whose result is the template's own markup). With
+    `wording`, in the words of that law (dsrflow/i18n `worded`; a `Problem`'s `wording`)."""
+    return worded(_language_of(context), wording).gettext(message)
 
 
 @pass_context
@@ -321,6 +331,10 @@ templates.env.filters["wait"] = pass_context(lambda context, seconds: wait_words
 # The request types, in the order the forms offer them, and their labels (`type_label(kind, regime)`).
 templates.env.globals["request_types"] = tuple(LETTER_TYPE_LABELS)
 templates.env.globals["type_label"] = _type_label
+# A request's type as staff read it, in the words of its law ("deletion" under the CCPA), and a
+# staff page's own sentence in them (`in_law_words`): the console is English, as its words.
+templates.env.globals["kind_word"] = kind_word
+templates.env.globals["in_law_words"] = in_law_words
 templates.env.globals["language_links"] = _language_links
 templates.env.globals["correction_words"] = _correction_words
 templates.env.globals["countries"] = _countries

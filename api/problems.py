@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.read_models.cursors import InvalidCursor
+from dsrflow.i18n import SOURCE_LANGUAGE, worded
 
 PROBLEM = "application/problem+json"
 
@@ -19,6 +20,10 @@ PROBLEM = "application/problem+json"
 class Problem(Exception):
     def __init__(self, status: int, title: str, detail: str | None = None, **extra: Any) -> None:
         super().__init__(detail or title)
+        # `wording`: the words of a law its detail speaks in (dsrflow/i18n `worded`: "we deleted
+        # your data" under the CCPA, where the message says the GDPR's "erased"), which the JSON's
+        # detail and a page's translation of it say; not a key of the JSON.
+        self.wording: str | None = extra.pop("wording", None)
         self.status, self.title, self.detail, self.extra = status, title, detail, extra
 
 
@@ -70,7 +75,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.title, exc.detail, **exc.extra)
+        detail = worded(SOURCE_LANGUAGE, exc.wording).gettext(exc.detail) if exc.detail and exc.wording else exc.detail
+        return problem_response(exc.status, exc.title, detail, **exc.extra)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -341,8 +341,9 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
             verification=live.verification.model_dump(mode="json") if live.verification else None,
             plan=live.plan.model_dump(mode="json") if live.plan else None,
             # With the records a correction left as an earlier erasure kept them, and the status
-            # as the console says it ("records kept ..., not corrected", never "not found").
-            results=[{**(task := r.model_dump(mode="json")), **task_words(task)} for r in live.results],
+            # as the console says it ("records kept ..., not corrected", never "not found"), in the
+            # words of the request's law ("an earlier deletion" under the CCPA).
+            results=[{**(task := r.model_dump(mode="json")), **task_words(task, row["regime"])} for r in live.results],
             # An access or portability package: records read from each system at once (those
             # systems have no task, so no entry in `results`), files each processor sent.
             package=live.package.model_dump(mode="json") if live.package else None,

@@ -28,7 +28,6 @@ from api.console.request_resume import resume_context
 from api.console.team import team_context
 from api.console.view import (
     LANGUAGE_NAMES,
-    WORDS,
     allowed_actions,
     days_in_words,
     days_left_badge,
@@ -43,6 +42,7 @@ from api.forms import read_form
 from api.pages import page_language, problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
+from api.read_models.event_words import words_for
 from api.read_models.evidence import assemble_evidence, cut_short_systems, planned_recipients
 from api.read_models.staff_reach import (
     COMPLAINT_REASONS,
@@ -195,7 +195,8 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     alerts = readable_letters(partial(may_read, staff.has_role), alerts)
     system_labels = {**labels, **{t["system"]: t["label"] for t in tasks}}  # the plan's, else the policy's
     return {
-        **WORDS, "recipients": await planned_recipients(await state.db(), pack),
+        # The words of its law: "delete", "correction" under the CCPA (`words_for`).
+        **words_for(row["regime"]), "recipients": await planned_recipients(await state.db(), pack),
         "who": lambda actor: actor_name(actor, names), **_names(policy, system_labels, legal_claims_holds),
         # A request appealing a refused one (VCDPA, CTDPA, CPA) links to it by its reference.
         "appeal_of": (row["details"] or {}).get("appeal_of"), "short_reference": short_reference,
@@ -221,7 +222,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "badge": days_left_badge((due - today).days if due else None, status, clock_waits=waits), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
         "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language,
-                                         timezone=deadlines["basis"]["timezone"]), actor_name(e["actor"], names))
+                                         timezone=deadlines["basis"]["timezone"], regime=row["regime"]), actor_name(e["actor"], names))
                       for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, TIMELINE) else None),
         "legal_claims_holds": legal_claims_holds,

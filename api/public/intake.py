@@ -29,10 +29,10 @@ from dsrflow.crypto.package_files import read_package
 from dsrflow.domain.appeals import AppealRefused, NotAReference
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import N_, Translator
+from dsrflow.i18n import N_, Translator, wording_of
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.writes import Write
-from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT
+from dsrflow.stores.kept_copies import ERASED, EXPIRED, UNSENT, erased_under
 from dsrflow.stores.requests_store import get_request
 from policy.intake import intake_problems
 from schemas.requests import Channel, NewRequest, PublicNewRequest, SubjectIdentity
@@ -294,7 +294,9 @@ async def find_package(state: AppState, token: str) -> dict[str, Any]:
     # `renewable`: writing to us gets a new link (the response letter says so); not for a package
     # deleted with the subject's data or with a request closed unsent.
     if row["purged_at"] is not None:
-        raise Problem(410, "Package deleted", PURGED[row["purge_reason"]], renewable=row["purge_reason"] == EXPIRED)
+        reason = row["purge_reason"]
+        raise Problem(410, "Package deleted", PURGED[reason], renewable=reason == EXPIRED,
+                      wording=wording_of(await erased_under(pool, row)) if reason == ERASED else None)
     if row["expires_at"] is None or row["expires_at"] <= datetime.now(UTC):
         raise Problem(410, "Link expired", "this download link has expired; ask us for a new one", renewable=True)
     return dict(row)

@@ -20,16 +20,17 @@ from api.read_models.event_words import (
     status_words,
     step_words,
 )
-from dsrflow.i18n import SOURCE_LANGUAGE, long_datetime
+from dsrflow.i18n import SOURCE_LANGUAGE, in_law_words, long_datetime
 
 
-def _kept_by(data: Mapping[str, Any]) -> str | None:
+def _kept_by(data: Mapping[str, Any], regime: str | None) -> str | None:
     """What a restriction kept from which erasure: the retention schedule's rule (its code in the
-    trail: "retention rule web_logs") or an erasure a hold had deferred."""
+    trail: "retention rule web_logs") or an erasure a hold had deferred (a deletion, where the
+    request's law `deletes`)."""
     if "by" not in data:
         return None
     by = (f"the retention rule “{str(data['rule']).replace('_', ' ')}”" if data.get("rule")
-          else "an erasure a hold had deferred" if data["by"] == "deferred erasure" else str(data["by"]))
+          else in_law_words("an erasure a hold had deferred", regime) if data["by"] == "deferred erasure" else str(data["by"]))
     return f"{data['records']} record(s), from {by}" if "records" in data else f"from {by}"
 
 
@@ -43,9 +44,11 @@ def _told_late(data: Mapping[str, Any], system: str | None) -> str:
             "for the task; the API recorded it but did not tell the task (it stopped, or lost Temporal)")
 
 
-def _asked(data: Mapping[str, Any], system: str | None) -> str | None:
-    """Which processor an e-mail asked (activities/connectors/manual_email.py), and to do what."""
-    return system and (f"{system}, to {action_words(data['action'])}" if data.get("action") else system)
+def _asked(data: Mapping[str, Any], system: str | None, regime: str | None) -> str | None:
+    """Which processor an e-mail asked (activities/connectors/manual_email.py), and to do what (in
+    the words of the request's law: "to delete")."""
+    return system and (f"{system}, to {in_law_words(action_words(data['action']), regime)}" if data.get("action")
+                       else system)
 
 
 def _moment(value: Any, language: str, timezone: str) -> str:
@@ -66,11 +69,13 @@ def _verified(data: Mapping[str, Any]) -> str | None:
 
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
-                   timezone: str = "UTC") -> str:
+                   timezone: str = "UTC", regime: str | None = None) -> str:
     """One line for the timeline; the details that matter most beside the words (`names`: staff
     by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels).
     The words are English, as the console's; a day or a moment in them is written as the page
-    writes its own, in its `language` and its request's `timezone` (its policy version's)."""
+    writes its own, in its `language` and its request's `timezone` (its policy version's); an erasure
+    and a rectification are named in the words of the request's law (`regime`: `in_law_words`, a
+    deletion under the CCPA), never what someone wrote (a note, a reason, a processor's answer)."""
     kind, data = event["event_type"], event["data"] or {}
     system = (systems or {}).get(data.get("system", ""), data.get("system"))
     words = EVENT_WORDS.get(kind)
@@ -85,7 +90,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     elif kind.startswith("task."):
         words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
-    words = words or kind.replace(".", " ").replace("_", " ").capitalize()
+    words = in_law_words(words or kind.replace(".", " ").replace("_", " ").capitalize(), regime)
     detail = {
         "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
         "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
@@ -108,7 +113,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "task.partial_effect": f"{system}: {made_before_stopping(data.get('counted'), data.get('unsure'))}",
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).
-        "processor.asked": _asked(data, system), "processor.reminded": _asked(data, system),
+        "processor.asked": _asked(data, system, regime), "processor.reminded": _asked(data, system, regime),
         "processor.confirmed": system, "processor_export.purged": system,
         "processor.callback": system and f"{system}: {status_words(str(data.get('status')))}" + (
             f", {data['results_count']} record(s)" if "results_count" in data else ""),
@@ -118,8 +123,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "processor.export_received": system and (f"{system}: it holds no data of the subject" if data.get("no_data")
                                                  else f"{system}: {data.get('files')} file(s)"),
         **{f"erasure.deferred_{what}": system for what in ("submitted", "confirmed", "failed", "retried", "settled")},
-        "step.failed": f"{step_words(data.get('step'), data.get('about'))}: {data.get('message')}",
-        "step.resolved": f"{step_words(data.get('step'), data.get('about'))}: {data.get('resolution')}",
+        "step.failed": f"{in_law_words(step_words(data.get('step'), data.get('about')), regime)}: {data.get('message')}",
+        "step.resolved": f"{in_law_words(step_words(data.get('step'), data.get('about')), regime)}: "
+                         f"{data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
@@ -127,7 +133,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.
         "approval.granted": data.get("explanation") and f"reasons told to the subject: {data['explanation']}",
         "suppression.lifted": data.get("consent"),  # how the subject consented again, as staff recorded it
-        "restriction.kept_from_erasure": _kept_by(data),
+        "restriction.kept_from_erasure": _kept_by(data, regime),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
         "processor.answer_told_late": _told_late(data, system),

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from datetime import date
+from functools import wraps
 from typing import Any
 
 from babel import Locale
 
 from activities.citations import citation, regime_name
 from activities.letter_outcome import ACTION_WORDS, NOTHING_NEEDED
-from dsrflow.i18n import SOURCE_LANGUAGE, long_date
+from dsrflow.i18n import SOURCE_LANGUAGE, in_law_words, long_date
 from schemas.dataset_split import split_datasets
 from schemas.workflow import records_left
 
@@ -377,3 +378,21 @@ WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
     details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
     missing_words, ended_words, connector_words, package_words, partial_words, task_status_words, split_words)}
+
+# The helpers whose words may name an erasure or a rectification ("erase", "kept as an earlier
+# erasure left them", "unlawful processing, erasure opposed", "sending the ... letter").
+_NAMING = (action_words, restriction_words, step_words, task_status_words)
+
+
+def words_for(regime: str | None) -> dict[str, Callable[..., Any]]:
+    """`WORDS` for the pages of one request under `regime` (the console's request page, its
+    evidence pack): those that may name an erasure or a rectification say the law's words
+    (`in_law_words`: "delete", "correction" under the CCPA), as its letters do; `law_words` says a
+    sentence of the template's own so ("Scheduled erasures" is "Scheduled deletions")."""
+    def in_its_law(helper: Callable[..., str]) -> Callable[..., str]:
+        @wraps(helper)
+        def said(*args: Any, **kwargs: Any) -> str:
+            return in_law_words(helper(*args, **kwargs), regime)
+        return said
+    return {**WORDS, **{helper.__name__: in_its_law(helper) for helper in _NAMING},
+            "law_words": lambda text: in_law_words(text, regime)}

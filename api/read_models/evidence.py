@@ -17,6 +17,7 @@ import asyncpg
 
 # The response letter's own reading of a kept record's basis, and of an erasure a hold cut short,
 # so the pack states what the letter did.
+from activities.letter_labels import kind_word
 from activities.letter_outcome import _kept_texts as kept_texts
 from activities.recipients_told import ART19_ACTIONS, acted_on_nothing, cut_short, untold_because
 from api.read_models.evidence_deadlines import (
@@ -49,6 +50,8 @@ def _request(row: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any
     opened = next((e for e in events if e["event_type"] == "request.created"), None)
     return {
         "id": str(row["id"]), "type": row["request_type"], "regime": row["regime"],
+        # The type as a person reads it, in the words of its law ("deletion" under the CCPA); `type` keeps the code.
+        "type_words": kind_word(row["request_type"], row["regime"]),
         "country": row["country"], "language": row["language"], "channel": row["channel"],
         "origin": row["origin"],
         # Who recorded it (a phone call, a letter, an e-mail converted): the page named "staff" only.
@@ -298,7 +301,7 @@ async def assemble_evidence(pool: asyncpg.Pool, request_id: str, *, secret: byte
                       "kept_informed": kept_informed(row, sent, progress_days)},
         "decisions": decided,
         "plan": None if plan is None else {**plan["plan"], "planned_at": plan["created_at"]},
-        "results": with_history(tasks, events),
+        "results": with_history(tasks, events, row["regime"]),
         # Whom the response letter names as told of the erasure, correction or restriction (Art. 19).
         # None until the response letter went (a closing letter tells of what was done so far).
         "recipients_told": None if not any(letter["purpose"] == "response" for letter in letters)

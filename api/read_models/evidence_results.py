@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from api.read_models.event_words import task_status_words
+from dsrflow.i18n import in_law_words
 from schemas.dataset_split import split_datasets
 from schemas.workflow import records_left
 
@@ -31,9 +32,9 @@ def _task_of(events: list[dict[str, Any]], index: int, system: str) -> str | Non
                  and e["data"].get("system") == system), None)
 
 
-def with_history(tasks: list[dict[str, Any]], events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_history(tasks: list[dict[str, Any]], events: list[dict[str, Any]], regime: str | None) -> list[dict[str, Any]]:
     """Each task row with `attention` (why it last needed staff, when) and `staff` (who resolved
-    or retried it, when, and their note)."""
+    or retried it, when, and their note), and the words of `task_words` in `regime`'s law."""
     staff: dict[tuple[str, str | None], list[dict[str, Any]]] = {}
     attention: dict[tuple[str, str | None], dict[str, Any]] = {}
     for index, e in enumerate(events):
@@ -45,17 +46,18 @@ def with_history(tasks: list[dict[str, Any]], events: list[dict[str, Any]]) -> l
         elif e["event_type"] == "task.needs_attention" and system:
             attention[(system, e["data"].get("action"))] = {"at": e["occurred_at"], "message": e["data"].get("message")}
     return [{**t, "attention": attention.get((t["system"], t["action"])),
-             "staff": staff.get((t["system"], t["action"]), []), **task_words(t)} for t in tasks]
+             "staff": staff.get((t["system"], t["action"]), []), **task_words(t, regime)} for t in tasks]
 
 
-def task_words(task: dict[str, Any]) -> dict[str, Any]:
+def task_words(task: dict[str, Any], regime: str | None) -> dict[str, Any]:
     """What the pack's JSON and the REST API's results add to a task's recorded status: the records
     a correction left as an earlier erasure kept them (`uncorrected`), the status as the pages
     say it (`status_words`: such a correction's "not corrected", never "not found"), and for a
     correction, restriction or objection the datasets its letter names as acted on and as needing
-    nothing, with their records (`as_told`: schemas/dataset_split.py; null for other tasks)."""
+    nothing, with their records (`as_told`: schemas/dataset_split.py; null for other tasks). The
+    words are those of `regime`'s law: "kept as an earlier deletion left them" under the CCPA."""
     split = split_datasets(task["action"], task.get("datasets"))
-    return {"uncorrected": records_left(task["action"], task.get("datasets")), "status_words": task_status_words(task),
+    return {"uncorrected": records_left(task["action"], task.get("datasets")), "status_words": in_law_words(task_status_words(task), regime),
             "as_told": None if split is None else {"acted_on": split.acted, "records": split.records,
                                                    "needed_nothing": split.unneeded, "found": split.found}}
 

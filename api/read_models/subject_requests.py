@@ -19,6 +19,7 @@ LIMIT = 50  # the most recent; the queue's search lists them all
 class OtherRequest(BaseModel):
     id: str
     type: RequestType
+    regime: str  # its type is named as its law names it (`kind_word`)
     status: RequestStatus
     received_at: datetime
     current_due_date: date | None
@@ -32,14 +33,14 @@ async def other_requests(pool: asyncpg.Pool | asyncpg.Connection, request_id: st
     newest first."""
     email_key, customer_key = lookup_keys(secret, email, customer_id)
     rows = await pool.fetch(
-        """SELECT id, request_type, status, received_at, current_due_date, closed_at,
+        """SELECT id, request_type, regime, status, received_at, current_due_date, closed_at,
                   subject_email_key = $2 AS by_email, coalesce(customer_id_key = $3, false) AS by_customer
            FROM dsr_requests
            WHERE id <> $1 AND (subject_email_key = $2 OR customer_id_key = $3)
            ORDER BY received_at DESC, id LIMIT $4""",
         uuid.UUID(request_id), email_key, customer_key, LIMIT)
     return [OtherRequest(
-        id=str(r["id"]), type=RequestType(r["request_type"]), status=RequestStatus(r["status"]),
+        id=str(r["id"]), type=RequestType(r["request_type"]), regime=r["regime"], status=RequestStatus(r["status"]),
         received_at=r["received_at"], current_due_date=r["current_due_date"], closed_at=r["closed_at"],
         matched_by=" and ".join(m for m, hit in (("e-mail", r["by_email"]), ("customer number", r["by_customer"]))
                                 if hit),

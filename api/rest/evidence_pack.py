@@ -58,6 +58,7 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # Every time on the page in the timezone the request's deadline days are counted in, as on its
     # console page (the `controller_time` filter, api/pages.py); every day as the `longdate` filter writes it.
     timezone = pack["deadlines"]["basis"]["timezone"]
+    regime = pack["request"]["regime"]
     return render(request, "console/evidence.html", {
         # Named by its short reference, as the console names a request; the full id where a tool or
         # an auditor matches it (the Request facts, the links, the JSON).
@@ -65,12 +66,13 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
         "reference": short_reference(pack["request"]["id"]),
         "controller_timezone": timezone,
         "describe": lambda event: event_lines.describe_event(event, names, labels.systems, language=language,
-                                                             timezone=timezone),
+                                                             timezone=timezone, regime=regime),
         "system_label": labels.system, "dataset_label": labels.dataset, "hold_label": labels.hold,
         "category_label": labels.category,
         "country": lambda code: event_words.country_words(code, language),
         # The type as staff and an authority read it ("access (Art. 15 GDPR)", "deletion"), as the
         # staff alerts name it: not the subject's words ("access to your personal data").
         "staff_type_label": lambda kind, regime: staff_type_label(kind, regime, translations(language)),
-        # The words the page writes for the pack's codes, as the console's request page does.
-        **event_words.WORDS, "recipients": await planned_recipients(pool, pack)})
+        # The words the page writes for the pack's codes, as the console's request page does, in
+        # the words of the request's law ("delete" under the CCPA: a DPO shows it to its regulator).
+        **event_words.words_for(regime), "recipients": await planned_recipients(pool, pack)})

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import re
 import unicodedata
 from datetime import UTC, date, datetime
 from functools import cache
@@ -140,11 +141,41 @@ def corrects(regime: str | None) -> bool:
     return CORRECTION in _wordings(regime)
 
 
-def wording_of(regime: str, *, to_processor: bool = False) -> str | None:
+# The GDPR's words for its erasure and rectification in staff's English (the console, the evidence
+# pack, the REST API's words), and the words of the laws that grant a deletion and a correction
+# instead. Staff pages are English only, not catalogued: these words are one table, not a catalog.
+_DELETION_WORDS = {"erasure": "deletion", "erasures": "deletions", "erase": "delete", "erased": "deleted",
+                   "erases": "deletes", "erasing": "deleting"}
+_CORRECTION_WORDS = {"rectification": "correction", "rectifications": "corrections", "rectify": "correct",
+                     "rectified": "corrected", "rectifies": "corrects", "rectifying": "correcting"}
+_GDPR_WORDS = re.compile(r"\b(?:(an|An) )?(" + "|".join([*_DELETION_WORDS, *_CORRECTION_WORDS]) + r")\b", re.IGNORECASE)
+
+
+def in_law_words(text: str, regime: str | None) -> str:
+    """Staff's English `text` (dsrflow's own words, never a note, a processor's answer or a policy's
+    label) as the law of `regime` says it: "Processor asked to erase what a hold had kept" is
+    "... to delete ..." under every law that `deletes`, "an erasure" "a deletion", "rectification"
+    "correction" under every law that `corrects`; the GDPR's and the UK GDPR's words unchanged."""
+    words = {**(_DELETION_WORDS if deletes(regime) else {}), **(_CORRECTION_WORDS if corrects(regime) else {})}
+    if not words:
+        return text
+
+    def said(found: re.Match[str]) -> str:
+        article, word = found.group(1), found.group(2)
+        if (law := words.get(word.lower())) is None:
+            return found.group(0)
+        law = law.capitalize() if word[0].isupper() else law
+        # Every law's word begins with a consonant: "an erasure" is "a deletion".
+        return f"{article[0]} {law}" if article else law
+
+    return _GDPR_WORDS.sub(said, text)
+
+
+def wording_of(regime: str | None, *, to_processor: bool = False) -> str | None:
     """The wording family of `regime`'s law (`PERSONAL_INFORMATION`, `DELETION`), None for the GDPR's words;
     `to_processor`: the words of an e-mail to a processor (`CONSUMER`, `SERVICE_PROVIDER`,
-    `THIRD_PARTY`)."""
-    return (_PROCESSOR_WORDINGS if to_processor else _WORDINGS).get(regime)
+    `THIRD_PARTY`); None for no regime too (one not on record)."""
+    return None if regime is None else (_PROCESSOR_WORDINGS if to_processor else _WORDINGS).get(regime)
 
 
 def worded(language: str, wording: str | None) -> gettext.NullTranslations:

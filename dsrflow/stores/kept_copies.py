@@ -19,6 +19,7 @@ nothing here logs or prints personal data.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -136,6 +137,17 @@ def _id_in(key: str, suffix: str) -> str | None:
         return str(uuid.UUID(name.removesuffix(suffix))) if name.endswith(suffix) else None
     except ValueError:
         return None
+
+
+async def erased_under(conn: asyncpg.Pool | asyncpg.Connection, package: Mapping[str, Any]) -> str | None:
+    """The regime of the erasure that deleted `package` with the subject's data (`purge_subject_copies`
+    names it in the `package.purged` event): another request than the package's own, whose law
+    says what the portal tells of it ("we deleted your data" under the CCPA, "erased" under the GDPR)."""
+    regime = await conn.fetchval(
+        """SELECT e.regime FROM audit_events a JOIN dsr_requests e ON e.id::text = a.data->>'erasure_request_id'
+            WHERE a.request_id = $1 AND a.event_type = 'package.purged' AND a.data->>'package_id' = $2""",
+        package["request_id"], str(package["id"]))
+    return None if regime is None else str(regime)
 
 
 async def purge_subject_copies(conn: asyncpg.Connection, store: BlobStore, erasure_request_id: str) -> PurgeReport:
