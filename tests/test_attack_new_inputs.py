@@ -70,6 +70,14 @@ async def test_blank_padded_reordered_or_oversized_text_is_refused_naming_its_fi
             problem = assert_problem(await app_http.post(url, headers=compliance, json={field: text}), 422)
             assert problem["errors"][0]["field"] == field and why in problem["detail"], (action, text, problem)
     assert await _disputes(pool, targets["record-dispute"]) == []
+    # Broken Unicode (a lone surrogate PostgreSQL's jsonb would refuse) and a body of megabytes.
+    for action, field in _FIELDS:
+        url = f"/v1/requests/{targets[action]}/{action}"
+        for body, status in (('{"%s": "half a pair \\ud800 of surrogates"}' % field, 422),
+                             ('{"%s": "%s"}' % (field, "x" * 3_000_000), 413)):
+            answer = await app_http.post(url, content=body, headers={**compliance, "Content-Type": "application/json"})
+            assert answer.status_code == status, (action, answer.text[:300])
+    assert await _disputes(pool, targets["record-dispute"]) == []
 
 
 async def test_the_consoles_dispute_form_refuses_blank_and_reordered_statements(app_http, pool, settings):
@@ -85,6 +93,18 @@ async def test_the_consoles_dispute_form_refuses_blank_and_reordered_statements(
         assert answer.status_code == 303, answer.text
         assert said in readable((await app_http.get(answer.headers["location"])).text)
     assert await _disputes(pool, rid) == []
+
+
+async def test_the_consoles_progress_and_approval_forms_refuse_text_that_shows_nothing(app_http, pool, settings):
+    """Compliance's forms strip spaces, not zero-width ones: a note or reasons of those are refused
+    on the page, naming the field, before the workflow is asked (fails before: it was asked)."""
+    complaint = (await _targets(pool, settings, "hcu-forms"))["approve"]
+    csrf = await console_sign_in(app_http, pool, "compliance")
+    for action, field in _FIELDS[:2]:
+        page = await app_http.post(f"/console/requests/{complaint}/{action}",
+                                   data={"csrf_token": csrf, field: "\u200b" * 12})
+        assert page.status_code == 422, (action, page.status_code, page.text[:300])
+        assert f"{field}: must say something" in readable(page.text), action
 
 
 async def test_strangers_forged_tokens_and_an_agent_reach_none_of_them(app_http, pool, settings):
@@ -116,6 +136,12 @@ async def test_strangers_forged_tokens_and_an_agent_reach_none_of_them(app_http,
     refused = await app_http.post(f"/console/requests/{rid}/record-dispute", data={**forged, "csrf_token": csrf})
     assert refused.status_code == 403, refused.text
     assert await _disputes(pool, rid) == []
+    # The progress and approval forms, which an agent's page does not offer, posted by hand.
+    complaint = targets["approve"]
+    for action, field in _FIELDS[:2]:
+        refused = await app_http.post(f"/console/requests/{complaint}/{action}",
+                                      data={"csrf_token": csrf, field: "A note of sufficient length."})
+        assert refused.status_code == 403, (action, refused.text[:300])
 
 
 async def test_the_same_statement_twice_at_once_is_recorded_once(app_http, pool, settings):
