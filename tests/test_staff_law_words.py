@@ -87,6 +87,12 @@ async def test_the_console_and_the_evidence_pack_say_the_laws_words(http, pool, 
     for rid in ids.values():
         await planned(pool, rid, "erase")
         await _timeline_events(pool, rid)
+        # A record a statutory hold kept, whose erasure waits for the hold's end (the deferred panel).
+        await pool.execute(
+            """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
+                                              hold_ref, erase_after, policy_version)
+               VALUES ($1, 'h', 'crm', 'contacts', 'k1', 'statutory', 'be_accounting', '2034-01-01', 'v')""",
+            uuid.UUID(rid))
     await console_sign_in(http, pool, "compliance")
 
     queue = (await http.get("/console/", params={"subject": email})).text
@@ -95,7 +101,7 @@ async def test_the_console_and_the_evidence_pack_say_the_laws_words(http, pool, 
 
     page = (await http.get(f"/console/requests/{ids['ccpa']}")).text
     said = _text(page.split('id="other-requests"')[0])
-    assert "<h1>Deletion request</h1>" in page
+    assert "<h1>Deletion request</h1>" in page and "Deletions deferred by a hold" in said
     assert "Processor asked to delete what a hold had kept (CRM)" in said and "(CRM, to delete)" in said
     assert not re.search(r"\b(erasure|erase|erased)\b", said, re.I), re.findall(r".{40}\beras\w+.{40}", said, re.I)
     others = page.split('id="other-requests"')[1]
@@ -105,9 +111,10 @@ async def test_the_console_and_the_evidence_pack_say_the_laws_words(http, pool, 
 
     gdpr = _text((await http.get(f"/console/requests/{ids['gdpr']}")).text)
     assert "Erasure request" in gdpr and "Processor asked to erase what a hold had kept" in gdpr
+    assert "Erasures deferred by a hold" in gdpr
 
     evidence = _text((await http.get(f"/v1/requests/{ids['ccpa']}/evidence.html")).text)
-    assert "Type deletion " in evidence and "CRM, to delete" in evidence
+    assert "Type deletion " in evidence and "CRM, to delete" in evidence and "Scheduled deletions: " in evidence
     assert not re.search(r"\b(erasure|erase|erased)\b", evidence, re.I), \
         re.findall(r".{40}\beras\w+.{40}", evidence, re.I)
     assert "Type erasure (Art. 17 GDPR)" in _text((await http.get(f"/v1/requests/{ids['gdpr']}/evidence.html")).text)
