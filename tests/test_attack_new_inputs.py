@@ -73,8 +73,8 @@ async def test_blank_padded_reordered_or_oversized_text_is_refused_naming_its_fi
     # Broken Unicode (a lone surrogate PostgreSQL's jsonb would refuse) and a body of megabytes.
     for action, field in _FIELDS:
         url = f"/v1/requests/{targets[action]}/{action}"
-        for body, status in (('{"%s": "half a pair \\ud800 of surrogates"}' % field, 422),
-                             ('{"%s": "%s"}' % (field, "x" * 3_000_000), 413)):
+        for body, status in ('{"' + field + '": "half a pair \\ud800 of surrogates"}', 422), (
+                '{"' + field + '": "' + "x" * 3_000_000 + '"}', 413):
             answer = await app_http.post(url, content=body, headers={**compliance, "Content-Type": "application/json"})
             assert answer.status_code == status, (action, answer.text[:300])
     assert await _disputes(pool, targets["record-dispute"]) == []
