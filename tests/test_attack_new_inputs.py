@@ -136,6 +136,13 @@ async def test_strangers_forged_tokens_and_an_agent_reach_none_of_them(app_http,
     refused = await app_http.post(f"/console/requests/{rid}/record-dispute", data={**forged, "csrf_token": csrf})
     assert refused.status_code == 403, refused.text
     assert await _disputes(pool, rid) == []
+    # What a compliance member recorded an agent does not read: the trail is compliance's.
+    said = "The statement an agent is not shown."
+    assert (await app_http.post(f"/v1/requests/{rid}/record-dispute", json={"statement": said},
+                                headers=await staff_headers(pool, "compliance"))).status_code == 201
+    assert said not in (await app_http.get(f"/console/requests/{rid}")).text
+    for read in ("events", "evidence", "evidence.html"):
+        assert (await app_http.get(f"/v1/requests/{rid}/{read}", headers=agent)).status_code == 403, read
     # The progress and approval forms, which an agent's page does not offer, posted by hand.
     complaint = targets["approve"]
     for action, field in _FIELDS[:2]:
@@ -159,6 +166,18 @@ async def test_the_same_statement_twice_at_once_is_recorded_once(app_http, pool,
     assert sorted(r.status_code for r in other) == [201, 409], [r.text for r in other]
     won = words[[r.status_code for r in other].index(201)]
     assert await _disputes(pool, rid) == ["The same words, sent twice.", won]
+
+    # A correction refused at the instant the statement comes: recorded against the refusal, or
+    # refused (409) as not yet decided; never recorded against a correction still running.
+    running = await stored_request(pool, settings, "hcu-race-running", "rectification", regime="ccpa",
+                                   corrections={"birth_date": "1984-03-12"})
+    await pool.execute("UPDATE dsr_requests SET status = 'in_progress' WHERE id = $1::uuid", running)
+    _, answer = await asyncio.gather(
+        pool.execute("UPDATE dsr_requests SET status = 'denied' WHERE id = $1::uuid", running),
+        app_http.post(f"/v1/requests/{running}/record-dispute", json={"statement": "Recorded as it is refused."},
+                      headers=keyed))
+    assert answer.status_code in (201, 409), answer.text
+    assert len(await _disputes(pool, running)) == (answer.status_code == 201)
 
 
 async def test_hostile_text_reads_as_written_in_the_timeline_and_the_evidence_pack(app_http, pool, settings):
