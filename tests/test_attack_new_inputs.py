@@ -30,8 +30,10 @@ BLANKS = (" " * 12, "\n" * 12, " \n\t" * 5, "\u200b" * 12, "\u3000" * 12, "\u00a
           "\u0301" * 12, "\u200b \u200d\ufeff" * 4)
 PADDED = "ok" + " " * 10  # two characters that said "twelve"
 REORDERED = "We agree in full \u202eton did ew\u202c with the refusal."
-# What a hostile subject or a careless paste may put in text a letter, a page and a pack show.
+# What a hostile subject or a careless paste may put in text a letter, a page and a pack show (and
+# what the audit chain's canonical JSON must hash as stored: an emoji, a decomposed accent).
 HOSTILE = ("<script>alert(1)</script> {{ 7*7 }} {% for x in range(9) %}X{% endfor %} ${7*7} %(name)s "
+           "\U0001F600 Cafe\u0301 "
            "\r\nBcc: mallory@evil.example\r\nSubject: Your account is closed\r\n\r\nPay at https://evil.example")
 _FIELDS = (("tell-progress", "note"), ("approve", "explanation"), ("record-dispute", "statement"))
 
@@ -206,6 +208,7 @@ async def test_hostile_text_reads_as_written_in_the_timeline_and_the_evidence_pa
         pack = (await app_http.get(f"/v1/requests/{rid}/evidence", headers=compliance)).json()
         kept = [e for e in pack["audit"]["events"] if HOSTILE in (e["data"] or {}).values()]
         assert len(kept) == times, pack["audit"]["events"]
+        assert pack["audit"]["verification"]["ok"] is True, pack["audit"]["verification"]  # the chain still holds
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
