@@ -26,9 +26,12 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.fanout import FanoutActivities
 from activities.letters import message_id_for
+from activities.outbox import SENDER_LIFETIME
 from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
 from devstack.processes import free_port
+from dsrflow.infra.db import create_pool
 from schemas.workflow import SystemTask, TaskInput, TaskRecord, workflow_id_for
+from tests.conftest import make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack
 from tests.process_support import died, dsrflow_process, poll_killed_at, released
 from tests.support import (
@@ -220,3 +223,70 @@ async def test_a_processors_e_mail_the_relay_could_not_take_goes_once_when_it_is
         "SELECT event_type FROM audit_events WHERE request_id = $1 AND (event_type LIKE 'mail.%' "
         "OR event_type LIKE 'processor.%')", request)]
     assert events == ["processor.asked"]
+
+
+async def test_a_processors_e_mail_cut_off_by_a_crash_and_a_database_restart_waits_and_goes_once(
+        asks, mail_sink, tmp_path):
+    """The worker died with the survey provider's e-mail claimed and not yet handed to the relay,
+    and PostgreSQL restarted before the task's retry (the chaos smoke with its faults 4 s apart:
+    RELIABILITY.md). The restart freed the claim's lock as a live sender's would be, so the outbox
+    answers `busy` until no sender can still be alive (SENDER_LIFETIME, 7 minutes). The retry waits
+    as if asked (pending, its first check in a minute; staff read why); the first check after that
+    time sends the e-mail, once, its task row once, and staff read that the processor was asked.
+    Before, each try failed on `busy`, and the task's attempts (about 4 minutes) ran out first: the
+    processor was never asked, the task waited for staff and the request for them."""
+    stack = asks["stack"]
+    async with running_postgres(tmp_path) as server:
+        url = await make_database(server, "cut_off")
+        pool = await create_pool(url, min_size=1, max_size=4)
+        try:
+            rid = await stored_request(pool, stack.settings, "cut-off", "erasure")
+            await pool.execute("INSERT INTO mail_outbox (mail_key, request_id, message_id, state) "
+                               "VALUES ($1, $2, $1, 'claimed')", _message_id(rid), uuid.UUID(rid))
+        finally:
+            await pool.close()
+        server.stop()
+        server.start(tmp_path / "postgres-again.log")
+        await server.wait_ready()
+        pool = await create_pool(url, min_size=1, max_size=4)
+        try:
+            await _cut_off_then_sent(pool, stack, rid, mail_sink)
+        finally:
+            await pool.close()
+
+
+async def _cut_off_then_sent(pool, stack, rid: str, mail_sink) -> None:
+    request = uuid.UUID(rid)
+    task = TaskInput(request_id=rid, record=True,
+                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
+                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
+                                     label="Survey service provider"))
+    fanout = FanoutActivities(activity_context(stack.settings, pool))
+    waiting = await ActivityEnvironment().run(fanout.run_system_action, task)
+    assert waiting.status == "pending" and waiting.poll_after_seconds == 60, waiting
+    assert waiting.message.startswith("not yet e-mailed Survey service provider to carry out the erasure "
+                                      "(another attempt holds it"), waiting.message
+    assert await _on_record_says(pool, request) == waiting.message
+    polled = task.model_copy(update={"external_id": waiting.external_id})
+    assert (await ActivityEnvironment().run(fanout.poll_system_action, polled)).message == waiting.message
+    assert letters_for(mail_sink, rid, REQUEST_PURPOSE) == []
+
+    # What the task's check finds once no sender can still be alive.
+    await pool.execute("UPDATE mail_outbox SET claimed_at = claimed_at - make_interval(secs => $2) "
+                       "WHERE mail_key = $1", _message_id(rid), SENDER_LIFETIME)
+    for _ in range(2):  # the check that sends it, and one after that sends nothing
+        asked = await ActivityEnvironment().run(fanout.poll_system_action, polled)
+        assert asked.status == "pending" and asked.message.startswith("asked Survey service provider"), asked
+    assert [m["Message-ID"] for m in letters_for(mail_sink, rid, REQUEST_PURPOSE)] == [_message_id(rid)]
+    assert await pool.fetchval("SELECT count(*) FROM manual_tasks WHERE request_id = $1", request) == 1
+    assert (await _on_record_says(pool, request)).startswith("asked Survey service provider")
+    events = [r["event_type"] for r in await pool.fetch(
+        "SELECT event_type FROM audit_events WHERE request_id = $1 AND (event_type LIKE 'mail.%' "
+        "OR event_type LIKE 'processor.%') ORDER BY seq", request)]
+    assert events == ["mail.resent", "processor.asked"]
+
+
+async def _on_record_says(pool, request: uuid.UUID) -> str:
+    """What staff read of the survey provider's task."""
+    return await pool.fetchval("SELECT message FROM system_tasks WHERE request_id = $1 AND system = 'surveys'",
+                               request)

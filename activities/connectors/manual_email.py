@@ -15,7 +15,8 @@ before the e-mail goes out). The action is `pending` until the processor confirm
 (api/callbacks/manual_confirm.py), which signals the task's workflow; its polls of `status` send a reminder
 once `reminder_days` have passed since the last e-mail. An e-mail the relay (or the database) does
 not take for now leaves the task pending with nothing on record, and the next poll sends it: a
-relay down for an hour delays the processors asked meanwhile, and no longer leaves them to staff. What the e-mails say, in the words and
+relay down for an hour delays the processors asked meanwhile, and no longer leaves them to staff.
+So does an e-mail another attempt holds (the outbox's `busy`), for as long as it holds it. What the e-mails say, in the words and
 citations of the request's law: activities/processor_mail.py.
 
 Erasure under a legal-claims hold that reaches the processor's categories sends nothing and needs
@@ -82,6 +83,8 @@ _UNSENT_CHECK = 60
 # database down as the outbox claims it (TRANSIENT_DB_ERRORS holds OSError: refused, reset, timed
 # out). A relay's 5yz refusal (`refused_for_good`) stays an error.
 _NOT_YET: tuple[type[BaseException], ...] = (aiosmtplib.SMTPException, *TRANSIENT_DB_ERRORS)
+# Why a task's e-mail is not on record when another attempt holds its claim (`Sent.BUSY`).
+_BUSY = "another attempt holds it, perhaps one a crash or a database restart cut off"
 
 
 class _NotYet(Exception):
@@ -279,8 +282,13 @@ class ManualEmailConnector(Connector):
             # meanwhile waiting for staff.
             return self._pending(action, external_id, unsent=str(not_yet))
         if sent is Sent.BUSY:
-            # Another live attempt is asking the processor right now: retry once it has.
-            raise ConnectionError(f"system {self.name}: the e-mail to the processor is being sent by another attempt")
+            # Another attempt may be asking the processor right now: the task waits as if asked, and
+            # its next check finds the e-mail on record or sends it. The outbox can answer `busy` for
+            # 7 minutes (a claim whose sender a PostgreSQL restart may have cut off,
+            # outbox.SENDER_LIFETIME): raised, as before, it ran out the task's attempts (about 4
+            # minutes) and left the task to staff, the processor never asked (hCS: a worker killed
+            # as it asked, PostgreSQL restarted before the retry).
+            return self._pending(action, external_id, unsent=_BUSY)
         return self._pending(action, external_id)
 
     async def _send(self, subject: Subject, message: EmailMessage, record: OnSent) -> Sent:
