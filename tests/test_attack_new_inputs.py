@@ -145,12 +145,19 @@ async def test_strangers_forged_tokens_and_an_agent_reach_none_of_them(app_http,
     assert said not in (await app_http.get(f"/console/requests/{rid}")).text
     for read in ("events", "evidence", "evidence.html"):
         assert (await app_http.get(f"/v1/requests/{rid}/{read}", headers=agent)).status_code == 403, read
-    # The progress and approval forms, which an agent's page does not offer, posted by hand.
+    # The progress and approval forms, which an agent's page does not offer, posted by hand; and
+    # from compliance's session without the form's CSRF token, or from another site's page.
     complaint = targets["approve"]
     for action, field in _FIELDS[:2]:
         refused = await app_http.post(f"/console/requests/{complaint}/{action}",
                                       data={"csrf_token": csrf, field: "A note of sufficient length."})
         assert refused.status_code == 403, (action, refused.text[:300])
+    await console_sign_in(app_http, pool, "compliance")
+    for action, field in _FIELDS[:2]:
+        for headers in ({}, {"Sec-Fetch-Site": "cross-site", "Origin": "https://hostile.example"}):
+            refused = await app_http.post(f"/console/requests/{complaint}/{action}", headers=headers,
+                                          data={field: "A note of sufficient length."})
+            assert refused.status_code == 403, (action, headers, refused.text[:300])
 
 
 async def test_the_same_statement_twice_at_once_is_recorded_once(app_http, pool, settings):
