@@ -15,6 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from api.state import AppState
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.temporal_client import ENGINE_CALL
 from dsrflow.stores.deferred_store import Shown, retry_deferred
 from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
@@ -32,7 +33,7 @@ async def start_subject_sweep(state: AppState, subject_hash: str, *, reason: str
         id=workflow_id,
         task_queue=state.settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        rpc_timeout=timedelta(seconds=10),
+        rpc_timeout=ENGINE_CALL,
     )
 
 

@@ -11,7 +11,7 @@ import asyncpg
 from temporalio.client import WorkflowHandle, WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.outages import RETRY_AFTER, WORKFLOW_ENGINE
+from api.outages import RETRY_AFTER, WORKFLOW_ENGINE, unavailable_component
 from api.problems import Problem
 from api.read_models.event_words import step_words
 from api.read_models.evidence_results import task_words
@@ -188,13 +188,18 @@ async def _answering(state: AppState, handle: WorkflowHandle) -> None:
     a worker as long as it takes, and the staff member's page (or the subject's) with it: with no
     worker running, "Extend" spun until one came back, and then took effect with nobody waiting
     for it. Asked first, a workflow that does not answer gets no update: nothing is done, and the
-    caller is told to try again. (Anything else a query meets, a workflow not found or the engine
-    down, the update meets too, and answers as it always has.)"""
+    caller is told to try again. The engine itself away (UNAVAILABLE, after the API client's short
+    retries: dsrflow/infra/temporal_client.py ANSWERING) is the outage it is (api/outages.py: 503
+    naming the workflow engine), answered at once rather than after the update met it too.
+    (Anything else a query meets, a workflow not found, the update meets too, and answers as it
+    always has.)"""
     try:
         await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=ACTION_PATIENCE)
     except RPCError as exc:
         if exc.status in _UNANSWERED:
             raise await _not_answering(state, handle) from None
+        if exc.status == RPCStatusCode.UNAVAILABLE:
+            raise
     except WorkflowQueryFailedError:
         pass  # the workflow's own answer failed: the update is judged by its validator all the same
 
@@ -236,6 +241,9 @@ class NotAnswering:
 
     attempts: int | None = None
     unheld_key: str | None = None
+    # The workflow engine itself did not answer (api/outages.py): no workflow can, and there is
+    # nobody to ask why (asking would only wait out the client's retries once more).
+    engine_away: bool = False
 
 
 async def workflow_failing(state: AppState, request_id: str) -> NotAnswering:
@@ -279,11 +287,17 @@ async def require_step_shown(state: AppState, request_id: str, key: str | None) 
 
 
 async def live_state(state: AppState, request_id: str) -> RequestState | None:
+    return (await live_or_engine_away(state, request_id))[0]
+
+
+async def live_or_engine_away(state: AppState, request_id: str) -> tuple[RequestState | None, bool]:
+    """What the request's workflow says now, or None; and whether the workflow engine itself was
+    away (not only a worker), for a page that says which."""
     try:
         handle = await _handle(state, request_id)
-        return await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=QUERY_PATIENCE)
-    except Exception:  # noqa: BLE001 - the stored row still answers when the workflow cannot
-        return None
+        return await handle.query(DataSubjectRequestWorkflow.state, rpc_timeout=QUERY_PATIENCE), False
+    except Exception as exc:  # noqa: BLE001 - the stored row still answers when the workflow cannot
+        return None, unavailable_component(exc) == WORKFLOW_ENGINE
 
 
 def _stopped(flag: asyncpg.Record | None) -> dict[str, Any] | None:

@@ -14,7 +14,7 @@ from dsrflow.crypto.payload_codec import EncryptionCodec
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.infra.storage import BlobStore, open_storage
-from dsrflow.infra.temporal_client import connect_client
+from dsrflow.infra.temporal_client import ANSWERING, connect_client
 from dsrflow.settings import Settings
 from policy.model import LoadedPolicy, load_policy
 
@@ -42,7 +42,8 @@ class AppState:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._client = await connect_client(self.settings)
+                    # Bounded retries: each call answers a person (ANSWERING's comment).
+                    self._client = await connect_client(self.settings, patience=ANSWERING)
         return self._client
 
     @cached_property

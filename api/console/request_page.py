@@ -54,7 +54,7 @@ from api.read_models.staff_reach import (
 )
 from api.read_models.subject_requests import LIMIT as OTHER_REQUESTS_LIMIT
 from api.read_models.subject_requests import other_requests
-from api.service import live_state, require_step_shown, run_update, workflow_failing
+from api.service import NotAnswering, live_or_engine_away, live_state, require_step_shown, run_update, workflow_failing
 from api.staff_actions import (
     REFUSING_ROLE,
     STAFF_ACTIONS,
@@ -169,7 +169,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
     # is committed, so the timeline is never older than the status. (The other way round, a query
     # answered just after the request closed showed "completed" over the timeline from before, and
     # a closed request's page polls only every 30 s.)
-    live = await live_state(state, request_id)
+    live, engine_away = await live_or_engine_away(state, request_id)
     pack = await assemble_evidence(await state.db(), request_id, secret=load_secret_key(state.settings))
     if pack is None:
         raise Problem(404, "Request not found", f"There is no request {request_id}.")
@@ -248,8 +248,11 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "workflow_ended": ended,
         "unanswered": unanswered,
         # ... and why, where the engine says: its pending step fails at every try (how many tries so
-        # far: its code fails), or it was sealed with a key this deployment no longer holds.
-        "failing": await workflow_failing(state, request_id) if unanswered else None,
+        # far: its code fails), or it was sealed with a key this deployment no longer holds; or the
+        # engine itself is away, which nothing can be asked of (the page answers within the API
+        # client's short retries, not three times them).
+        "failing": ((NotAnswering(engine_away=True) if engine_away else await workflow_failing(state, request_id))
+                    if unanswered else None),
         "restriction": restriction,
         "denial_reasons": denial_reasons(row["regime"]),  # the grounds its law has
         "temporal_link": (temporal_ui_link(state.settings, request_id)

@@ -20,6 +20,7 @@ import asyncpg
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
+from dsrflow.infra.temporal_client import ENGINE_CALL
 from schemas.workflow import SETTLING_STATUSES, EventRecord, ProcessorUpdate, task_workflow_id
 
 # SystemTaskWorkflow's signal, named: the core library does not import the workflows.
@@ -30,7 +31,7 @@ async def tell_task(client: Client, workflow_id: str, update: ProcessorUpdate) -
     """Signal the task's workflow; False when it has settled already (a poll got there first, or
     staff resolved it), which the answer has nothing to add to. Temporal away raises."""
     try:
-        await client.get_workflow_handle(workflow_id).signal(PROCESSOR_UPDATE, update)
+        await client.get_workflow_handle(workflow_id).signal(PROCESSOR_UPDATE, update, rpc_timeout=ENGINE_CALL)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise

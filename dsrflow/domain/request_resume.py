@@ -41,6 +41,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.temporal_client import ENGINE_CALL
 from schemas.workflow import workflow_id_for
 
 # The start sweep's flag for an ended run (a step trouble); a run's own key adds its id, so a run
@@ -176,7 +177,7 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
         raise ResumeRefused(409, "the request is closed: there is nothing to resume")
     workflow_id = workflow_id_for(request_id)
     try:
-        described = await client.get_workflow_handle(workflow_id).describe()
+        described = await client.get_workflow_handle(workflow_id).describe(rpc_timeout=ENGINE_CALL)
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
@@ -190,7 +191,8 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
         raise ResumeRefused(409, "the request's workflow completed without closing the request; resuming "
                                  "would complete it the same way: an operator must look at its history")
     ended = how_ended(described.status)
-    history = [e async for e in client.get_workflow_handle(workflow_id, run_id=described.run_id).fetch_history_events()]
+    history = [e async for e in client.get_workflow_handle(workflow_id, run_id=described.run_id).fetch_history_events(
+        rpc_timeout=ENGINE_CALL)]
     point = resume_point(history)
     # Recorded first (keyed by the ended run): a resume that dies before the reset is repeated by
     # staff and recorded once.

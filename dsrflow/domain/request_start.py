@@ -16,6 +16,7 @@ from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
+from dsrflow.infra.temporal_client import ENGINE_CALL
 from schemas.requests import RequestStatus
 from schemas.workflow import StartRequest, workflow_id_for
 
@@ -39,6 +40,7 @@ async def start_request_workflow(client: Client, row: dict[str, Any],
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
             task_timeout=timedelta(seconds=task_timeout),
+            rpc_timeout=ENGINE_CALL,
         )
     except WorkflowAlreadyStartedError:
         pass  # it ran and closed already: a repeat must never run it again

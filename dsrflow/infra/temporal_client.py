@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from datetime import timedelta
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
+from temporalio.service import RetryConfig
 
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.crypto.payload_codec import EncryptionCodec
@@ -33,17 +35,49 @@ def data_converter_for(settings: Settings) -> DataConverter:
     return build_data_converter(load_keyring(settings))
 
 
+# The patience of a call only the engine answers, no worker (a start, a signal, a describe, a page
+# of history): a loaded dev server answers these in well under a second, and without a timeout of
+# its own a call the engine took but does not answer (hung, overloaded) waits the SDK's 30 s.
+ENGINE_CALL = timedelta(seconds=10)
+
+
+@dataclasses.dataclass(frozen=True)
+class Patience:
+    """How long a client keeps at a call the engine does not take: `retry`, its retries of a call
+    refused (UNAVAILABLE: nothing listens, a restart); `connect`, each attempt's wait for a
+    connection (an address whose packets go nowhere). Neither limits a call the engine has taken
+    and is answering slowly: that is each call's `rpc_timeout`."""
+
+    retry: RetryConfig | None = None  # None: the SDK's (10 s, 10 retries)
+    connect: timedelta | None = None
+
+
+# A worker, the CLI, a sweep: nobody waits at a screen, and riding out a restart of the engine is
+# worth the SDK's 10 s of retries on every call.
+PATIENT = Patience()
+# The API: a person waits for each answer. The SDK's retries kept a staff action pressed while the
+# engine was down waiting 15-20 s (two calls of 10 s each) for its 503; two seconds of retries
+# still ride out a dropped connection, and then the person is told at once that the engine is
+# down, and to try again in RETRY_AFTER seconds (api/outages.py). A call the engine took keeps
+# the patience its caller set (api/service.py QUERY_PATIENCE, ACTION_PATIENCE): load only slows.
+ANSWERING = Patience(RetryConfig(initial_interval_millis=100, multiplier=1.5, max_interval_millis=1000,
+                                 max_elapsed_time_millis=2000), connect=timedelta(seconds=2))
+
+
 async def connect_client(settings: Settings, *, address: str | None = None,
-                         runtime: Runtime | None = None) -> Client:
+                         runtime: Runtime | None = None, patience: Patience = PATIENT) -> Client:
     """Connect to Temporal with the project's data converter, the tracing interceptor when
-    tracing is on (workers built from the client inherit it) and, for a worker, the runtime
-    that publishes the SDK's metrics (dsrflow/infra/metrics.py)."""
+    tracing is on (workers built from the client inherit it), `patience` with an engine that
+    does not answer and, for a worker, the runtime that publishes the SDK's metrics
+    (dsrflow/infra/metrics.py)."""
     return await Client.connect(
         address or settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter_for(settings),
         interceptors=client_interceptors(),
         runtime=runtime,
+        retry_config=patience.retry,
+        connect_timeout=patience.connect,
     )
 
 
