@@ -29,6 +29,7 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.heartbeat import heartbeating
+from activities.restrictions import held_message, lift_held_by
 from activities.task_outcomes import (
     STORED_OUTCOME,
     changed_nothing,
@@ -268,7 +269,9 @@ class FanoutActivities(ErasureEvidence):
                 elif action == "restrict":
                     outcome = await connector.restrict(subject, before_commit=keep)
                 elif action == "lift_restriction":
-                    outcome = await connector.lift_restriction(subject, before_commit=keep)
+                    held_by = await lift_held_by(self.ctx.pool, task.request_id, task.task.system)
+                    outcome = (ActionOutcome(status="done", message=held_message(held_by)) if held_by is not None
+                               else await connector.lift_restriction(subject, before_commit=keep))
                 elif action == "object":
                     outcome = await connector.object(subject, task.task.scope or "direct_marketing", before_commit=keep)
                 elif action == "access" and (asked := await connector.request_export(subject)):

@@ -15,9 +15,10 @@ from activities.context import ActivityContext
 from activities.recipients_told import recipients_named
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import ENGLISH, N_, Translator
 from dsrflow.stores.requests_store import get_request
-from dsrflow.stores.restrictions_store import restriction_as_told
+from dsrflow.stores.restrictions_store import restricted_elsewhere, restriction_as_told
 from policy.model import Policy
 from schemas.restrictions import (
     LiftAnnounced,
@@ -47,8 +48,9 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     restriction = await restriction_as_told(ctx.pool, str(row["id"]), policy.restriction.lift_notice_days)
     if restriction is None:
         raise LookupError(f"no restriction recorded for request {row['id']}")
+    held: dict[str, str] = restriction["held"]
     told = [policy.recipients[recipient] for s in restriction["systems"]
-            if s in policy.systems and (recipient := policy.systems[s].recipient) is not None
+            if s in policy.systems and s not in held and (recipient := policy.systems[s].recipient) is not None
             and recipient in policy.recipients]
     # Named as the response to the restriction named them, with the offer to name on request
     # those named by their kind (Art. 19, second sentence).
@@ -56,12 +58,38 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     context: dict[str, Any] = {"restriction": {
         "since": controller_date(restriction["since"], policy),
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
-        "recipients": recipients, "recipients_by_kind": by_kind}}
+        "recipients": recipients, "recipients_by_kind": by_kind,
+        # Where another of the subject's restrictions keeps the data restricted, the lift leaves it.
+        "still_restricted": [{"reference": short_reference(other), "systems": [
+            policy.systems[s].label if s in policy.systems else s for s in sorted(held) if held[s] == other]}
+            for other in sorted(set(held.values()))]}}
     if restriction["lift_effective_on"] is not None:
         # The moment the lift takes effect, on record (restarted while the letter has not gone),
         # as a date where the controller acts, as every date in a letter is.
         context["lift_on"] = controller_date(restriction["lift_effective_on"], policy)
     return context
+
+
+async def lift_held_by(pool: Any, request_id: str, system: str) -> str | None:
+    """The subject's other restriction that keeps `system` restricted when this one's lift reaches
+    it (dsrflow/stores/restrictions_store.py `restricted_elsewhere`): the lift leaves the system as
+    it is. On record with the answer (`restriction.lift_held`), which a retry gives again: a retry
+    after the other restriction was lifted meanwhile must not report a lift that did not happen."""
+    key = f"{request_id}:lift:held:{system}"
+    async with pool.acquire() as conn, conn.transaction():
+        data = await conn.fetchval("SELECT data FROM audit_events WHERE event_key = $1", key)
+        if data is not None:
+            return str(data["by"])
+        other = (await restricted_elsewhere(conn, request_id)).get(system)
+        if other is not None:
+            await append_event(conn, event_key=key, event_type="restriction.lift_held", request_id=request_id,
+                               actor="workflow", data={"system": system, "by": other})
+        return other
+
+
+def held_message(other: str) -> str:
+    """A lift task's words for staff where the subject's other restriction keeps the system restricted."""
+    return f"not lifted here: the subject's restriction {short_reference(other)} is still in force here"
 
 
 def controller_date(moment: datetime, policy: Policy) -> date:
@@ -118,9 +146,20 @@ class RestrictionActivities:
     @activity.defn(name="record_restriction_lifted")
     async def record_lifted(self, lift: LiftCarriedOut) -> None:
         async with self.ctx.pool.acquire() as conn, conn.transaction():
+            # A system the subject's other restriction kept restricted was not lifted: its recipient
+            # is not told of an end (unless a system lifted shares it).
+            held = {r["data"]["system"] for r in await conn.fetch(
+                "SELECT data FROM audit_events WHERE request_id = $1::uuid AND event_type = 'restriction.lift_held'",
+                lift.request_id)}
+            row = await get_request(conn, lift.request_id)
+            if row is None:
+                raise LookupError(f"request {lift.request_id} not found")
+            policy = (await self.ctx.policy(row["policy_version"])).policy
+            lifted_to = {spec.recipient for s, spec in policy.systems.items() if s in lift.systems and s not in held}
+            recipients = [r for r in lift.recipients if r in lifted_to]
             await conn.execute("UPDATE restrictions SET lifted_at = now() WHERE request_id = $1::uuid "
                                "AND lifted_at IS NULL", lift.request_id)
             await append_event(
                 conn, event_key=f"{lift.request_id}:restriction:lifted", request_id=lift.request_id,
                 event_type="restriction.lifted", actor=lift.actor,
-                data={"systems": lift.systems, "recipients": lift.recipients})
+                data={"systems": lift.systems, "recipients": recipients, "held": sorted(held)})

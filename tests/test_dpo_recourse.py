@@ -6,6 +6,7 @@ does (tests/letters_as_sent.py), in every regime and language it applies to."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 import activities.restrictions as restrictions
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date, translations
 from schemas.requests import RequestType
 from tests.letters_as_sent import (
@@ -46,10 +48,10 @@ _LIFT = {"reason": "The accuracy of your address is settled.", "lift_on": "2026-
 @pytest.fixture
 def restricted_in(monkeypatch) -> Callable[..., None]:
     """The restriction on record (read from the database by `lift_letter_context`), in `systems`."""
-    def given(*systems: str) -> None:
+    def given(*systems: str, held: dict[str, str] | None = None) -> None:
         async def as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
             return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                    "grounds": ["accuracy_contested"], "systems": list(systems)}
+                    "grounds": ["accuracy_contested"], "systems": list(systems), "held": held or {}}
         monkeypatch.setattr(restrictions, "restriction_as_told", as_told)
     return given
 
@@ -78,6 +80,26 @@ async def test_the_lift_letter_names_each_recipient_as_the_response_named_it(res
     for part in both(await as_sent("restriction_lift", "restriction", _LIFT, regime=regime, language=language)):
         assert said(google.identity) in part and said(t.gettext(_BY_KIND)) not in part
 
+
+
+_STILL_IN_FORCE = ("This does not end your restriction %(reference)s, which is still in force: your personal data in "
+                   "%(systems)s stays restricted until we lift that restriction too, and we will tell you before we do.")
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_lift_letter_says_what_another_restriction_in_force_keeps_restricted(restricted_in, language):
+    """The subject's other restriction keeps analytics restricted (dsrflow/stores/restrictions_store.py
+    `restricted_elsewhere`): the lift letter says so, naming that restriction, and does not name
+    analytics' recipient among those told of an end; the CRM's still is."""
+    policy, t = LOADED.in_language(language), translations(language)
+    other = "5d0c1e2a-7b3f-4c4d-9e8f-0a1b2c3d4e5f"
+    restricted_in("analytics", "crm", held={"analytics": other})
+    for part in both(await as_sent("restriction_lift", "restriction", _LIFT, regime="gdpr", language=language)):
+        sentence = t.gettext(_STILL_IN_FORCE) % {"reference": short_reference(other),
+                                                 "systems": policy.systems["analytics"].label}
+        assert said(sentence) in said(html.unescape(part)), (language, part)
+        assert said(policy.recipients["google_analytics"].identity) not in part
+        assert said(policy.recipients["communication_crm"].name) in part
 
 # --- 2. A Canadian refusal gives the time limit of the complaint (PIPEDA ss. 8(7), 11(3)) ------
 # A refusal sets out "any recourse that they may have" (s. 8(7)); a complaint about a refusal must

@@ -5,6 +5,7 @@ which the subject is told of before any system is lifted (18(3)), and which reac
 from __future__ import annotations
 
 import asyncio
+import html
 import uuid
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -12,6 +13,8 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 
 from activities.restrictions import lift_letter_context
+from devstack.demo.subjects import demo_subjects
+from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import keeping_from_erasure
 from policy.model import load_policy
@@ -22,6 +25,7 @@ from tests.fanout_stack import api, fanout_stack
 from tests.hold_release import release_over_rest
 from tests.support import (
     assert_problem,
+    console_sign_in,
     fetch_rows,
     letters_for,
     place_claims_hold,
@@ -305,3 +309,57 @@ async def test_a_late_lift_letter_names_the_date_from_when_it_goes(pool, setting
     await pool.execute("UPDATE restrictions SET lift_effective_on = lift_effective_on - interval '1 day' "
                        "WHERE request_id = $1", uuid.UUID(rid))
     assert (await lift_letter_context(ctx, row, policy))["lift_on"] == today + timedelta(days=6)
+
+
+async def test_lifting_one_restriction_leaves_what_another_in_force_restricts(postgres, settings, pool, dev_server,
+                                                                              tmp_path, mail_sink):
+    """The subject restricted their data for a legal claim, then again while an objection was
+    checked. Lifting the second (the objection decided) un-restricted the data in every system,
+    the first restriction still in force. Now the lift leaves the systems the first restricts as
+    they are, its letter says so naming the first, and their recipients are not told of an end;
+    lifting the first then lifts them."""
+    # A subject no other test restricts: the session's requests are shared, and another test's
+    # restriction left in force would rightly keep the data restricted too.
+    email = next(s.email for s in reversed(demo_subjects()) if s.in_analytics)
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path) as stack:
+        analytics = stack.databases["analytics"]
+        restricted = f"SELECT restricted FROM users WHERE email = '{email}'"
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            compliance = await staff_headers(pool, "compliance")
+            claims = await _restrict(http, pool, mail_sink, email, ["needed_for_legal_claims"])
+            objection = await _restrict(http, pool, mail_sink, email, ["objection_pending"])
+
+            async def lift(rid: str, by_hand: bool) -> tuple[str, dict]:
+                r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+                assert r.status_code == 200, r.text
+                letter = " ".join(text_of(await wait_for_letter(mail_sink, rid, "restriction_lift", timeout=5)).split())
+                if by_hand:  # the e-mail processor, told by staff (it has no restriction of its own)
+                    await _resolve_email_task(http, pool, mail_sink, rid, "lift_restriction")
+                handle = dev_server.client.get_workflow_handle(workflow_id_for(rid))
+                return letter, await asyncio.wait_for(handle.result(), 60)
+
+            # Both systems the first restricts stay so: nobody is asked to lift anything there.
+            said, result = await lift(objection, by_hand=False)
+            assert [r["restricted"] for r in await fetch_rows(analytics, restricted)] == [True]
+            reference = short_reference(claims)
+            opening = f"This does not end your restriction {reference}, which is still in force: your personal data in "
+            assert opening in said, said
+            still = said[said.index(opening):].split(" stays restricted until we lift that restriction too")[0]
+            assert "Website analytics (users and page events)" in still and "E-mail marketing (newsletters)" in still
+            assert "Google Ireland Limited" not in said
+            held = {t["system"]: t for t in result["results"] if t["action"] == "lift_restriction"}
+            assert all((held[s]["status"], held[s]["changed"]) == ("done", 0) and reference in held[s]["message"]
+                       for s in ("analytics", "email_marketing")), held
+            assert not any("restriction lift task" in text_of(m) for m in letters_for(mail_sink, objection, "staff_alert"))
+            lifted = next(e for e in await _events(pool, objection) if e["event_type"] == "restriction.lifted")
+            assert "analytics" in lifted["data"]["held"] and "google_analytics" not in lifted["data"]["recipients"]
+            assert (await _view(http, pool, claims))["restriction"]["status"] == "active"
+            await console_sign_in(http, pool, "compliance")  # the timeline says what the lift left, and why
+            page = " ".join(html.unescape((await http.get(f"/console/requests/{objection}")).text).split())
+            assert "Lift left a system restricted: another restriction is in force there" in page
+            assert f"restriction {reference}" in page
+            assert "Restriction lifted, but where another restriction of the subject is in force" in page
+
+            said, _ = await lift(claims, by_hand=True)
+            assert [r["restricted"] for r in await fetch_rows(analytics, restricted)] == [False]
+            assert "This does not end your restriction" not in said and "Google Ireland Limited" in said

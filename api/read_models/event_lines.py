@@ -20,6 +20,7 @@ from api.read_models.event_words import (
     status_words,
     step_words,
 )
+from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, in_law_words, long_datetime
 
 
@@ -87,6 +88,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # The link or code of an e-mail a newer code replaced (workflows/verification.py
         # EARLIER_LINK, EARLIER_CODE): no attempt counted.
         words = f"Refused: an earlier e-mail's {'link' if data.get('earlier_link') else 'code'}"
+    elif kind == "restriction.lifted" and data.get("held"):
+        words = "Restriction lifted, but where another restriction of the subject is in force"
     elif kind.startswith("task."):
         words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
@@ -128,6 +131,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                          f"{data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
+        "restriction.lift_held": data.get("by") and f"{system}: restriction {short_reference(str(data['by']))}",
+        "restriction.lifted": data.get("held") and "still restricted in " + ", ".join(
+            (systems or {}).get(s, s) for s in data["held"]),
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
         "dispute.recorded": data.get("statement"),  # as the subject wrote it
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.

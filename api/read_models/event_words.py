@@ -64,6 +64,8 @@ EVENT_WORDS = {
     "restriction.in_force": "Restriction in force",
     "restriction.lift_requested": "Restriction lift decided; the subject is told first",
     "restriction.lifted": "Restriction lifted in every system",
+    # activities/restrictions.py `lift_held_by`: another restriction of the subject holds it there.
+    "restriction.lift_held": "Lift left a system restricted: another restriction is in force there",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
     "mail.converted": "Opened from an e-mail to the privacy address",
     "mail.attached": "E-mail attached",

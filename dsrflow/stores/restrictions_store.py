@@ -38,8 +38,10 @@ async def restriction_for(conn: Executor, request_id: str) -> asyncpg.Record | N
     return await conn.fetchrow("SELECT * FROM restrictions WHERE request_id = $1::uuid", request_id)
 
 
-async def restriction_as_told(conn: Executor, request_id: str, notice_days: int) -> asyncpg.Record | None:
-    """The restriction as its lift letter gives it. The notice runs from the letter (the workflow's
+async def restriction_as_told(conn: Executor, request_id: str, notice_days: int) -> dict[str, Any] | None:
+    """The restriction as its lift letter gives it, with `held`: the systems the subject's other
+    restrictions keep restricted, each with its request (`restricted_elsewhere`), which the lift
+    leaves as they are. The notice runs from the letter (the workflow's
     timer starts once it went: patch `lift-notice-from-letter`): while the letter has not gone (its
     step failed and waits for staff, the relay refused it), each render starts the days again, so
     a letter that goes out late never gives less notice than the policy promises, nor a date
@@ -50,7 +52,8 @@ async def restriction_as_told(conn: Executor, request_id: str, notice_days: int)
              AND NOT EXISTS (SELECT FROM sent_letters s WHERE s.request_id = $1::uuid
                              AND s.purpose = 'restriction_lift')
            RETURNING *""", request_id, notice_days)
-    return restarted or await restriction_for(conn, request_id)
+    row = restarted or await restriction_for(conn, request_id)
+    return None if row is None else {**row, "held": await restricted_elsewhere(conn, request_id)}
 
 
 async def list_restrictions(conn: Executor, *, active: bool | None, limit: int = 200) -> list[asyncpg.Record]:
@@ -62,6 +65,23 @@ async def list_restrictions(conn: Executor, *, active: bool | None, limit: int =
     return rows
 
 
+# A restriction request under way, or completed or closed part-way with its record not yet written,
+# whose systems may have restricted the data already: the status goes first, the record after
+# (workflows/restriction_lifecycle.py), a step that may wait on staff when it fails.
+_UNDER_WAY = """d.request_type = 'restriction'
+             AND (d.status IN ('in_progress', 'awaiting_approval')
+                  -- completed, and its record not yet written. Bounded, so that one completed
+                  -- before restrictions were recorded at all (migration 0014) keeps nothing for ever.
+                  OR d.status = 'completed' AND d.closed_at > now() - interval '30 days'
+                  -- closed part-way (withdrawn, cancelled, denied) with a system restricted: its
+                  -- record waits for the tasks still running (a processor: days) before it is
+                  -- written, as a completed one's does (workflows/restriction_lifecycle.py).
+                  OR d.status IN ('cancelled', 'denied') AND d.closed_at > now() - interval '30 days'
+                     AND EXISTS (SELECT 1 FROM system_tasks t WHERE t.request_id = d.id
+                                 AND t.action = 'restrict' AND t.status = 'done'))
+             AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.request_id = d.id)"""
+
+
 async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -> list[asyncpg.Record]:
     """Restrictions under a ground that keeps the records from any erasure the controller starts
     itself, with the restricted subject's identities (for the retention sweep's SQL): those in
@@ -71,26 +91,36 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
     its identity is confirmed until its record is written it keeps them, and so does one closed
     part-way once a system restricted them. `subject_hash` is NULL for one under way."""
     rows: list[asyncpg.Record] = await conn.fetch(
-        """SELECT r.request_id, r.subject_hash, lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
+        f"""SELECT r.request_id, r.subject_hash, lower(d.subject_email) AS email, lower(d.customer_id) AS customer_id
            FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id
            WHERE r.lifted_at IS NULL AND r.keeps_from_erasure
            UNION ALL
            SELECT d.id, NULL, lower(d.subject_email), lower(d.customer_id)
            FROM dsr_requests d
-           WHERE d.request_type = 'restriction'
-             AND (d.status IN ('in_progress', 'awaiting_approval')
-                  -- completed, and its record not yet written: the status goes first, the record
-                  -- after (workflows/restriction_lifecycle.py), a step that may wait on staff
-                  -- when it fails. Bounded, so that one completed before restrictions were
-                  -- recorded at all (migration 0014) keeps nothing for ever.
-                  OR d.status = 'completed' AND d.closed_at > now() - interval '30 days'
-                  -- closed part-way (withdrawn, cancelled, denied) with a system restricted: its
-                  -- record waits for the tasks still running (a processor: days) before it is
-                  -- written, as a completed one's does (workflows/restriction_lifecycle.py).
-                  OR d.status IN ('cancelled', 'denied') AND d.closed_at > now() - interval '30 days'
-                     AND EXISTS (SELECT 1 FROM system_tasks t WHERE t.request_id = d.id
-                                 AND t.action = 'restrict' AND t.status = 'done'))
-             AND (d.details -> 'restriction_grounds') ?| $1::text[]
-             AND NOT EXISTS (SELECT 1 FROM restrictions r WHERE r.request_id = d.id)""",
+           WHERE {_UNDER_WAY}
+             AND (d.details -> 'restriction_grounds') ?| $1::text[]""",
         list(keeping_grounds))
     return rows
+
+
+async def restricted_elsewhere(conn: Executor, request_id: str) -> dict[str, str]:
+    """The systems where another restriction of the same subject (by address) still restricts the
+    data, each with that restriction's request, the earliest: lifting this one must leave them
+    restricted there (before, lifting a second restriction un-restricted the data the first, still
+    in force, kept). In force: recorded and not lifted, its lift (if announced) not yet due, so that
+    two lifts due together both lift and neither leaves the other's systems restricted for ever;
+    or under way with that system restricted, as for `keeping_from_erasure`."""
+    rows = await conn.fetch(
+        f"""WITH me AS (SELECT lower(subject_email) AS email FROM dsr_requests WHERE id = $1::uuid)
+           SELECT DISTINCT ON (system) system, other FROM (
+             SELECT unnest(r.systems) AS system, r.request_id::text AS other, r.since AS since
+             FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id JOIN me ON lower(d.subject_email) = me.email
+             WHERE r.request_id <> $1::uuid AND r.lifted_at IS NULL
+               AND (r.lift_effective_on IS NULL OR r.lift_effective_on > now())
+             UNION ALL
+             SELECT t.system, d.id::text, d.received_at
+             FROM dsr_requests d JOIN me ON lower(d.subject_email) = me.email
+                  JOIN system_tasks t ON t.request_id = d.id AND t.action = 'restrict' AND t.status = 'done'
+             WHERE d.id <> $1::uuid AND {_UNDER_WAY}) held
+           ORDER BY system, since""", request_id)
+    return {row["system"]: row["other"] for row in rows}
