@@ -22,6 +22,7 @@ from temporalio.exceptions import ApplicationError
 from activities.citations import regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
+from activities.letter_closed_for import closed_for_context
 from activities.letter_labels import denial_label, staff_type_label, type_label
 from activities.letter_message import compose_letter
 from activities.letter_objection import decision_summary
@@ -48,6 +49,7 @@ from activities.outbox import OnSent, Sent, send_once
 from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
+from dsrflow.domain.appeals_deferred import CLOSED_FOR
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, receipt_date_for
 from dsrflow.domain.references import short_reference
@@ -223,6 +225,8 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if "remedies" in params:  # a correction refused: what the subject can do about the data they contest
         params["remedies"]["accuracy_dispute"] = accuracy_dispute(job.purpose, params, row["regime"],
                                                                   row["request_type"], context["portal_url"], t)
+    if closed := closed_for_context(row, job.purpose, params, ctx.settings.base_url, language):
+        params["closed_for"] = closed  # appeals closed for this one, which now decides nothing
     context.update(params)
     return context
 
@@ -283,9 +287,10 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
 
 
 # What a letter reads with its request: whether it went already, the tasks whose run changed
-# something before they stopped, and the systems done with changes (activities/letter_stopped.py).
+# something before they stopped, the systems done with changes (activities/letter_stopped.py), and
+# the appeals closed for it (activities/letter_closed_for.py).
 _LETTER_FACTS = ("jsonb_build_object('sent', EXISTS (SELECT FROM sent_letters WHERE letter_key = $2), "
-                 f"'stopped', {STOPPED_RUNS}, 'done', {DONE_SYSTEMS})")
+                 f"'stopped', {STOPPED_RUNS}, 'done', {DONE_SYSTEMS}, 'closed_for', {CLOSED_FOR})")
 
 
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
@@ -296,6 +301,7 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
         sent_before, row["stopped_runs"], row["done_systems"] = facts["sent"], facts["stopped"], facts["done"]
+        row["closed_for"] = facts["closed_for"]
         if sent_before:
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
         if not job.to_staff and not notifies_subject(row):

@@ -20,13 +20,15 @@ from typing import Any
 import pytest
 from temporalio.worker import Replayer
 
-from api.public.status_words import DECIDED_INSTEAD
+from api.public.status_words import DECIDED_INSTEAD, DECIDED_INSTEAD_UNDECIDED
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import translations
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import workflow_id_for
+from tests.evidence_pages import readable
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, as_sent, both
+from tests.policy_once import policy_of
 from tests.refused_requests import appeals_held, public_appeal, stored_refusal
 from tests.support import (
     letters_for,
@@ -210,3 +212,95 @@ async def test_the_closing_letter_names_the_appeal_decided_in_every_language(lan
         assert " ".join(opening.split()) in part, (language, part)
         assert "staff words" not in part
         assert " ".join(remedies.appeal.complaint_without_appeal.split()) in part
+
+
+# What the letter of the appeal others were closed for says when it ends undecided (hCW): each
+# closed appeal by its reference, the refusal not reconsidered, how to appeal (complain) again.
+CLOSED_FOR = {
+    False: ("We had closed your appeal %(other)s of our decision on request %(id)s without deciding on it separately, "
+            "because we were to decide this appeal instead.",
+            "As this appeal will now not be decided, our decision on request %(id)s has not been reconsidered.",
+            "You can appeal it again: reply to this e-mail or write to %(email)s, saying that you appeal our decision "
+            "on request %(id)s."),
+    True: ("We had closed your complaint %(other)s about our decision on request %(id)s without considering it "
+           "separately, because we were to consider this complaint instead.",
+           "As this complaint will now not be considered, our decision on request %(id)s has not been reconsidered.",
+           "You can complain to us about it again: use the complaint form at %(url)s, or write to %(email)s, quoting "
+           "request %(id)s."),
+}
+_ENDINGS = {"withdrawn": ("cancellation", {"reason": "You asked us by phone.", "withdrawn": True}),
+            "cancelled": ("cancellation", {"reason": "staff words", "withdrawn": False}),
+            "closed_unverified": ("closed_unverified", {"expired_at": "2026-02-10T10:00:00+00:00"}),
+            "denied_unverified": ("denial", {"reason_code": "identity_not_established", "explanation": "staff words"})}
+# The letters that say how to appeal (complain) again themselves (and so say it once).
+_SAY_HOW = {"closed_unverified", "denied_unverified"}
+
+
+def _folded(text: str) -> str:
+    return " ".join(text.split())
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("complaint", [False, True])
+@pytest.mark.parametrize("ending", sorted(_ENDINGS))
+async def test_an_appeal_others_were_closed_for_that_ends_undecided_says_they_are_not_answered(
+        language: str, complaint: bool, ending: str):
+    """The appeal (UK complaint) two others were closed for is withdrawn, cancelled by staff, closed
+    unverified or denied unidentified: its letter names both, says the refusal was not reconsidered,
+    and how to appeal (complain to us) again, once (the last two letters say the how themselves)."""
+    purpose, params = _ENDINGS[ending]
+    params = {**params, "acted_in": [], "asked_in": []} if purpose != "closed_unverified" else params
+    regime, country = ("uk_gdpr", "GB") if complaint else ("vcdpa", "US")
+    closed = [OTHER, "33333333-4444-4555-8666-777777777777"]
+    letter = await as_sent(purpose, "erasure", params, regime=regime, language=language, country=country,
+                           details={"appeal_of": APPEAL_OF}, closed_for=closed)
+    t = translations(language)
+    values = {"id": short_reference(APPEAL_OF), "email": LOADED.policy.controller.privacy_email,
+              "url": f"https://privacy.example.test/portal/complaints?about={short_reference(APPEAL_OF)}&lang={language}"}
+    named, not_reconsidered, again = (_folded(t.gettext(m)) for m in CLOSED_FOR[complaint])
+    for part in (text.replace(" ,", ",") for text in both(letter)):  # the HTML's text spaces a link off
+        for other in closed:
+            assert named % {**values, "other": short_reference(other)} in part, (language, part)
+        assert not_reconsidered % values in part
+        assert (again % values in part) is (ending not in _SAY_HOW), part
+    undecided = await as_sent(purpose, "erasure", params, regime=regime, language=language, country=country,
+                              details={"appeal_of": APPEAL_OF})
+    assert not_reconsidered % values not in both(undecided)[0]  # none closed for it: nothing said
+
+
+async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_again(http, gated, pool, mail_sink):
+    """Two appeals of one refusal; the second is closed for the first, whose decision its letter
+    promises; the subject then withdraws the first. The withdrawal letter names the second, says the
+    refusal was not reconsidered and how to appeal again; the second's portal page says so; the
+    evidence pack of the second says how the first ended; a new appeal of the refusal is accepted."""
+    email = unique_email("closed-then-withdrawn")
+    refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
+    first, first_code = await public_appeal(http, mail_sink, email, refused)
+    second, second_code = await public_appeal(http, mail_sink, email, refused)
+    await _confirm(http, first, first_code)
+    assert await _settled(http, pool, first) == {first: "awaiting_approval"}
+    await _confirm(http, second, second_code)
+    assert await _settled(http, pool, second) == {second: "cancelled"}
+    await _closed_for(pool, mail_sink, second, first)
+
+    r = await http.post(f"/v1/requests/{first}/cancel", headers=await staff_headers(pool, "agent"),
+                        json={"reason": "The subject withdrew it by phone", "withdrawn_by_subject": True})
+    assert r.status_code in (200, 202), r.text
+    said = _folded(text_of(await wait_for_letter(mail_sink, first, "cancellation")))
+    values = {"id": short_reference(refused), "other": short_reference(second), "email": policy_of(gated).policy.controller.privacy_email}
+    for sentence in CLOSED_FOR[False]:
+        assert _folded(sentence) % values in said, said
+
+    page = _folded(html.unescape((await http.get(f"/portal/requests/{second}", params={"lang": "en"})).text))
+    undecided = {**values, "other": short_reference(first)}
+    for sentence in DECIDED_INSTEAD_UNDECIDED["appeal"]:
+        assert _folded(sentence) % undecided in page, page
+    compliance = await staff_headers(pool, "compliance")
+    pack = (await http.get(f"/v1/requests/{second}/evidence", headers=compliance)).json()
+    assert pack["decisions"]["refusal"]["decided_as"]["ended_undecided"] == "withdrawn", pack["decisions"]
+    evidence = readable((await http.get(f"/v1/requests/{second}/evidence.html", headers=compliance)).text)
+    assert "that appeal has since ended without a decision (withdrawn by the subject), so it answers nothing: the " \
+           "refusal was not reconsidered" in evidence, evidence
+
+    again, _ = await public_appeal(http, mail_sink, email, refused)
+    assert again not in (first, second)

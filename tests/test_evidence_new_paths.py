@@ -67,7 +67,7 @@ async def test_an_appeal_closed_for_another_names_the_one_that_decides_it(http, 
     pack, page = await _read(http, pool, closed)
     refusal = pack["decisions"]["refusal"]
     assert refusal["decided_as"] == {"id": taken, "reference": short_reference(taken), "decided": False,
-                                     "status": "in_progress"}, refusal
+                                     "status": "in_progress", "ended_undecided": None}, refusal
     decisions = section(page, "Decisions", "Plan")
     assert re.search(f"Closed without a separate decision {LOCAL_TIME}, by the workflow on its own as this {kind} was "
                      f"to be taken up: the subject's {kind} {short_reference(taken)} \\( {taken} \\) {of} the same "

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from api.read_models.evidence_names import version_policy
 from api.state import AppState
+from dsrflow.domain.appeals_deferred import ended_undecided
 from dsrflow.domain.deadlines import reconsiders
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import N_, Translator
@@ -59,6 +60,22 @@ DECIDED_INSTEAD: dict[str, tuple[str, str]] = {
     "complaint": (N_("This complaint is not considered separately: your complaint %(other)s about the same decision "
                      "is the one we consider."), N_("Our e-mail explains why, and what you can do next.")),
 }
+# ... and that other one then ended without a decision (withdrawn, cancelled by staff, closed or
+# denied unidentified: dsrflow/domain/appeals_deferred.py): it will not answer this one, the refusal
+# (`id`) was not reconsidered, and the subject may appeal (complain) again, as the letter closing
+# the other says (activities/letter_closed_for.py); `email` is the controller's privacy address.
+DECIDED_INSTEAD_UNDECIDED: dict[str, tuple[str, str]] = {
+    "appeal": (N_("This appeal was not decided separately, because your appeal %(other)s of the same decision was "
+                  "to be decided instead; that appeal has since been closed without a decision, so our decision on "
+                  "request %(id)s has not been reconsidered."),
+               N_("You can appeal it again: reply to our e-mail or write to %(email)s, saying that you appeal our "
+                  "decision on request %(id)s.")),
+    "complaint": (N_("This complaint was not considered separately, because your complaint %(other)s about the same "
+                     "decision was to be considered instead; that complaint has since been closed without being "
+                     "considered, so our decision on request %(id)s has not been reconsidered."),
+                  N_("You can complain to us about it again: use the complaint form our e-mail links to, or write "
+                     "to %(email)s, quoting request %(id)s.")),
+}
 # Cancelled because the subject withdrew it: said as theirs, not as our refusal, and, as the letter
 # confirming it says, whom to tell if they did not (a withdrawal is recorded by staff from a message
 # that may not be the subject's: docs/mailbox.md).
@@ -74,8 +91,11 @@ async def status_words(state: AppState, row: dict[str, Any], status: RequestStat
     said = FOLLOW_UP_WORDS.get((follow_up, status)) or STATUS_WORDS[status]
     if status == RequestStatus.cancelled and follow_up and (
             other := await decided_instead(await state.db(), str(row["id"]))):
-        first, then = DECIDED_INSTEAD[follow_up]
-        return [t.gettext(first) % {"other": short_reference(other)}, t.gettext(then)]
+        values = {"other": short_reference(other), "id": short_reference(row["details"]["appeal_of"]),
+                  "email": state.policy.policy.controller.privacy_email}
+        undecided = await ended_undecided(await state.db(), other) is not None
+        first, then = (DECIDED_INSTEAD_UNDECIDED if undecided else DECIDED_INSTEAD)[follow_up]
+        return [t.gettext(first) % values, t.gettext(then) % values]
     if status == RequestStatus.cancelled and (
             live.withdrawn_by_subject if live and live.status == status
             else await withdrawn_by_subject(await state.db(), str(row["id"]))):

@@ -24,6 +24,7 @@ import asyncpg
 
 from api.read_models.evidence_deadlines import on_time
 from api.read_models.evidence_names import WHOLE_SYSTEM, version_policy
+from dsrflow.domain.appeals_deferred import ended_undecided
 from dsrflow.domain.references import short_reference
 
 
@@ -194,7 +195,10 @@ async def _decided_as(conn: asyncpg.Connection, cancelled: dict[str, Any] | None
     if not data.get("decided_as"):
         return None
     status = await conn.fetchval("SELECT status FROM dsr_requests WHERE id = $1::uuid", data["decided_as"])
-    return {**_named(data["decided_as"]), "decided": bool(data.get("decided")), "status": status}
+    # That one may since have ended without a decision (withdrawn, cancelled, closed or denied
+    # unidentified: dsrflow/domain/appeals_deferred.py): then it answered nothing, and the pack says how.
+    return {**_named(data["decided_as"]), "decided": bool(data.get("decided")), "status": status,
+            "ended_undecided": await ended_undecided(conn, data["decided_as"])}
 
 
 async def _decides_also(conn: asyncpg.Connection, appeal_of: str, request_id: str) -> list[dict[str, Any]]:
