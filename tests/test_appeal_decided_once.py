@@ -272,7 +272,8 @@ async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_ag
     """Two appeals of one refusal; the second is closed for the first, whose decision its letter
     promises; the subject then withdraws the first. The withdrawal letter names the second, says the
     refusal was not reconsidered and how to appeal again; the second's portal page says so; the
-    evidence pack of the second says how the first ended; a new appeal of the refusal is accepted."""
+    evidence pack of the second says how the first ended, the first's that it answers nothing; a new
+    appeal of the refusal is accepted."""
     email = unique_email("closed-then-withdrawn")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
     first, first_code = await public_appeal(http, mail_sink, email, refused)
@@ -301,6 +302,10 @@ async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_ag
     evidence = readable((await http.get(f"/v1/requests/{second}/evidence.html", headers=compliance)).text)
     assert "that appeal has since ended without a decision (withdrawn by the subject), so it answers nothing: the " \
            "refusal was not reconsidered" in evidence, evidence
+    withdrawn = (await http.get(f"/v1/requests/{first}/evidence", headers=compliance)).json()["decisions"]
+    assert [(a["id"], a["ended_undecided"]) for a in withdrawn["decides_also"]] == [(second, "withdrawn")]
+    evidence = readable((await http.get(f"/v1/requests/{first}/evidence.html", headers=compliance)).text)
+    assert f"Was to answer the subject's appeal {short_reference(second)}" in evidence, evidence
 
     again, _ = await public_appeal(http, mail_sink, email, refused)
     assert again not in (first, second)

@@ -202,12 +202,16 @@ async def _decided_as(conn: asyncpg.Connection, cancelled: dict[str, Any] | None
 
 
 async def _decides_also(conn: asyncpg.Connection, appeal_of: str, request_id: str) -> list[dict[str, Any]]:
-    """The appeals of the same refusal closed for this one: its decision answers them too."""
+    """The appeals of the same refusal closed for this one: its decision answers them too, unless
+    this one ended without a decision (`ended_undecided`: then it answers none, as its closing letter
+    told the subject: activities/letter_closed_for.py)."""
     siblings = await conn.fetch("SELECT id, received_at, closed_at FROM dsr_requests WHERE details->>'appeal_of' = $1"
                                 " AND id <> $2::uuid ORDER BY received_at", appeal_of, request_id)
     closed_for = await _closed_for_another(conn, [str(s["id"]) for s in siblings])
-    return [{**_named(str(s["id"])), "received_at": s["received_at"], "closed_at": s["closed_at"]}
-            for s in siblings if closed_for.get(str(s["id"])) == request_id]
+    answered = [s for s in siblings if closed_for.get(str(s["id"])) == request_id]
+    ending = await ended_undecided(conn, request_id) if answered else None
+    return [{**_named(str(s["id"])), "received_at": s["received_at"], "closed_at": s["closed_at"],
+             "ended_undecided": ending} for s in answered]
 
 
 def _letters_not_sent(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
