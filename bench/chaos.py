@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.chaos [--requests 200] [--results DIR] [--keep]
     .venv/bin/python -m bench.chaos --smoke      # 12 erasures, one kill -9, one PostgreSQL restart
+    .venv/bin/python -m bench.chaos --smoke --spacing 4 --drain 240 --keep   # closer faults, long wait
 
 On a stack of separate processes (bench/chaos_stack.py), the same erasures, one per distinct demo
 subject, run twice. First a clean pass without faults: what it leaves (letters, task results,
@@ -149,10 +150,19 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep DSRFLOW_HOME (logs, mail) after the run")
     parser.add_argument("--opendsr-delay", type=float, default=0.5,
                         help="seconds the demo OpenDSR processor takes to carry out a request")
+    parser.add_argument("--spacing", type=float,
+                        help="seconds from one fault's start to the next (default 20; smoke 6)")
+    parser.add_argument("--drain", type=float,
+                        help="seconds to wait for the last request after the last fault (default 900; "
+                             "smoke 35): a long one tells a slow request from a frozen one")
     args = parser.parse_args()
     plan = SMOKE if args.smoke else FULL
     if args.requests:
         plan = replace(plan, requests=args.requests)
+    if args.spacing:
+        plan = replace(plan, spacing=args.spacing)
+    if args.drain:
+        plan = replace(plan, drain_timeout=args.drain)
     sys.exit(0 if asyncio.run(run(plan, args.results, args.keep, args.opendsr_delay)) else 1)
 
 
