@@ -17,6 +17,7 @@ from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import ENGLISH, N_, Translator
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restricted_elsewhere, restriction_as_told
 from policy.model import Policy
@@ -84,7 +85,8 @@ async def lift_held_by(pool: Any, request_id: str, system: str) -> str | None:
         if other is not None:
             await append_event(conn, event_key=key, event_type="restriction.lift_held", request_id=request_id,
                                actor="workflow", data={"system": system, "by": other})
-        return other
+    failpoint("lift-held", system)  # on record, and the task's result not yet kept
+    return other
 
 
 def held_message(other: str) -> str:

@@ -1,5 +1,6 @@
 """A restriction (or rectification, lifting, objection) whose worker dies after a system committed
-it, before the step reported back. The outcome was kept inside the system's transaction, before it
+it, before the step reported back; and a lift whose worker dies once it put on record that another
+restriction holds a system. The outcome was kept inside the system's transaction, before it
 committed, as an erasure's is; the retry, which finds every row already restricted and changes
 nothing, reports what the first try did. Before, it reported "0 changed": the evidence, the
 request's page and the letters that list the systems a request changed (a withdrawal's, a
@@ -7,9 +8,15 @@ denial's) left out a system whose rows were restricted."""
 
 from __future__ import annotations
 
+import asyncio
+
+from devstack.demo.subjects import demo_subjects
+from dsrflow.domain.references import short_reference
+from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.process_support import died, worker_to_kill
-from tests.support import staff_headers, task_result
+from tests.support import fetch_rows, staff_headers, task_result
+from tests.test_restriction_lifecycle import LIFT, _restrict
 from workers.dsr_worker import build_worker
 
 # Ada's rows in the demo systems (tests/test_sql_connector.py restricts them one system at a time).
@@ -32,3 +39,35 @@ async def test_a_restriction_survives_a_worker_killed_after_a_system_committed_i
                        for system in ADA_ROWS}
     assert {system: result["changed"] for system, result in results.items()} == ADA_ROWS
     assert results["billing"]["found"] == 8
+
+
+async def test_a_lift_held_by_another_restriction_is_reported_once_after_a_worker_killed_on_it(
+        postgres, settings, dev_server, pool, mail_sink, tmp_path):
+    """The worker dies right after a lift's task found analytics held by the subject's other
+    restriction and put that on record, before the task's result was kept. The retry gives the
+    same answer: analytics stays restricted, one `restriction.lift_held`, the task
+    done with nothing changed, and the lift's record names analytics as held."""
+    client = dev_server.client
+    email = next(s.email for s in demo_subjects() if s.in_analytics and s.index > 900)
+    restricted = f"SELECT restricted FROM users WHERE email = '{email}'"
+    async with fanout_stack(postgres, settings, client, tmp_path) as stack, api(stack) as http:
+        async with build_worker(client, stack.settings, pool):
+            claims = await _restrict(http, pool, mail_sink, email, ["needed_for_legal_claims"])
+            objection = await _restrict(http, pool, mail_sink, email, ["objection_pending"])
+        # The lift's tasks of sql systems run in the workflow task that answers the call (local
+        # activities): the call is answered by the next worker.
+        async with worker_to_kill(stack.settings, client, tmp_path, failpoints="lift-held~analytics") as worker:
+            lifting = asyncio.ensure_future(http.post(f"/v1/requests/{objection}/lift-restriction",
+                                                      headers=await staff_headers(pool, "compliance"), json=LIFT))
+            await died(worker, tmp_path)
+        async with build_worker(client, stack.settings, pool):
+            assert (await lifting).status_code == 200
+            result = await asyncio.wait_for(client.get_workflow_handle(workflow_id_for(objection)).result(), 60)
+    assert [row["restricted"] for row in await fetch_rows(stack.databases["analytics"], restricted)] == [True]
+    (held,) = [t for t in result["results"] if t["action"] == "lift_restriction" and t["system"] == "analytics"]
+    assert (held["status"], held["changed"]) == ("done", 0) and short_reference(claims) in held["message"]
+    events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1::uuid "
+                              "AND event_type LIKE 'restriction.%'", objection)
+    assert [e["data"]["system"] for e in events if e["event_type"] == "restriction.lift_held"].count("analytics") == 1
+    (lifted,) = [e["data"] for e in events if e["event_type"] == "restriction.lifted"]
+    assert "analytics" in lifted["held"]
