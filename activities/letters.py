@@ -286,9 +286,8 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
                         record=partial(deliver_letter, ctx, job, secrets=secrets))
 
 
-# What a letter reads with its request: whether it went already, the tasks whose run changed
-# something before they stopped, the systems done with changes (activities/letter_stopped.py), and
-# the appeals closed for it (activities/letter_closed_for.py).
+# What a letter reads with its request: whether it went already, the tasks that changed something
+# before they stopped, the systems done with changes (letter_stopped.py), the appeals closed for it.
 _LETTER_FACTS = ("jsonb_build_object('sent', EXISTS (SELECT FROM sent_letters WHERE letter_key = $2), "
                  f"'stopped', {STOPPED_RUNS}, 'done', {DONE_SYSTEMS}, 'closed_for', {CLOSED_FOR})")
 
@@ -300,8 +299,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         row, facts = await get_request_with(conn, job.request_id, _LETTER_FACTS, letter_key)
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
-        sent_before, row["stopped_runs"], row["done_systems"] = facts["sent"], facts["stopped"], facts["done"]
-        row["closed_for"] = facts["closed_for"]
+        sent_before, row["stopped_runs"], row["done_systems"], row["closed_for"] = (
+            facts["sent"], facts["stopped"], facts["done"], facts["closed_for"])
         if sent_before:
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
         if not job.to_staff and not notifies_subject(row):
