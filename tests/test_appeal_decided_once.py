@@ -83,6 +83,20 @@ async def _settled(http, pool, *appeals: str) -> dict[str, str]:
     return {a: v["status"] for a, v in zip(appeals, views, strict=True)}
 
 
+async def _one_closed_for_the_other(http, pool, mail_sink, email: str, refused: str, *,
+                                   second_first: bool = False) -> tuple[str, str]:
+    """Two appeals of `refused` filed in turn, both awaiting confirmation, then confirmed one after
+    the other (the one filed second first, with `second_first`): the one decided (waiting for
+    compliance), and the one closed for it."""
+    filed = [await public_appeal(http, mail_sink, email, refused) for _ in range(2)]
+    (decided, decided_code), (closed, closed_code) = filed[::-1] if second_first else filed
+    await _confirm(http, decided, decided_code)
+    assert await _settled(http, pool, decided) == {decided: "awaiting_approval"}
+    await _confirm(http, closed, closed_code)
+    assert await _settled(http, pool, closed, decided) == {closed: "cancelled", decided: "awaiting_approval"}
+    return decided, closed
+
+
 async def _closed_for(pool, mail_sink, loser: str, winner: str) -> str:
     """The closed appeal's record names the one decided, and it got a cancellation letter (no
     request to compliance); the letter's text."""
@@ -118,13 +132,7 @@ async def test_a_second_appeal_confirmed_later_is_closed_naming_the_first(http, 
     second is confirmed first, and is the one decided: the order of confirmation decides."""
     email = unique_email("two-appeals")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    first, first_code = await public_appeal(http, mail_sink, email, refused)
-    second, second_code = await public_appeal(http, mail_sink, email, refused)
-
-    await _confirm(http, second, second_code)
-    assert await _settled(http, pool, second) == {second: "awaiting_approval"}
-    await _confirm(http, first, first_code)
-    assert await _settled(http, pool, first, second) == {first: "cancelled", second: "awaiting_approval"}
+    second, first = await _one_closed_for_the_other(http, pool, mail_sink, email, refused, second_first=True)
 
     said = await _closed_for(pool, mail_sink, first, second)
     assert OPENINGS[False, False] % {"id": short_reference(refused), "other": short_reference(second)} in said
@@ -276,12 +284,7 @@ async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_ag
     appeal of the refusal is accepted."""
     email = unique_email("closed-then-withdrawn")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    first, first_code = await public_appeal(http, mail_sink, email, refused)
-    second, second_code = await public_appeal(http, mail_sink, email, refused)
-    await _confirm(http, first, first_code)
-    assert await _settled(http, pool, first) == {first: "awaiting_approval"}
-    await _confirm(http, second, second_code)
-    assert await _settled(http, pool, second) == {second: "cancelled"}
+    first, second = await _one_closed_for_the_other(http, pool, mail_sink, email, refused)
     await _closed_for(pool, mail_sink, second, first)
 
     r = await http.post(f"/v1/requests/{first}/cancel", headers=await staff_headers(pool, "agent"),
