@@ -16,7 +16,7 @@ from activities.restrictions import lift_letter_context
 from devstack.demo.subjects import demo_subjects
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import get_request
-from dsrflow.stores.restrictions_store import keeping_from_erasure
+from dsrflow.stores.restrictions_store import keeping_from_erasure, restricted_elsewhere
 from policy.model import load_policy
 from schemas.holds import SweepInput
 from schemas.retention import RetentionSweepInput
@@ -363,3 +363,25 @@ async def test_lifting_one_restriction_leaves_what_another_in_force_restricts(po
             said, _ = await lift(claims, by_hand=True)
             assert [r["restricted"] for r in await fetch_rows(analytics, restricted)] == [False]
             assert "This does not end your restriction" not in said and "Google Ireland Limited" in said
+
+
+async def test_another_restriction_holds_a_system_by_the_subjects_address_or_customer_number(pool, settings):
+    """Which of the subject's other restrictions hold a system against this one's lift
+    (`restricted_elsewhere`): found by address or by customer number, as the systems find a
+    subject; in force while its lift is not yet due; not another subject's."""
+    number = f"C-{uuid.uuid4().hex[:8]}"
+    first, second, stranger = [await stored_request(pool, settings, label, "restriction",
+                                                    restriction_grounds=["needed_for_legal_claims"])
+                               for label in ("first", "second", "stranger")]
+    await pool.execute("UPDATE dsr_requests SET customer_id = $2 WHERE id = ANY($1::uuid[])", [first, second], number)
+    for rid, systems in ((first, ["crm", "analytics"]), (stranger, ["billing"])):
+        await pool.execute("INSERT INTO restrictions (request_id, subject_hash, grounds, systems, keeps_from_erasure) "
+                           "VALUES ($1, 'h', '{needed_for_legal_claims}', $2, true)", uuid.UUID(rid), systems)
+    async with pool.acquire() as conn:
+        assert await restricted_elsewhere(conn, second) == {"crm": first, "analytics": first}
+        await conn.execute("UPDATE restrictions SET lift_effective_on = now() + interval '7 days' WHERE request_id = $1",
+                           uuid.UUID(first))
+        assert await restricted_elsewhere(conn, second) == {"crm": first, "analytics": first}  # its lift not yet due
+        await conn.execute("UPDATE restrictions SET lift_effective_on = now() - interval '1 minute' WHERE request_id = $1",
+                           uuid.UUID(first))
+        assert await restricted_elsewhere(conn, second) == {}  # due: both lifts lift

@@ -103,23 +103,28 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
     return rows
 
 
+# The subject of request `me` in another request `d`, as the connectors find a subject.
+_SAME_SUBJECT = "(lower(d.subject_email) = me.email OR lower(d.customer_id) = me.customer_id)"
+
+
 async def restricted_elsewhere(conn: Executor, request_id: str) -> dict[str, str]:
-    """The systems where another restriction of the same subject (by address) still restricts the
+    """The systems where another restriction of the same subject (by address, or by customer number:
+    the systems find the subject by either, `_identities_agree` checking they agree) still restricts the
     data, each with that restriction's request, the earliest: lifting this one must leave them
     restricted there (before, lifting a second restriction un-restricted the data the first, still
     in force, kept). In force: recorded and not lifted, its lift (if announced) not yet due, so that
     two lifts due together both lift and neither leaves the other's systems restricted for ever;
     or under way with that system restricted, as for `keeping_from_erasure`."""
     rows = await conn.fetch(
-        f"""WITH me AS (SELECT lower(subject_email) AS email FROM dsr_requests WHERE id = $1::uuid)
+        f"""WITH me AS (SELECT lower(subject_email) AS email, lower(customer_id) AS customer_id FROM dsr_requests WHERE id = $1::uuid)
            SELECT DISTINCT ON (system) system, other FROM (
              SELECT unnest(r.systems) AS system, r.request_id::text AS other, r.since AS since
-             FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id JOIN me ON lower(d.subject_email) = me.email
+             FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id JOIN me ON {_SAME_SUBJECT}
              WHERE r.request_id <> $1::uuid AND r.lifted_at IS NULL
                AND (r.lift_effective_on IS NULL OR r.lift_effective_on > now())
              UNION ALL
              SELECT t.system, d.id::text, d.received_at
-             FROM dsr_requests d JOIN me ON lower(d.subject_email) = me.email
+             FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
                   JOIN system_tasks t ON t.request_id = d.id AND t.action = 'restrict' AND t.status = 'done'
              WHERE d.id <> $1::uuid AND {_UNDER_WAY}) held
            ORDER BY system, since""", request_id)
