@@ -14,7 +14,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.csrf import SESSION_COOKIE
 from api.deps import app_state
-from api.pages import is_subject_page, prefers_html, render
+from api.page_language import is_subject_page
+from api.pages import prefers_html, render
 from api.problems import Problem
 from dsrflow.i18n import N_
 from dsrflow.stores.staff_tokens import Staff, session_staff

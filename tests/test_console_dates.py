@@ -9,7 +9,7 @@ The timeline's words (and the evidence pack's, the same lines) write their days 
 the page does: an extension's dates were English on a German console, and the start of a frozen
 stretch its UTC day.
 
-The console speaks the policy's staff language (`languages.staff`, api/pages.py `page_language`):
+The console speaks the policy's staff language (`languages.staff`, api/page_language.py `page_language`):
 the same pages are rendered under the shipped policy (English) and under one whose staff write
 German. Requests are stored as intake stores them, no workflow running (tests/test_console_words.py)."""
 

@@ -21,7 +21,8 @@ import pytest
 from starlette.requests import Request
 
 import api.public.portal as portal
-from api.pages import accepted_language, render
+from api.page_language import accepted_language
+from api.pages import render
 from api.problems import Problem
 from api.public.intake import PURGED
 from api.ratelimit import RateLimiter, _too_many

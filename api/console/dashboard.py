@@ -12,7 +12,8 @@ from markupsafe import Markup
 
 from api.auth import Staff, require_console_role
 from api.deps import PolicyInForce, Pool, Today
-from api.pages import page_language, render
+from api.page_language import page_language
+from api.pages import render
 from api.read_models.dashboard_queries import closed_per_month, month_starts, open_by_due_week, requests_per_month
 from api.read_models.svg import bar_chart, line_chart
 

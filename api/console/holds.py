@@ -25,7 +25,8 @@ from api.deps import Pool, State
 from api.erasure_sweeps import release_and_sweep
 from api.forms import read_form
 from api.legal_hold_body import HoldRelease, NewLegalHold, hold_context
-from api.pages import page_language, problem_pages, render
+from api.page_language import page_language
+from api.pages import problem_pages, render
 from api.problems import field_errors
 from api.read_models.actors import actor_name
 from api.read_models.staff_reach import LEGAL_CLAIMS_HOLDS, READABLE_BY

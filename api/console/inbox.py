@@ -20,7 +20,8 @@ from api.auth import Staff, require_console_role
 from api.console.view import LANGUAGE_NAMES, WORDS, days_left_badge
 from api.deps import Limiter, Pool, State, Today
 from api.forms import read_form
-from api.pages import page_language, problem_pages, render
+from api.page_language import page_language
+from api.pages import problem_pages, render
 from api.problems import Problem
 from api.read_models.actors import actor_name
 from api.read_models.cursors import InvalidCursor

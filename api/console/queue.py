@@ -23,7 +23,8 @@ from api.console.team import view_query
 from api.console.view import WORDS, days_left_badge, live_region, received_in
 from api.deps import Limiter, PolicyInForce, State, Today
 from api.forms import read_form
-from api.pages import page_language, problem_pages, render
+from api.page_language import page_language
+from api.pages import problem_pages, render
 from api.problems import Problem
 from api.read_models.cursors import InvalidCursor
 from api.read_models.request_queries import OPEN_STATUSES, RequestFilters, list_requests

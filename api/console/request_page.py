@@ -39,7 +39,8 @@ from api.console.view import (
 )
 from api.deps import State, Today
 from api.forms import read_form
-from api.pages import page_language, problem_pages, render
+from api.page_language import page_language
+from api.pages import problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
 from api.read_models.event_words import words_for

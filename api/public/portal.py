@@ -28,7 +28,8 @@ from api import request_form
 from api.deps import Limiter, State, counted
 from api.forms import read_form
 from api.outages import CONNECTION_ERRORS, RETRY_AFTER, unavailable_component
-from api.pages import page_language, page_translator, problem_pages, render
+from api.page_language import page_language, page_translator
+from api.pages import problem_pages, render
 from api.problems import Problem
 from api.public.intake import (
     AppealNotOpened,

@@ -13,7 +13,8 @@ from fastapi.responses import HTMLResponse, Response
 from api import request_form
 from api.deps import Limiter, State
 from api.forms import read_form
-from api.pages import page_translator, problem_pages, render
+from api.page_language import page_translator
+from api.pages import problem_pages, render
 from api.public.intake import AppealNotOpened
 from api.public.portal import (
     NO_REFERENCE,

@@ -16,7 +16,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from api.csrf import cookie_secure
 from api.deps import Limiter, State, counted
 from api.forms import read_form
-from api.pages import page_language, page_translator, problem_pages, render
+from api.page_language import page_language, page_translator
+from api.pages import problem_pages, render
 from api.problems import Problem
 from api.public.intake import CODE, check_identity, count_verification
 from api.public.portal import (

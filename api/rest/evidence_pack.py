@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse
 from activities.letter_labels import staff_type_label
 from api.auth import Staff, require_console_role, require_role
 from api.deps import Pool, State
-from api.pages import page_language, render
+from api.page_language import page_language
+from api.pages import render
 from api.problems import Problem
 from api.read_models import event_lines, event_words
 from api.read_models.actors import actor_name
