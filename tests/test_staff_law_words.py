@@ -1,6 +1,7 @@
 """Staff read a request's kind in the words of its law, as its letters do (hCV): under every law but
 the GDPR and the UK GDPR a "deletion" and a "correction", not an "erasure" and a "rectification"
-(dsrflow/i18n `deletes`, `corrects`), on the console's queue, request page and timeline, in the
+(dsrflow/i18n `deletes`, `corrects`), on the console's queue, request page, timeline and deferred
+panel (its refusals too, hCZ; the processor's words and the system's label as they are), in the
 evidence pack's page and JSON and in the REST API's words, while the codes (`type`, actions,
 statuses) stay as they are. And the portal's page of a package deleted with the subject's data says
 what the law of the erasure that deleted it says: "we deleted your data" under the CCPA.
@@ -15,6 +16,7 @@ import re
 import secrets
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -24,7 +26,9 @@ from api.read_models.evidence_results import task_words
 from dsrflow.crypto.hashing import token_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.i18n import ENGLISH, in_law_words, translations
+from dsrflow.stores.deferred_store import DeferredStale
 from dsrflow.stores.kept_copies import ERASED
+from schemas.staff_answers import STALE_ANSWER
 from tests.support import console_sign_in, staff_headers, stored_request, unique_email
 from tests.test_console_words import planned
 
@@ -125,6 +129,61 @@ async def test_the_console_and_the_evidence_pack_say_the_laws_words(http, pool, 
     # The codes stay; the words beside them are the law's.
     assert [(p["type"], p["type_words"]) for p in packs.values()] == [
         ("erasure", "deletion"), ("erasure", "erasure"), ("rectification", "correction")]
+
+
+
+# A processor's answer, which no law's words reword ("erase" stays under the CCPA).
+CRM_SAID = "contact locked: cannot erase while a ticket is open"
+# The app's policy names no system (tests/conftest.py), so a refusal names none (never the address's id).
+SYSTEM = "this system"
+
+
+def test_a_stale_deferred_answer_leaves_the_systems_label_and_the_processors_words():
+    stale = DeferredStale("crm", "attempt 1, asked", "attempt 1, failed", CRM_SAID)
+    assert stale.words("Erasure queue", lambda text: in_law_words(text, "ccpa")) == (
+        f"Erasure queue's deferred deletion this was sent for (attempt 1, asked) has been answered or has changed "
+        f"since, and stands now at attempt 1, failed ({CRM_SAID}): {STALE_ANSWER}")
+    assert str(stale).startswith("crm's deferred erasure this was sent for")  # the REST API's, by the system's id
+
+
+async def test_the_deferred_panels_refusals_say_the_laws_words(http, pool, settings):
+    """The deferred panel's refusals (api/console/deferred.py `_refused`) name the request's
+    law's "deletion" as its heading does; the processor's failure stays as it is. Shown on the
+    page for a stale answer; the others read from the signed address the page shows them from
+    (a page is ~1 s)."""
+    email = unique_email("law-refusals")
+    ids = {regime: await stored_request(pool, settings, "law-refusals", "erasure", regime=regime, email=email,
+                                        **({"country": "US"} if regime == "ccpa" else {}))
+           for regime in ("ccpa", "gdpr")}
+    for rid in ids.values():  # the CRM did not erase what a hold had kept, once the hold ended
+        await pool.execute(
+            """INSERT INTO deferred_erasures (request_id, subject_hash, system, dataset, record_key, hold_kind,
+                                              hold_ref, erase_after, policy_version, failed_at, failure)
+               VALUES ($1, 'h', 'crm', 'contacts', 'k1', 'statutory', 'be_accounting', '2020-01-01', 'v', now(), $2)""",
+            uuid.UUID(rid), CRM_SAID)
+    csrf = await console_sign_in(http, pool, "compliance")
+
+    async def refusal(rid: str, post: str, **fields: str) -> str:
+        answer = await http.post(f"/console/requests/{rid}/deferred/{post}", data={"csrf_token": csrf, **fields})
+        assert answer.status_code == 303, answer.text[:2000]
+        return parse_qs(urlsplit(answer.headers["location"]).query)["deferred_error"][0]
+
+    # Sent for the erasure as asked, it stands failed: stale, in the law's words but the processor's.
+    stale = {"attempt": "1", "state": "asked", "note": "Done by phone."}
+    answer = await http.post(f"/console/requests/{ids['ccpa']}/deferred/crm/settle", data={"csrf_token": csrf, **stale})
+    page = _text((await http.get(answer.headers["location"])).text)
+    assert (f"{SYSTEM}'s deferred deletion this was sent for (attempt 1, asked) has been answered or has changed since, "
+            f"and stands now at attempt 1, failed ({CRM_SAID}): nothing was done") in page, page
+    assert await refusal(ids["gdpr"], "crm/settle", **stale) == (
+        f"{SYSTEM}'s deferred erasure this was sent for (attempt 1, asked) has been answered or has changed since, "
+        f"and stands now at attempt 1, failed ({CRM_SAID}): {STALE_ANSWER} (the panel shows it now).")
+    # A form that does not say what its page showed; a system no hold deferred anything in.
+    for regime, word in (("ccpa", "deletion"), ("gdpr", "erasure")):
+        assert await refusal(ids[regime], "crm/retry") == (
+            f"Not done: this form does not say which attempt of {SYSTEM}'s deferred {word} it answers (a page from "
+            "before forms did): reload the page and answer what it shows.")
+        assert await refusal(ids[regime], "billing/retry", attempt="1", state="failed") == \
+            f"Not done: no {word} in {SYSTEM} was deferred by a hold for this request."
 
 
 async def _deleted_package(pool, settings, erasure_regime: str) -> str:

@@ -24,6 +24,7 @@ from api.forms import read_form
 from api.pages import problem_pages
 from api.staff_writes import DEFERRED_ROLES
 from api.state import AppState
+from dsrflow.i18n import in_law_words
 from dsrflow.stores.deferred_store import DeferredRefused, DeferredStale, Shown, deferred_erasures, settle_deferred
 
 router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
@@ -33,6 +34,15 @@ router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
 DONE = {"asked": "The processor is being asked again; reload this page for its answer once it is on record.",
         "queued": "Asking again is on record; the daily erasure sweep asks the processor (it could not start now).",
         "settled": "Recorded as erased by other means, with your note."}
+
+# The refusals in the panel's words, by the store's status (None: the form did not say what its page
+# showed): {label} is the system's, filled in after the law's words are (a label is not reworded).
+REFUSED: dict[int | None, str] = {
+    None: "Not done: this form does not say which attempt of {label}'s deferred erasure it answers (a page "
+          "from before forms did): reload the page and answer what it shows.",
+    409: "Not done: {label}'s deferred erasure is no longer as this page showed it (someone acted on it "
+         "meanwhile); the panel shows where it stands now.",
+    404: "Not done: no erasure in {label} was deferred by a hold for this request."}
 
 
 async def deferred_context(state: AppState, request_id: str, staff: Staff, done: str | None,
@@ -52,22 +62,27 @@ def _check(staff: Staff, action: str) -> None:
         raise ConsoleForbidden("Forbidden", f"{action} needs the {role} role; you are {staff.role}")
 
 
-def _refused(state: AppState, request_id: str, system: str, refused: DeferredRefused | None) -> RedirectResponse:
+def _refused(state: AppState, request_id: str, system: str, refused: DeferredRefused | None,
+             regime: str | None) -> RedirectResponse:
     """Back to the page with the refusal in its words: the system by its label, where the store's
-    (the REST API's) names it by its id ("surveys's is settled"). A page gone stale is the usual
-    cause: another member of staff acted on the erasure meanwhile, and the panel shows it now.
-    None: the form did not say what its page showed (`_shown`)."""
+    (the REST API's) names it by its id ("surveys's is settled"), and the erasure in the words of
+    the request's law (`regime`: a "deletion" under the CCPA), as the panel says it. A page gone
+    stale is the usual cause: another member of staff acted on the erasure meanwhile, and the
+    panel shows it now. None: the form did not say what its page showed (`_shown`)."""
     # A system the policy does not name is not echoed: the address is anyone's to write, and a
     # signed refusal with words of theirs in it ("... Session expired: sign in at ...") shows on
     # any request's page of whoever follows the link (compliance could make one for an admin).
     label = policy_system_labels(state).get(system, "this system")
-    text = (f"Not done: this form does not say which attempt of {label}'s deferred erasure it answers (a page "
-            "from before forms did): reload the page and answer what it shows." if refused is None
-            else f"{refused.words(label)} (the panel shows it now)." if isinstance(refused, DeferredStale)
-            else f"Not done: {label}'s deferred erasure is no longer as this page showed it (someone acted on it "
-            "meanwhile); the panel shows where it stands now." if refused.status == 409
-            else f"Not done: no erasure in {label} was deferred by a hold for this request." if refused.status == 404
-            else f"Not done: {refused}.")  # a note refused: what to write instead
+
+    def said(text: str) -> str:  # our words only: the label is the policy's, a failure the processor's
+        return in_law_words(text, regime)
+
+    if isinstance(refused, DeferredStale):
+        text = f"{refused.words(label, said)} (the panel shows it now)."
+    elif refused is None or refused.status in REFUSED:
+        text = said(REFUSED[None if refused is None else refused.status]).format(label=label)
+    else:
+        text = f"Not done: {refused}."  # a note refused: what to write instead
     return back_to_panel(request_id, "deferred", **refusal_params(state.settings, "deferred_error", text))
 
 
@@ -86,13 +101,13 @@ def _shown(form: FormData) -> Shown | None:
 async def retry(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                 system: str, state: State, pool: Pool) -> Response:
     _check(staff, "retry")
-    await request_or_404(pool, request_id)
+    regime = (await request_or_404(pool, request_id))["regime"]
     if (shown := _shown(await read_form(request))) is None:
-        return _refused(state, request_id, system, None)
+        return _refused(state, request_id, system, None, regime)
     try:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
-        return _refused(state, request_id, system, refused)
+        return _refused(state, request_id, system, refused, regime)
     return back_to_panel(request_id, "deferred", **outcome_params(state.settings, request_id, "deferred_done",
                                               "asked" if asked_now else "queued"))
 
@@ -101,12 +116,12 @@ async def retry(staff: Annotated[Staff, require_console_role("agent")], request:
 async def settle(staff: Annotated[Staff, require_console_role("agent")], request: Request, request_id: str,
                  system: str, pool: Pool, state: State) -> Response:
     _check(staff, "settle")
-    await request_or_404(pool, request_id)
+    regime = (await request_or_404(pool, request_id))["regime"]
     form = await read_form(request)
     if (shown := _shown(form)) is None:
-        return _refused(state, request_id, system, None)
+        return _refused(state, request_id, system, None, regime)
     try:
         await settle_deferred(pool, request_id, system, str(form.get("note", "")), actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
-        return _refused(state, request_id, system, refused)
+        return _refused(state, request_id, system, refused, regime)
     return back_to_panel(request_id, "deferred", **outcome_params(state.settings, request_id, "deferred_done", "settled"))

@@ -15,9 +15,11 @@ from api.problems import Problem, field_errors
 from dsrflow.stores.requests_store import get_request
 
 
-async def request_or_404(pool: Any, request_id: str) -> None:
-    if await get_request(pool, request_id) is None:
+async def request_or_404(pool: Any, request_id: str) -> dict[str, Any]:
+    """The request's row (a panel may say its law's words: its `regime`), or 404."""
+    if (row := await get_request(pool, request_id)) is None:
         raise Problem(404, "Request not found", f"There is no request {request_id}.")
+    return row
 
 
 def back_to_panel(request_id: str, anchor: str, **params: str) -> RedirectResponse:

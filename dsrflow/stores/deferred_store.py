@@ -9,7 +9,7 @@ one more to ask, a settled row is done."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Literal, get_args
 
 import asyncpg
@@ -80,14 +80,17 @@ class DeferredStale(DeferredRefused):
     """The answer was sent for the erasure as it stood before (`was`), and it stands otherwise now
     (`now`): a page gone stale, a double press, a colleague's answer meanwhile."""
 
-    def __init__(self, system: str, was: str, now: str) -> None:
-        self.was, self.now = was, now
+    def __init__(self, system: str, was: str, now: str, failure: str | None = None) -> None:
+        self.was, self.now, self.failure = was, now, failure
         super().__init__(409, self.words(system))
 
-    def words(self, name: str) -> str:
-        """The refusal, naming the system as `name` (the console: by its label)."""
-        return (f"{name}'s deferred erasure this was sent for ({self.was}) has been answered or has changed "
-                f"since, and stands now at {self.now}: {STALE_ANSWER}")
+    def words(self, name: str, said: Callable[[str], str] = str) -> str:
+        """The refusal, naming the system as `name` (the console: by its label). `said`: our own
+        words as the request's law says them (the console's `in_law_words`: "deletion" under the
+        CCPA), never the name nor the processor's failure, which are not ours to reword."""
+        failure = f" ({self.failure})" if self.failure else ""
+        return (name + said(f"'s deferred erasure this was sent for ({self.was}) has been answered or has changed "
+                            f"since, and stands now at {self.now}") + failure + f": {STALE_ANSWER}")
 
 
 # Each row's state, as staff read it: the sweep's view of the row (activities/deferred.py).
@@ -185,8 +188,7 @@ async def _locked_rows(conn: asyncpg.Connection, request_id: str, system: str,
     said = shown or Shown()
     if said.attempt not in (None, attempt) or said.state not in (None, state):
         failure = next((row["failure"] for row in rows if row["state"] == "failed" and row["failure"]), None)
-        raise DeferredStale(system, _shown_words(said.attempt, said.state),
-                            _shown_words(attempt, state) + (f" ({failure})" if failure else ""))
+        raise DeferredStale(system, _shown_words(said.attempt, said.state), _shown_words(attempt, state), failure)
     return list(rows)
 
 
