@@ -29,10 +29,17 @@ from schemas.workflow import workflow_id_for
 from tests.evidence_pages import readable
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES, LOADED, as_sent, both
 from tests.policy_once import policy_of
-from tests.refused_requests import appeals_held, public_appeal, stored_refusal
+from tests.refused_requests import (
+    appeals_held,
+    confirm_appeal,
+    one_closed_for_the_other,
+    public_appeal,
+    settled,
+    stored_refusal,
+    withdrawn_by_phone,
+)
 from tests.support import (
     letters_for,
-    live_view,
     served,
     staff_headers,
     text_of,
@@ -70,33 +77,6 @@ async def http(gated, pool, dev_server, task_queue):
         yield client
 
 
-async def _confirm(http, appeal: str, code: str) -> None:
-    r = await http.post(f"/v1/public/requests/{appeal}/verify", json={"code": code})
-    assert r.status_code == 200, r.text
-
-
-async def _settled(http, pool, *appeals: str) -> dict[str, str]:
-    """Each appeal's status once it has left verification: waiting for compliance, or closed."""
-    staff = await staff_headers(pool, "compliance")
-    views = [await live_view(http, staff, a, lambda v: v["status"] in ("awaiting_approval", "cancelled"))
-             for a in appeals]
-    return {a: v["status"] for a, v in zip(appeals, views, strict=True)}
-
-
-async def _one_closed_for_the_other(http, pool, mail_sink, email: str, refused: str, *,
-                                   second_first: bool = False) -> tuple[str, str]:
-    """Two appeals of `refused` filed in turn, both awaiting confirmation, then confirmed one after
-    the other (the one filed second first, with `second_first`): the one decided (waiting for
-    compliance), and the one closed for it."""
-    filed = [await public_appeal(http, mail_sink, email, refused) for _ in range(2)]
-    (decided, decided_code), (closed, closed_code) = filed[::-1] if second_first else filed
-    await _confirm(http, decided, decided_code)
-    assert await _settled(http, pool, decided) == {decided: "awaiting_approval"}
-    await _confirm(http, closed, closed_code)
-    assert await _settled(http, pool, closed, decided) == {closed: "cancelled", decided: "awaiting_approval"}
-    return decided, closed
-
-
 async def _closed_for(pool, mail_sink, loser: str, winner: str) -> str:
     """The closed appeal's record names the one decided, and it got a cancellation letter (no
     request to compliance); the letter's text."""
@@ -132,7 +112,7 @@ async def test_a_second_appeal_confirmed_later_is_closed_naming_the_first(http, 
     second is confirmed first, and is the one decided: the order of confirmation decides."""
     email = unique_email("two-appeals")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    second, first = await _one_closed_for_the_other(http, pool, mail_sink, email, refused, second_first=True)
+    second, first = await one_closed_for_the_other(http, pool, mail_sink, email, refused, second_first=True)
 
     said = await _closed_for(pool, mail_sink, first, second)
     assert OPENINGS[False, False] % {"id": short_reference(refused), "other": short_reference(second)} in said
@@ -152,9 +132,9 @@ async def test_two_complaints_confirmed_at_the_same_instant_are_decided_once(htt
     one, one_code = await public_appeal(http, mail_sink, email, refused, "fr")
     two, two_code = await public_appeal(http, mail_sink, email, refused, "fr")
 
-    await asyncio.gather(_confirm(http, one, one_code), _confirm(http, two, two_code))
+    await asyncio.gather(confirm_appeal(http, one, one_code), confirm_appeal(http, two, two_code))
 
-    statuses = await _settled(http, pool, one, two)
+    statuses = await settled(http, pool, one, two)
     assert sorted(statuses.values()) == ["awaiting_approval", "cancelled"], statuses
     winner = next(a for a, s in statuses.items() if s == "awaiting_approval")
     loser = next(a for a, s in statuses.items() if s == "cancelled")
@@ -172,9 +152,9 @@ async def test_a_strangers_unconfirmed_appeal_does_not_hold_the_subjects_own_bac
     strangers, _ = await public_appeal(http, mail_sink, email, refused)
     own, code = await public_appeal(http, mail_sink, email, refused)
 
-    await _confirm(http, own, code)
+    await confirm_appeal(http, own, code)
 
-    assert await _settled(http, pool, own) == {own: "awaiting_approval"}
+    assert await settled(http, pool, own) == {own: "awaiting_approval"}
     assert await pool.fetchval("SELECT status FROM dsr_requests WHERE id = $1", uuid.UUID(strangers)) == \
         "awaiting_verification"
     assert letters_for(mail_sink, own, "cancellation") == []
@@ -191,11 +171,11 @@ async def test_an_appeal_staff_attested_first_is_the_one_decided(http, gated, po
         "type": "erasure", "subject": {"email": email}, "appeal_of": refused, "identity_attested": True})
     assert r.status_code == 201, r.text
     attested = r.json()["id"]
-    assert await _settled(http, pool, attested) == {attested: "awaiting_approval"}
+    assert await settled(http, pool, attested) == {attested: "awaiting_approval"}
 
-    await _confirm(http, own, code)
+    await confirm_appeal(http, own, code)
 
-    assert await _settled(http, pool, own) == {own: "cancelled"}
+    assert await settled(http, pool, own) == {own: "cancelled"}
     said = await _closed_for(pool, mail_sink, own, attested)
     assert OPENINGS[False, False] % {"id": short_reference(refused), "other": short_reference(attested)} in said
 
@@ -284,12 +264,10 @@ async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_ag
     appeal of the refusal is accepted."""
     email = unique_email("closed-then-withdrawn")
     refused = await stored_refusal(pool, gated, email, "vcdpa", type="erasure")
-    first, second = await _one_closed_for_the_other(http, pool, mail_sink, email, refused)
+    first, second = await one_closed_for_the_other(http, pool, mail_sink, email, refused)
     await _closed_for(pool, mail_sink, second, first)
 
-    r = await http.post(f"/v1/requests/{first}/cancel", headers=await staff_headers(pool, "agent"),
-                        json={"reason": "The subject withdrew it by phone", "withdrawn_by_subject": True})
-    assert r.status_code in (200, 202), r.text
+    await withdrawn_by_phone(http, pool, first)
     said = _folded(text_of(await wait_for_letter(mail_sink, first, "cancellation")))
     values = {"id": short_reference(refused), "other": short_reference(second), "email": policy_of(gated).policy.controller.privacy_email}
     for sentence in CLOSED_FOR[False]:
@@ -312,3 +290,28 @@ async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_ag
 
     again, _ = await public_appeal(http, mail_sink, email, refused)
     assert again not in (first, second)
+    assert 'id="complain-again"' not in page  # a US appeal again is a reply or a letter: no form
+
+
+async def test_a_complaint_closed_for_one_then_withdrawn_links_the_complaint_form(http, gated, pool, mail_sink):
+    """Under the UK GDPR, the closed complaint's page offers the complaint form about the refused
+    request (not about either complaint), in the page's language, and the form opens on it."""
+    email = unique_email("closed-then-withdrawn-uk")
+    refused = await stored_refusal(pool, gated, email, "uk_gdpr", type="erasure")
+    first, second = await one_closed_for_the_other(http, pool, mail_sink, email, refused)
+    await _closed_for(pool, mail_sink, second, first)
+    await withdrawn_by_phone(http, pool, first)
+    await wait_for_letter(mail_sink, first, "cancellation")
+
+    page = html.unescape((await http.get(f"/portal/requests/{second}", params={"lang": "nl"})).text)
+    values = {"id": short_reference(refused), "other": short_reference(first),
+              "email": policy_of(gated).policy.controller.privacy_email}
+    for sentence in DECIDED_INSTEAD_UNDECIDED["complaint"]:
+        assert _folded(translations("nl").gettext(sentence) % values) in _folded(page), page
+    form = f"/portal/complaints?about={short_reference(refused)}&lang=nl"
+    assert f'id="complain-again" href="{form}"' in page, page
+    late_link = html.unescape((await http.get(f"/portal/requests/{second}/verify", params={"lang": "nl"})).text)
+    assert f'id="complain-again" href="{form}"' in late_link, late_link  # the verify page repeats the words
+    opened = html.unescape((await http.get(form)).text)
+    assert f'id="about" name="about" spellcheck="false" value="{short_reference(refused)}"' in opened, opened
+    assert '<html lang="nl"' in opened and translations("nl").gettext("Complain about our decision") in opened

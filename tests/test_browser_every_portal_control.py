@@ -75,6 +75,8 @@ module); test names are shortened.
 | status: Enter the code from our e-mail         | awaiting confirmation, not      | portal looks_up (nl); navigation (de); not shown      |
 |                                                | paused                          | paused: resume subject_of_a_stopped_request           |
 | status: Complaint about (no control)           | a complaint                     | complaints from_the_link                              |
+| status, verify: Complain about our decision    | a UK complaint closed for       | complaints complaint_closed_for_another (fr: lands on |
+| (to the form about the refused request)        | another that ended undecided    | the form, its reference filled in)                    |
 | status: Appeal of (no control)                 | an appeal (VCDPA, CTDPA, CPA)   | complaints appeals_status_page (each language)        |
 | status, verify: withdrawn or cancelled by us   | a request cancelled             | every withdrawal_reads_as_the_subjects (each language)|
 | (no control: the words say which)              |                                 |                                                       |

@@ -6,7 +6,8 @@ either form sent while the workflow engine is down comes back to be sent again.
 
 They share one site and worker (tests/browser_access.py `portal_site`: a refusal's letter, a
 complaint's) and one refused UK request; the workflow engine's outage has a site of its own,
-without an engine."""
+without an engine, and so has a complaint closed for another that then ended undecided, whose page
+leads to the complaint form (complaints held for compliance there, as the shipped policy holds them)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from policy.model import DEFAULT_POLICY, load_policy
 from schemas.requests import MAX_COMPLAINT_REASONS
 from tests.browser_access import REQUEST_ID, assert_usable, errors_of, field, phone, portal_site_fixture  # noqa: F401 (the fixture)
 from tests.ratelimit_support import stored_for
+from tests.refused_requests import appeals_held, one_closed_for_the_other, stored_refusal, withdrawn_by_phone
 from tests.support import (
     live_client,
     refused_erasure,
@@ -223,6 +225,29 @@ async def test_an_appeals_status_page_names_the_request_it_appeals(browser, port
         await assert_usable(page, seen, language, "Your request")
         await expect(page.locator("dt", has_text=translations(language).gettext("Appeal of"))).to_have_count(1)
         await expect(page.locator("#appeal-of")).to_have_text(f"{words} {short_reference(refused)}")
+
+
+async def test_a_complaint_closed_for_another_that_ended_undecided_leads_to_the_form(
+        browser, settings, lifecycle_policy, tmp_path, pool, dev_server, mail_sink):
+    """Two complaints about one refusal, the second closed for the first, which the subject then
+    withdraws: the second's page, in French, offers the complaint form about the refused request
+    (api/public/status_words.py `Said`), and pressing it opens the form on that request, in French.
+    A site of its own, with complaints waiting for compliance as the shipped policy's do (the
+    first must still be open when the second is confirmed)."""
+    held = appeals_held(settings, lifecycle_policy, tmp_path)
+    email = unique_email("portal.uk.closed-for")
+    refused = await stored_refusal(pool, held, email, "uk_gdpr", type="erasure")
+    async with served_site(held, pool, dev_server.client, f"portal-held-{uuid.uuid4().hex[:8]}") as site:
+        async with live_client(base_url=site, timeout=30) as http:
+            first, second = await one_closed_for_the_other(http, pool, mail_sink, email, refused)
+            await withdrawn_by_phone(http, pool, first)
+        await wait_for_letter(mail_sink, first, "cancellation")
+        page, seen = await phone(browser)
+        await page.goto(f"{site}/portal/requests/{second}?lang=fr")
+        await assert_usable(page, seen, "fr", "Your request")
+        await page.get_by_role("link", name=translations("fr").gettext(COMPLAIN)).click()
+        await assert_usable(page, seen, "fr", COMPLAIN)
+        await expect(field(page, "fr", "Reference of the request we refused")).to_have_value(short_reference(refused))
 
 
 async def test_a_form_sent_while_the_workflow_engine_is_down_comes_back_to_be_sent_again(

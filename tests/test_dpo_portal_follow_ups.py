@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from api.pages import render
-from api.public.status_words import STATUS_WORDS, status_words
+from api.public.status_words import STATUS_WORDS, Said, status_words
 from dsrflow.i18n import translations
 from schemas.requests import RequestStatus
 from tests.letters_as_sent import APPEAL_OF, LANGUAGES
@@ -49,12 +49,12 @@ async def test_an_appeal_or_complaint_closed_or_denied_is_said_of_itself(regime,
     expected = [t.gettext(sentence) for sentence in _SAID[(_FOLLOW_UPS[regime], status)]]
     if language != "en":
         assert expected != _SAID[(_FOLLOW_UPS[regime], status)], "not translated"
-    assert said == expected, (regime, status, language)
+    assert said == Said(expected), (regime, status, language)  # and no form to complain on
     # The request's own words stay for a request (the GDPR has no appeal: its follow-up is a request).
-    assert await status_words(None, _row(regime, None), status, None, t) == [  # type: ignore[arg-type]
-        t.gettext(sentence) for sentence in STATUS_WORDS[status]]
-    assert await status_words(None, _row("gdpr", APPEAL_OF), status, None, t) == [  # type: ignore[arg-type]
-        t.gettext(sentence) for sentence in STATUS_WORDS[status]]
+    assert await status_words(None, _row(regime, None), status, None, t) == Said([  # type: ignore[arg-type]
+        t.gettext(sentence) for sentence in STATUS_WORDS[status]])
+    assert await status_words(None, _row("gdpr", APPEAL_OF), status, None, t) == Said([  # type: ignore[arg-type]
+        t.gettext(sentence) for sentence in STATUS_WORDS[status]])
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

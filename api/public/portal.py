@@ -38,7 +38,7 @@ from api.public.intake import (
     find_package,
     submit_request,
 )
-from api.public.status_words import is_late, late_remedies, status_words
+from api.public.status_words import Said, is_late, late_remedies, status_words
 from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
@@ -287,10 +287,10 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     # Stopped, its status stands still: the page says why instead, and offers no code to enter,
     # which the stopped workflow could not take.
     paused = await ended_flag(await state.db(), str(row["id"])) is not None
-    words = paused_words(request) if paused else await status_words(state, row, status, live, t)
+    said = Said(paused_words(request)) if paused else await status_words(state, row, status, live, t)
     timezone = await request_timezone(state, str(row["id"]))
     response = render(request, "portal/status.html", {
-        "row": row, "status_words": " ".join(words), "verified": verified,
+        "row": row, "status_words": str(said), "complain_about": said.complain_about, "verified": verified,
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
         "controller_timezone": timezone,

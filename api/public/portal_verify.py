@@ -146,6 +146,7 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
     words = now.words(t, link=token is not None, ways_on=ways_on)
     in_alert = now.locked or explain_in_alert or ways_on
     sentences = [*(error or []), *words] if in_alert else list(error or [])
+    closed = await status_words(state, row, status_now, live, t) if status_now in _CLOSED_UNCONFIRMED else None
     return render(request, "portal/verify.html", {
         "row": row, "token": token, "error": " ".join(sentences) or None, "notice": notice,
         "awaiting": now.awaiting, "locked": now.locked, "more_codes": now.more_codes,
@@ -156,8 +157,8 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
         "here": None if request.method == "GET" else f"/portal/requests/{row['id']}/verify",
         "reference": short_reference(row["id"]),
         "status": status_now,
-        "closed_words": " ".join(await status_words(state, row, status_now, live, t))
-        if status_now in _CLOSED_UNCONFIRMED else None,
+        "closed_words": str(closed) if closed else None,
+        "complain_about": closed.complain_about if closed else None,
     }, status_code=status)
 
 

@@ -4,6 +4,7 @@ api/public/portal_verify.py). One message a sentence, translated for the page.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -73,8 +74,8 @@ DECIDED_INSTEAD_UNDECIDED: dict[str, tuple[str, str]] = {
     "complaint": (N_("This complaint was not considered separately, because your complaint %(other)s about the same "
                      "decision was to be considered instead; that complaint has since been closed without being "
                      "considered, so our decision on request %(id)s has not been reconsidered."),
-                  N_("You can complain to us about it again: use the complaint form our e-mail links to, or write "
-                     "to %(email)s, quoting request %(id)s.")),
+                  N_("You can complain to us about it again with our complaint form, below, or by writing to "
+                     "%(email)s, quoting request %(id)s.")),
 }
 # Cancelled because the subject withdrew it: said as theirs, not as our refusal, and, as the letter
 # confirming it says, whom to tell if they did not (a withdrawal is recorded by staff from a message
@@ -83,8 +84,20 @@ WITHDRAWN = (N_("You withdrew this request, and we have closed it."),
              N_("If you did not ask us to withdraw it, tell us at once by replying to our e-mail."))
 
 
+@dataclass(frozen=True)
+class Said:
+    """What the page says of the request: its `sentences`, and the refused request (its reference)
+    whose complaint form it links (portal/_send_a_new_one.html), when the words send the subject
+    there: a UK complaint closed for another that then ended undecided (`DECIDED_INSTEAD_UNDECIDED`)."""
+    sentences: list[str] = field(default_factory=list)
+    complain_about: str | None = None
+
+    def __str__(self) -> str:
+        return " ".join(self.sentences)
+
+
 async def status_words(state: AppState, row: dict[str, Any], status: RequestStatus, live: RequestState | None,
-                       t: Translator) -> list[str]:
+                       t: Translator) -> Said:
     """The sentences that say where the request (`row`, its `status` and `live` state as
     `current_live` read them) stands, in `t`'s language."""
     follow_up = reconsiders(row["regime"]) if (row["details"] or {}).get("appeal_of") else None
@@ -95,12 +108,14 @@ async def status_words(state: AppState, row: dict[str, Any], status: RequestStat
                   "email": state.policy.policy.controller.privacy_email}
         undecided = await ended_undecided(await state.db(), other) is not None
         first, then = (DECIDED_INSTEAD_UNDECIDED if undecided else DECIDED_INSTEAD)[follow_up]
-        return [t.gettext(first) % values, t.gettext(then) % values]
+        # The US laws' appeal again is a reply or a letter (no form on the portal takes it).
+        form = values["id"] if undecided and follow_up == "complaint" else None
+        return Said([t.gettext(first) % values, t.gettext(then) % values], form)
     if status == RequestStatus.cancelled and (
             live.withdrawn_by_subject if live and live.status == status
             else await withdrawn_by_subject(await state.db(), str(row["id"]))):
         said = WITHDRAWN
-    return [t.gettext(sentence) for sentence in said]
+    return Said([t.gettext(sentence) for sentence in said])
 
 
 def is_late(row: dict[str, Any], status: RequestStatus, timezone: str) -> bool:
