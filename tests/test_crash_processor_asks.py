@@ -29,10 +29,9 @@ from activities.letters import message_id_for
 from activities.outbox import SENDER_LIFETIME
 from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
 from devstack.processes import free_port
-from dsrflow.infra.db import create_pool
 from schemas.workflow import SystemTask, TaskInput, TaskRecord, workflow_id_for
-from tests.conftest import make_database, running_postgres
 from tests.fanout_stack import api, fanout_stack
+from tests.outbox_restart import claims_cut_off_by_a_restart
 from tests.process_support import died, dsrflow_process, poll_killed_at, released
 from tests.support import (
     attested_request,
@@ -236,23 +235,15 @@ async def test_a_processors_e_mail_cut_off_by_a_crash_and_a_database_restart_wai
     Before, each try failed on `busy`, and the task's attempts (about 4 minutes) ran out first: the
     processor was never asked, the task waited for staff and the request for them."""
     stack = asks["stack"]
-    async with running_postgres(tmp_path) as server:
-        url = await make_database(server, "cut_off")
-        pool = await create_pool(url, min_size=1, max_size=4)
-        try:
-            rid = await stored_request(pool, stack.settings, "cut-off", "erasure")
-            await pool.execute("INSERT INTO mail_outbox (mail_key, request_id, message_id, state) "
-                               "VALUES ($1, $2, $1, 'claimed')", _message_id(rid), uuid.UUID(rid))
-        finally:
-            await pool.close()
-        server.stop()
-        server.start(tmp_path / "postgres-again.log")
-        await server.wait_ready()
-        pool = await create_pool(url, min_size=1, max_size=4)
-        try:
-            await _cut_off_then_sent(pool, stack, rid, mail_sink)
-        finally:
-            await pool.close()
+
+    async def claim(pool) -> str:
+        rid = await stored_request(pool, stack.settings, "cut-off", "erasure")
+        await pool.execute("INSERT INTO mail_outbox (mail_key, request_id, message_id, state) "
+                           "VALUES ($1, $2, $1, 'claimed')", _message_id(rid), uuid.UUID(rid))
+        return rid
+
+    async with claims_cut_off_by_a_restart(tmp_path, "cut_off", claim) as (pool, rid):
+        await _cut_off_then_sent(pool, stack, rid, mail_sink)
 
 
 async def _cut_off_then_sent(pool, stack, rid: str, mail_sink) -> None:

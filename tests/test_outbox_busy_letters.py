@@ -19,11 +19,10 @@ from temporalio.testing import ActivityEnvironment
 from activities.letters import LetterActivities, deliver_letter, letter_key_of, message_id_for
 from activities.outbox import SENDER_LIFETIME
 from activities.verification import VerificationActivities
-from dsrflow.infra.db import create_pool
 from policy.model import Policy
 from schemas.verification import IssueChallenge
 from schemas.workflow import LetterJob
-from tests.conftest import make_database, running_postgres
+from tests.outbox_restart import claims_cut_off_by_a_restart
 from tests.support import letters_for, stored_request
 from workers.dsr_worker import activity_context
 from workflows.dsr_steps import DEFAULT_ATTENTION_AFTER, MAILING, RETRY, SHORT
@@ -50,32 +49,22 @@ async def test_letters_cut_off_by_a_crash_and_a_database_restart_wait_and_go_onc
     settle. Before SENDER_LIFETIME each is `busy` (retryable, nothing sent); after it the letter
     goes once, the skipped one is withdrawn, the round settled unsent (the subject's next code goes
     at once: a new round)."""
-    async with running_postgres(tmp_path) as server:
-        url = await make_database(server, "busy_letters")
-        pool = await create_pool(url, min_size=1, max_size=4)
-        try:
-            jobs = [LetterJob(request_id=await stored_request(pool, settings, label, "erasure"),
-                              purpose="acknowledgement", key="1", params=ACKNOWLEDGED)
-                    for label in ("busy-letter", "busy-skip")]
-            issue = IssueChallenge(request_id=await stored_request(pool, settings, "busy-code"), round=2,
-                                   purpose="verification", expires_at=datetime.now(UTC) + timedelta(hours=1))
-            keys = [letter_key_of(j.request_id, j.purpose, j.key) for j in jobs]
-            keys.append(letter_key_of(issue.request_id, "verification", "2"))
-            for key, rid in zip(keys, [*(j.request_id for j in jobs), issue.request_id], strict=True):
-                await pool.execute("INSERT INTO mail_outbox (mail_key, request_id, message_id, state) "
-                                   "VALUES ($1, $2, $3, 'claimed')", f"letter:{key}", uuid.UUID(rid),
-                                   message_id_for(key))
-        finally:
-            await pool.close()
-        server.stop()
-        server.start(tmp_path / "postgres-again.log")
-        await server.wait_ready()
-        pool = await create_pool(url, min_size=1, max_size=4)
-        try:
-            await _busy_then_settled(pool, settings, mail_sink, jobs, issue, keys)
-        finally:
-            await pool.close()
+    async def claim(pool) -> tuple[list[LetterJob], IssueChallenge, list[str]]:
+        jobs = [LetterJob(request_id=await stored_request(pool, settings, label, "erasure"),
+                          purpose="acknowledgement", key="1", params=ACKNOWLEDGED)
+                for label in ("busy-letter", "busy-skip")]
+        issue = IssueChallenge(request_id=await stored_request(pool, settings, "busy-code"), round=2,
+                               purpose="verification", expires_at=datetime.now(UTC) + timedelta(hours=1))
+        keys = [letter_key_of(j.request_id, j.purpose, j.key) for j in jobs]
+        keys.append(letter_key_of(issue.request_id, "verification", "2"))
+        for key, rid in zip(keys, [*(j.request_id for j in jobs), issue.request_id], strict=True):
+            await pool.execute("INSERT INTO mail_outbox (mail_key, request_id, message_id, state) "
+                               "VALUES ($1, $2, $3, 'claimed')", f"letter:{key}", uuid.UUID(rid),
+                               message_id_for(key))
+        return jobs, issue, keys
 
+    async with claims_cut_off_by_a_restart(tmp_path, "busy_letters", claim) as (pool, (jobs, issue, keys)):
+        await _busy_then_settled(pool, settings, mail_sink, jobs, issue, keys)
 
 async def _busy_then_settled(pool, settings, mail_sink, jobs: list[LetterJob], issue: IssueChallenge,
                              keys: list[str]) -> None:
