@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from dsrflow.domain.appeals import complaint_form
 from dsrflow.domain.appeals_deferred import undecided_ending
 from dsrflow.domain.references import short_reference
 
@@ -37,4 +38,4 @@ def closed_for_context(row: dict[str, Any], purpose: str, params: dict[str, Any]
     if not closed:
         return None
     return {"appeals": [short_reference(a) for a in closed],
-            "form_url": f"{base_url}/portal/complaints?about={short_reference(appeal_of)}&lang={language}"}
+            "form_url": complaint_form(short_reference(appeal_of), language, base_url)}

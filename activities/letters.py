@@ -49,6 +49,7 @@ from activities.outbox import OnSent, Sent, send_once
 from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
+from dsrflow.domain.appeals import complaint_form
 from dsrflow.domain.appeals_deferred import CLOSED_FOR
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import receipt_date, receipt_date_for
@@ -157,7 +158,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     def remedies() -> dict[str, Any]:
         # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py);
         # it takes refusals only, so a letter deciding nothing asked gives the privacy address alone.
-        form = f"{ctx.settings.base_url}/portal/complaints?about={short_reference(row['id'])}&lang={language}"
+        form = complaint_form(short_reference(row["id"]), language, ctx.settings.base_url)
         appeal = bool(context["request"]["appeal_of"])
         # Lifting a restriction refuses nothing, and an appeal closed unverified or by staff is
         # not decided: neither offers an appeal nor speaks of one (`remedies_context`).

@@ -43,6 +43,7 @@ from api.ratelimit import RateLimiter
 from api.read_models.evidence_deadlines import policy_defaults
 from api.service import live_state
 from api.state import AppState
+from dsrflow.domain.appeals import complaint_form
 from dsrflow.domain.deadlines import receipt_date_for, takes_complaints
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
@@ -290,7 +291,8 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     said = Said(paused_words(request)) if paused else await status_words(state, row, status, live, t)
     timezone = await request_timezone(state, str(row["id"]))
     response = render(request, "portal/status.html", {
-        "row": row, "status_words": str(said), "complain_about": said.complain_about, "verified": verified,
+        "row": row, "status_words": str(said), "verified": verified,
+        "complaint_form": said.complain_about and complaint_form(said.complain_about, page_language(request)),
         "awaiting_verification": status == RequestStatus.awaiting_verification and not paused, "status": status,
         "reference": short_reference(row["id"]),
         "controller_timezone": timezone,

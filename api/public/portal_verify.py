@@ -31,6 +31,7 @@ from api.public.status_words import status_words
 from api.ratelimit import wait_words
 from api.service import paused_on_our_side, run_update
 from api.state import AppState
+from dsrflow.domain.appeals import complaint_form
 from dsrflow.domain.references import short_reference
 from dsrflow.domain.request_resume import ended_flag
 from dsrflow.i18n import N_, Translator
@@ -158,7 +159,8 @@ async def _verify_page(request: Request, state: AppState, request_id: str, *, er
         "reference": short_reference(row["id"]),
         "status": status_now,
         "closed_words": str(closed) if closed else None,
-        "complain_about": closed.complain_about if closed else None,
+        "complaint_form": complaint_form(closed.complain_about, page_language(request))
+                          if closed and closed.complain_about else None,
     }, status_code=status)
 
 

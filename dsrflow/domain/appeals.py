@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 
@@ -17,6 +18,13 @@ from dsrflow.domain.deadlines import reconsiders
 from dsrflow.domain.references import short_reference, typed_reference
 from schemas.requests import NewRequest
 from schemas.vocabulary import Regime
+
+
+def complaint_form(reference: str, language: str, base_url: str = "") -> str:
+    """The portal's complaint form about the refused request `reference`, in `language` (a UK
+    complaint to us, DPA 2018 s. 164A): where a refusal letter sends the subject (with the site's
+    `base_url`), and where the page of a complaint closed for another that ended undecided links."""
+    return f"{base_url}/portal/complaints?{urlencode({'about': reference, 'lang': language})}"
 
 
 class AppealRefused(ValueError):
