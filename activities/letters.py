@@ -156,8 +156,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     params = _coerce(job.params)
 
     def remedies() -> dict[str, Any]:
-        # The portal's complaint form, open on this request (a UK complaint: api/public/portal.py);
-        # it takes refusals only, so a letter deciding nothing asked gives the privacy address alone.
+        # The complaint form on this request (UK) takes refusals: a letter deciding nothing gives the address.
         form = complaint_form(short_reference(row["id"]), language, ctx.settings.base_url)
         appeal = bool(context["request"]["appeal_of"])
         # Lifting a restriction refuses nothing, and an appeal closed unverified or by staff is
