@@ -1,5 +1,5 @@
-"""The chaos suite, small: `python -m bench.chaos --smoke` (12 erasures, the worker killed with
-SIGKILL once, PostgreSQL restarted once) must meet every target of issue 12. And its checks, on
+"""The chaos suite, small: `python -m bench.chaos --smoke` (12 erasures, PostgreSQL restarted
+once, then the worker killed with SIGKILL once) must meet every target of issue 12. And its checks, on
 doctored states, must each find what they are there to find."""
 
 from __future__ import annotations
