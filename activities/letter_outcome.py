@@ -109,7 +109,7 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     erasure was cut short by the hold (`cut_short`), which keeps what it holds under the
     identifiers not yet sent."""
     basis, law = _kept_texts(kept, policy, source or policy, t, regime)
-    system = policy.systems[kept["system"]].label if kept["system"] in policy.systems else kept["system"]
+    system = policy.system_label(kept["system"])
     if kept["dataset"] == "all" and left is not None:
         what = t.ngettext("the data %(system)s holds under the other identifier by which it knows you",
                           "the data %(system)s holds under the other %(num)d identifiers by which it knows you",
@@ -198,7 +198,7 @@ def _connector(policy: Policy, system: str) -> str | None:
 def _uncorrected(result: TaskResult, left: dict[str, int], policy: Policy, language: str) -> dict[str, Any]:
     """A system's line under "What we did not correct, and why": its label, the datasets whose
     records the correction left as kept, and how many."""
-    return {"system": policy.systems[result.system].label if result.system in policy.systems else result.system,
+    return {"system": policy.system_label(result.system),
             "category": and_list(sorted(dataset_words(policy.systems, result.system, d) for d in left), language),
             "records": sum(left.values())}
 
@@ -245,7 +245,7 @@ def _system_action(result: TaskResult, records: int, policy: Policy, t: Translat
     names = _datasets_acted_on(result) if names is None else names
     datasets = and_list(sorted(dataset_words(policy.systems, result.system, d) for d in names), language)
     action = NOTHING_NEEDED.get(result.action) if unneeded else ACTION_WORDS.get(result.action)
-    return {"system": policy.systems[result.system].label if result.system in policy.systems else result.system,
+    return {"system": policy.system_label(result.system),
             "category": datasets or t.gettext("all records"),
             "action": t.gettext(action) if action else result.action,
             "records": records, "note": None if unneeded else result.note,
@@ -295,11 +295,11 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
         # A system that held nothing, or a processor that said it holds nothing, is not "included
         # in your package (0 files)": the letter says what it found or was told.
         for system, count in package.get("systems", {}).items():
-            label = policy.systems[system].label if system in policy.systems else system
+            label = policy.system_label(system)
             actions.append({"system": label, "category": t.gettext("copy of your data"), "records": count,
                             "action": t.gettext(_INCLUDED if count else _NOTHING_FOUND)})
         for system, count in package.get("processor_files", {}).items():
-            label = policy.systems[system].label if system in policy.systems else system
+            label = policy.system_label(system)
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
@@ -335,7 +335,7 @@ def _cut_short_action(result: TaskResult, short: CutShort, policy: Policy, t: Tr
     """The line of a system whose erasure a hold cut short: what it was asked to delete, in its
     identifiers, and that the rest is kept. Not the service's own note, which tells of the
     deletion of all the subject's data there."""
-    system = policy.systems[result.system].label if result.system in policy.systems else result.system
+    system = policy.system_label(result.system)
     done, left = short.accepted, short.kept
     note = t.ngettext(
         "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "

@@ -55,7 +55,7 @@ class Stopped(NamedTuple):
 def stopped_runs(row: dict[str, Any], policy: Policy) -> list[Stopped]:
     """Each system whose run changed something before its task stopped, and how many changes: the
     request's `stopped_runs` (STOPPED_RUNS, read with it)."""
-    return [Stopped(system, policy.systems[system].label if system in policy.systems else system, changes,
+    return [Stopped(system, policy.system_label(system), changes,
                     status == "done", unsure[0] if unsure else 0)
             for system, changes, status, *unsure in row.get("stopped_runs") or []]
 

@@ -99,7 +99,7 @@ def named_systems(systems: list[str], row: dict[str, Any], policy: Policy) -> li
     done, learns what was done."""
     if row["request_type"] not in _CHANGING:
         return []
-    return [policy.systems[s].label if s in policy.systems else s for s in systems]
+    return [policy.system_label(s) for s in systems]
 
 
 def greeted_name(row: Mapping[str, Any]) -> str | None:

@@ -67,7 +67,7 @@ async def processor_files(pool: Any, plan: Plan) -> ProcessorFiles:
 def listed_files(found: ProcessorFiles, policy: Policy) -> list[dict[str, Any]]:
     """The summary's rows describing each uploaded file, under the name it has in the archive."""
     return [{"system": system,
-             "system_label": policy.systems[system].label if system in policy.systems else system,
+             "system_label": policy.system_label(system),
              "file": f"{system}/files/{row['filename']}", "media_type": row["media_type"],
              "size_bytes": row["size_bytes"], "sha256": row["sha256"]}
             for system, rows in sorted(found.files.items()) for row in rows]
@@ -96,7 +96,7 @@ def missing_reasons(missing: dict[str, str], policy: Policy, t: Translator = ENG
     """What the subject reads about each missing system: its name and why."""
     out = []
     for system, code in sorted(missing.items()):
-        label = policy.systems[system].label if system in policy.systems else system
+        label = policy.system_label(system)
         out.append({"system": label, "reason": t.gettext(MISSING_REASONS.get(code, MISSING_REASONS["not_asked"]))})
     return out
 

@@ -62,7 +62,7 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
         "recipients": recipients, "recipients_by_kind": by_kind,
         # Where another of the subject's restrictions keeps the data restricted, the lift leaves it.
         "still_restricted": [{"reference": short_reference(other), "systems": [
-            policy.systems[s].label if s in policy.systems else s for s in sorted(held) if held[s] == other]}
+            policy.system_label(s) for s in sorted(held) if held[s] == other]}
             for other in sorted(set(held.values()))]}}
     if restriction["lift_effective_on"] is not None:
         # The moment the lift takes effect, on record (restarted while the letter has not gone),

@@ -251,6 +251,11 @@ class Policy(StrictModel):
         return request_type in cases or (appeal and "appeal" in cases) or (
             request_type == RequestType.erasure and attested_by_staff and "attested_erasure" in cases)
 
+    def system_label(self, system: str) -> str:
+        """A system as letters and pages name it: its label, or its name where this policy version
+        does not know it (a system a later version added or an earlier one had)."""
+        return self.systems[system].label if system in self.systems else system
+
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]
 
