@@ -238,19 +238,25 @@ class FanoutActivities(ErasureEvidence):
     async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
         subject = replace(subject_of(row), attempt=task.attempt)
         details = row["details"] or {}
+        action = task.task.action
+
+        def reported(outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
+            result = _result(task, outcome, kept)
+            return result if resuming is None else resumed(resuming, result)
+
         try:
             await self._identities_agree(task.policy_version, subject)
+            # A lift where another restriction of the subject holds the system leaves it: nothing
+            # to open, and no job to start at a processor.
+            if action == "lift_restriction" and (
+                    held_by := await lift_held_by(self.ctx.pool, task.request_id, task.task.system)) is not None:
+                return reported(ActionOutcome(status="done", message=held_message(held_by)))
             async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
-                action = task.task.action
                 if external := connector.job_id(subject, action):
                     await store_task_result(self.ctx, task.request_id, TaskResult(
                         system=task.task.system, action=action, status="pending",
                         external_id=external, attempt=task.attempt, recipient=task.task.recipient),
                         by_attempt=True)  # refused once the task ended: so is the attempt's result, below
-
-                def reported(outcome: ActionOutcome, kept: list[dict[str, Any]] | None = None) -> TaskResult:
-                    result = _result(task, outcome, kept)
-                    return result if resuming is None else resumed(resuming, result)
 
                 if action == "erase":
                     return await self._erase(task, subject, connector, reported)
@@ -269,9 +275,7 @@ class FanoutActivities(ErasureEvidence):
                 elif action == "restrict":
                     outcome = await connector.restrict(subject, before_commit=keep)
                 elif action == "lift_restriction":
-                    held_by = await lift_held_by(self.ctx.pool, task.request_id, task.task.system)
-                    outcome = (ActionOutcome(status="done", message=held_message(held_by)) if held_by is not None
-                               else await connector.lift_restriction(subject, before_commit=keep))
+                    outcome = await connector.lift_restriction(subject, before_commit=keep)
                 elif action == "object":
                     outcome = await connector.object(subject, task.task.scope or "direct_marketing", before_commit=keep)
                 elif action == "access" and (asked := await connector.request_export(subject)):
