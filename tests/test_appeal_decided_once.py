@@ -23,7 +23,7 @@ from temporalio.worker import Replayer
 from api.public.status_words import DECIDED_INSTEAD, DECIDED_INSTEAD_UNDECIDED
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.references import short_reference
-from dsrflow.i18n import translations
+from dsrflow.i18n import and_list, translations
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import workflow_id_for
 from tests.evidence_pages import readable
@@ -205,13 +205,17 @@ async def test_the_closing_letter_names_the_appeal_decided_in_every_language(lan
 # What the letter of the appeal others were closed for says when it ends undecided (hCW): each
 # closed appeal by its reference, the refusal not reconsidered, how to appeal (complain) again.
 CLOSED_FOR = {
-    False: ("We had closed your appeal %(other)s of our decision on request %(id)s without deciding on it separately, "
-            "because we were to decide this appeal instead.",
+    False: (("We had closed your appeal %(others)s of our decision on request %(id)s without deciding on it "
+             "separately, because we were to decide this appeal instead.",
+             "We had closed your appeals %(others)s of our decision on request %(id)s without deciding on them "
+             "separately, because we were to decide this appeal instead."),
             "As this appeal will now not be decided, our decision on request %(id)s has not been reconsidered.",
             "You can appeal it again: reply to this e-mail or write to %(email)s, saying that you appeal our decision "
             "on request %(id)s."),
-    True: ("We had closed your complaint %(other)s about our decision on request %(id)s without considering it "
-           "separately, because we were to consider this complaint instead.",
+    True: (("We had closed your complaint %(others)s about our decision on request %(id)s without considering it "
+            "separately, because we were to consider this complaint instead.",
+            "We had closed your complaints %(others)s about our decision on request %(id)s without considering them "
+            "separately, because we were to consider this complaint instead."),
            "As this complaint will now not be considered, our decision on request %(id)s has not been reconsidered.",
            "You can complain to us about it again: use the complaint form at %(url)s, or write to %(email)s, quoting "
            "request %(id)s."),
@@ -245,10 +249,13 @@ async def test_an_appeal_others_were_closed_for_that_ends_undecided_says_they_ar
     t = translations(language)
     values = {"id": short_reference(APPEAL_OF), "email": LOADED.policy.controller.privacy_email,
               "url": f"https://privacy.example.test/portal/complaints?about={short_reference(APPEAL_OF)}&lang={language}"}
-    named, not_reconsidered, again = (_folded(t.gettext(m)) for m in CLOSED_FOR[complaint])
+    (one, many), *rest = CLOSED_FOR[complaint]
+    not_reconsidered, again = (_folded(t.gettext(m)) for m in rest)
+    # Both named in one sentence (two sentences alike read as the same one said twice).
+    named = _folded(t.ngettext(one, many, len(closed))) % {
+        **values, "others": and_list([short_reference(other) for other in closed], language)}
     for part in (text.replace(" ,", ",") for text in both(letter)):  # the HTML's text spaces a link off
-        for other in closed:
-            assert named % {**values, "other": short_reference(other)} in part, (language, part)
+        assert named in part, (language, part)
         assert not_reconsidered % values in part
         assert (again % values in part) is (ending not in _SAY_HOW), part
     undecided = await as_sent(purpose, "erasure", params, regime=regime, language=language, country=country,
@@ -269,8 +276,10 @@ async def test_an_appeal_closed_for_one_then_withdrawn_is_told_and_may_appeal_ag
 
     await withdrawn_by_phone(http, pool, first)
     said = _folded(text_of(await wait_for_letter(mail_sink, first, "cancellation")))
-    values = {"id": short_reference(refused), "other": short_reference(second), "email": policy_of(gated).policy.controller.privacy_email}
-    for sentence in CLOSED_FOR[False]:
+    values = {"id": short_reference(refused), "other": short_reference(second), "others": short_reference(second),
+              "email": policy_of(gated).policy.controller.privacy_email}
+    (one, _), *rest = CLOSED_FOR[False]
+    for sentence in (one, *rest):
         assert _folded(sentence) % values in said, said
 
     page = _folded(html.unescape((await http.get(f"/portal/requests/{second}", params={"lang": "en"})).text))

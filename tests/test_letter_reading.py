@@ -114,6 +114,8 @@ RESPONSE_OF = "response-of"
 # A lift letter's grounds (GROUND_LABELS' codes), worded in each render's regime as
 # activities/restrictions.py words them.
 LIFT_GROUNDS = "lift-grounds"
+# A case's marker for a letter of an appeal (its `appeal_of`), without remedies of its own.
+OF_AN_APPEAL = "of-an-appeal"
 
 
 
@@ -167,6 +169,17 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
                                                                    "next_date": None, APPEAL_REMEDIES: True}),
         "restriction_lift": ("restriction_lift", {**EXTRA["restriction_lift"], "request_type": "restriction",
                                                   LIFT_GROUNDS: ["needed_for_legal_claims"]}),
+        # Another of the subject's restrictions still holds two systems (activities/restrictions.py).
+        "restriction_lift-another-in-force": ("restriction_lift", {
+            **EXTRA["restriction_lift"], "request_type": "restriction", LIFT_GROUNDS: ["objection_pending"],
+            "restriction": {**EXTRA["restriction_lift"]["restriction"], "still_restricted": [
+                {"reference": "6AK46AKM8F", "systems": ["CRM", "Website analytics (users and page events)"]}]}}),
+        # An appeal withdrawn after another of the same refusal was closed for it
+        # (activities/letter_closed_for.py): in the UK a complaint, whose form the letter links.
+        "cancellation-withdrawn-appeal-others-closed-for": ("cancellation", {
+            "reason": "The subject withdrew it by phone on 3 February.", "withdrawn": True, OF_AN_APPEAL: True,
+            "closed_for": {"appeals": ["6AK46AKM8F", "7BL57BLN9G"],
+                           "form_url": "https://privacy.example.test/portal/complaints?about=46AK46B46B&lang=en"}}),
         "restriction_lift-notice-two-grounds": ("restriction_lift", {
             **EXTRA["restriction_lift"], "request_type": "restriction", "notice_days": 14,
             "restriction": {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "recipients": []},
@@ -220,6 +233,8 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
         extra["reason_label"] = denial_label(extra["reason_code"], regime)
     if extra.pop(REMEDIES_OF_REGIME, False):
         extra["remedies"] = remedies_context(_POLICY, regime, "BE", appeal=False)
+    if extra.pop(OF_AN_APPEAL, False):
+        ctx["request"]["appeal_of"] = "9d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
     if extra.pop(APPEAL_REMEDIES, False):
         ctx["request"]["appeal_of"] = "9d1e2f3a-4b5c-4d6e-8f70-8192a3b4c5d6"
         remedies = remedies_context(_POLICY, regime, "BE", appeal=True, undecided=purpose == "complaint_progress")
