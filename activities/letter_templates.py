@@ -38,7 +38,8 @@ from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2 import BytecodeCache, Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from jinja2.bccache import Bucket
 from jinja2.exceptions import UndefinedError
 from jinja2.runtime import Undefined
 
@@ -173,6 +174,27 @@ def extension_rule(regime: str, appeal: bool, t: Translator, request_type: str |
                    "provision": t.gettext(provision)}
 
 
+class _CompiledOnce(BytecodeCache):
+    """Each template's compiled code, shared by every letter environment: they differ only in what
+    the code looks up when it runs (the catalog, the filters' language and time zone), never in how a
+    template compiles. Without it each environment compiled every template again (7 ms each): a
+    worker writing in four languages and three zones compiled 732 times what is 61 templates."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, tuple[str | None, Any]] = {}
+
+    def load_bytecode(self, bucket: Bucket) -> None:
+        checksum, code = self._code.get(bucket.key, (None, None))
+        if code is not None and checksum == bucket.checksum:
+            bucket.code = code
+
+    def dump_bytecode(self, bucket: Bucket) -> None:
+        self._code[bucket.key] = (bucket.checksum, bucket.code)
+
+
+_COMPILED = _CompiledOnce()
+
+
 @cache
 def letter_environment(language: str, timezone: str, wording: str | None = None) -> Environment:
     """The templates, speaking `language` in the `wording` of a law (dsrflow/i18n `worded`; None:
@@ -191,6 +213,7 @@ def letter_environment(language: str, timezone: str, wording: str | None = None)
         extensions=["jinja2.ext.i18n"],
         # The templates ship with the code: no stat() of every template file on every letter.
         auto_reload=False,
+        bytecode_cache=_COMPILED,
     )
     env.policies["ext.i18n.trimmed"] = True
     t = worded(language, wording)

@@ -118,8 +118,10 @@ def _link(where: str, value: Any, language: str) -> None:
 
 
 def translatable_texts(content: dict[str, Any]) -> dict[str, str]:
-    """The policy's texts for subjects: dotted path -> English text."""
-    return {".".join(path): value for path, value in _leaves(content)
+    """The policy's texts for subjects: dotted path -> English text. Its translations are not
+    walked: none of their paths is a text of the policy, and walking every translation's texts was
+    most of a policy's load, once for each language."""
+    return {".".join(path): value for path, value in _leaves({k: v for k, v in content.items() if k != "translations"})
             if isinstance(value, str) and _translatable(path)}
 
 

@@ -7,9 +7,8 @@ import re
 import secrets
 from pathlib import Path
 
-import yaml
-
 from dsrflow.settings import Settings
+from tests.yaml_files import read_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_SERVICES = ("api", "worker")
@@ -31,7 +30,7 @@ OPERATOR_ENV = {
 
 
 def load_compose(name: str = "docker-compose.yml") -> dict:
-    return yaml.safe_load((ROOT / name).read_text())
+    return read_yaml(ROOT / name)
 
 
 def interpolate(value: str, env: dict[str, str]) -> str:

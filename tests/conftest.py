@@ -18,7 +18,6 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
-import yaml
 from playwright.async_api import Browser, async_playwright
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -39,6 +38,7 @@ from dsrflow.infra.temporal_client import build_data_converter
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY
 from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
+from tests.yaml_files import dump_yaml, read_yaml
 from workflows.search_attributes import SEARCH_ATTRIBUTES
 
 # The modules that take longest (from a minute and a half down to half a minute on 2 cores), run
@@ -174,11 +174,11 @@ def mail_sink(home: Path) -> Iterator[MailSink]:
 def lifecycle_policy(home: Path) -> Path:
     """The default policy without processor systems: lifecycle tests exercise deadlines,
     verification and letters; the fan-out tests bring their own systems (tests/fanout_stack.py)."""
-    content = only_systems(yaml.safe_load(DEFAULT_POLICY.read_text()), [])
+    content = only_systems(read_yaml(DEFAULT_POLICY), [])
     # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
     content["approval_required_for"] = []
     path = home / "lifecycle-policy.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     return path
 
 

@@ -16,7 +16,6 @@ from typing import Any
 import asyncpg
 import httpx
 import uvicorn
-import yaml
 
 from activities.connectors.opendsr_signature import generate_processor_identity
 from api.app import create_app
@@ -30,6 +29,7 @@ from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.conftest import database_pool
 from tests.sql_demo import clone, seeded_template
 from tests.support import english_only, live_client
+from tests.yaml_files import dump_yaml, read_yaml
 
 
 @dataclass
@@ -106,7 +106,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     email_url = f"http://127.0.0.1:{email_port}{BASE_PATH}"
     # Processors reached by e-mail wait days for a person to confirm: tests/test_manual_email.py
     # covers them; here they would only hold every request open.
-    content = without_processors_by_email(yaml.safe_load(DEFAULT_POLICY.read_text()), keep_manual)
+    content = without_processors_by_email(read_yaml(DEFAULT_POLICY), keep_manual)
     for system in SQL_SYSTEMS:
         content["systems"][system]["config"] = {"database": names[system]}
     # Responses go out without compliance approval here; tests/test_approval.py covers the gate.
@@ -117,7 +117,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
         english_only(content)
     content.update(policy_updates or {})  # e.g. small upload limits (tests/test_processor_exports.py)
     policy_path = tmp / f"policy-{suffix}.yaml"
-    policy_path.write_text(yaml.safe_dump(content, sort_keys=False))
+    policy_path.write_text(dump_yaml(content, sort_keys=False))
 
     api_url = f"http://127.0.0.1:{api_port}"
     stack_settings = settings.model_copy(update={

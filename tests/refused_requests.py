@@ -6,8 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
@@ -15,6 +13,7 @@ from dsrflow.stores.requests_store import create_request
 from schemas.requests import NewRequest
 from tests.policy_once import policy_of
 from tests.support import live_view, staff_headers, verification_code, wait_for_letter
+from tests.yaml_files import dump_yaml, read_yaml
 
 
 async def stored_refusal(pool: Any, settings: Any, email: str, regime: str, **details: Any) -> str:
@@ -34,9 +33,9 @@ async def stored_refusal(pool: Any, settings: Any, email: str, regime: str, **de
 def appeals_held(settings: Any, lifecycle_policy: Path, directory: Path) -> Any:
     """`settings` under the tests' policy with appeals waiting for compliance's approval, as the
     shipped policy's do (the tests' policy approves nothing: tests/conftest.py)."""
-    content = yaml.safe_load(lifecycle_policy.read_text())
+    content = read_yaml(lifecycle_policy)
     content["approval_required_for"] = ["appeal"]  # held for being an appeal, not for its type
-    (path := directory / "appeals-held.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    (path := directory / "appeals-held.yaml").write_text(dump_yaml(content, sort_keys=False))
     return settings.model_copy(update={"policy_path": path})
 
 

@@ -11,12 +11,12 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
 from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 
 from devstack.saas.mailchimp import PROBLEM, create_mailchimp_app
 from tests.fanout_stack import served
+from tests.yaml_files import read_yaml
 
 KEY = "0123456789abcdef-us21"
 PER_SECOND = 400  # what the connector paces itself to (Mailchimp's own yaml says 5, for 10 at once)
@@ -25,7 +25,7 @@ SERVICE_LIMIT = 450  # what the stand-in answers before it refuses with a 429
 
 def newsletter() -> dict[str, Any]:
     """The shipped Mailchimp configuration with a faster pace (a test cannot wait an hour)."""
-    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "policy/http/mailchimp.yaml").read_text())
+    config = read_yaml(Path(__file__).resolve().parents[1] / "policy/http/mailchimp.yaml")
     config["limits"]["per_second"] = PER_SECOND
     return {"label": "Newsletter", "connector": "http", "config": config}
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import yaml
 
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
@@ -24,17 +23,18 @@ from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.fanout_stack import served
 from tests.support import english_only
+from tests.yaml_files import dump_yaml, read_yaml
 
 SECRET = b"s" * 32
 
 
 def http_policy(tmp: Path, systems: dict[str, dict[str, Any]], keep: tuple[str, ...] = ()) -> LoadedPolicy:
     """The default policy with only `keep` of its systems, plus the given http systems."""
-    content = only_systems(yaml.safe_load(DEFAULT_POLICY.read_text()), keep)
+    content = only_systems(read_yaml(DEFAULT_POLICY), keep)
     content["systems"].update(systems)
     english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     return load_policy(path)
 
 
@@ -90,7 +90,7 @@ async def stripe_served(monkeypatch: Any, tmp: Path, key: str) -> AsyncIterator[
 
 def stripe_config() -> dict[str, Any]:
     """The shipped stripe.yaml, for a test to add actions to (it has access and erasure only)."""
-    return yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
+    return read_yaml(DEFAULT_POLICY.parent / "http/stripe.yaml")
 
 
 @asynccontextmanager

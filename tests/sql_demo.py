@@ -4,14 +4,12 @@ gets its own copy (CREATE DATABASE ... TEMPLATE), so tests do not depend on thei
 
 from __future__ import annotations
 
-import copy
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import yaml
 
 from activities.connectors import build_connector
 from activities.connectors.base import ConnectorEnv, Subject
@@ -20,6 +18,7 @@ from devstack.demo.sql_systems import SQL_SYSTEMS, ensure_demo_databases
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, Policy, parse_policy
+from tests.yaml_files import read_yaml
 
 SECRET = b"k" * 32
 ADA = Subject(request_id="r-ada", email="Ada@Example.com", name="Ada Lovelace")
@@ -33,7 +32,7 @@ TABLES = {
 
 
 def policy_for(names: dict[str, str], edit=None) -> Policy:
-    content = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY.read_text()))
+    content = read_yaml(DEFAULT_POLICY)
     for system, database in names.items():
         content["systems"][system]["config"] = {"database": database}
     if edit:

@@ -9,22 +9,22 @@ import uuid
 import zipfile
 
 import pytest
-import yaml
 from temporalio.worker import Replayer
 
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.infra.temporal_client import build_data_converter
 from schemas.workflow import workflow_id_for
 from tests.support import assert_problem, letters_for, live_view, served, staff_headers, wait_for_letter
+from tests.yaml_files import dump_yaml, read_yaml
 from workflows.dsr import DataSubjectRequestWorkflow
 
 
 @pytest.fixture
 def approval_settings(settings, lifecycle_policy, tmp_path):
-    content = yaml.safe_load(lifecycle_policy.read_text())
+    content = read_yaml(lifecycle_policy)
     content["approval_required_for"] = ["access"]
     path = tmp_path / "approval-policy.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     return settings.model_copy(update={"policy_path": path})
 
 

@@ -8,13 +8,12 @@ from __future__ import annotations
 import re
 import uuid
 
-import yaml
-
 from dsrflow.domain.references import short_reference
 from policy.model import DEFAULT_POLICY
 from tests.ratelimit_support import app_clients, assert_limited, stored_for, unique_ip
 from tests.support import english_only, staff_headers, stored_request, unique_email
 from tests.test_uk_complaint_portal import _refused
+from tests.yaml_files import dump_yaml, read_yaml
 
 # A right-to-left override left open, and an isolate: what follows reads in another order.
 OVERRIDE, ISOLATE = "\u202e", "\u2067"
@@ -118,7 +117,7 @@ async def test_an_appeal_the_policy_refuses_tells_no_one_whose_request_it_names(
     owner = unique_email("appeal-owner")
     refused = await _refused(pool, settings, "uk_gdpr", owner)
     english = tmp_path / "english-only.yaml"
-    english.write_text(yaml.safe_dump(english_only(yaml.safe_load(lifecycle_policy.read_text())), sort_keys=False))
+    english.write_text(dump_yaml(english_only(read_yaml(lifecycle_policy)), sort_keys=False))
     async with app_clients(settings, dev_server.client, task_queue, policy_path=english) as call_from:
         stranger = call_from(unique_ip())
         answers = []

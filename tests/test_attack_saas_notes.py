@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from tests.saas_support import http_policy, http_system
 from tests.test_attack_saas_answers import erasure_google_stamped
+from tests.yaml_files import dump_yaml, read_yaml
 
 SHIPPED_GA4 = Path(__file__).resolve().parents[1] / "policy" / "http" / "ga4.yaml"
 
@@ -19,9 +19,9 @@ SHIPPED_GA4 = Path(__file__).resolve().parents[1] / "policy" / "http" / "ga4.yam
 def _printing_policy(tmp_path: Path):
     """GA4's shipped configuration whose note prints the time Google answered as it came, as a
     policy's own note may."""
-    ga4 = yaml.safe_load(SHIPPED_GA4.read_text())
+    ga4 = read_yaml(SHIPPED_GA4)
     ga4["actions"]["erase"]["note"] = "Google's reference for your deletion: {{ collected.deletion_time | first }}."
-    (tmp_path / "ga4_printing.yaml").write_text(yaml.safe_dump(ga4, sort_keys=False))
+    (tmp_path / "ga4_printing.yaml").write_text(dump_yaml(ga4, sort_keys=False))
     return http_policy(tmp_path, {"ga4": http_system("ga4_printing.yaml", "Google Analytics 4")}, keep=("analytics",))
 
 

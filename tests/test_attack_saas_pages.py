@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import yaml
 from starlette.responses import HTMLResponse, Response, StreamingResponse
 
 from activities.connectors.base import PermanentConnectorError
@@ -33,8 +32,9 @@ from tests.saas_support import (
     stripe_served,
     subject,
 )
+from tests.yaml_files import read_yaml
 
-STRIPE = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
+STRIPE = read_yaml(DEFAULT_POLICY.parent / "http/stripe.yaml")
 # Longer than any of these reads takes once it stops where it should: the old code was still
 # reading (or waiting) when it ran out.
 PATIENCE = 30

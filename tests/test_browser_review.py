@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 from playwright.async_api import Download, Page, expect
 
 from activities.connectors.manual_email import external_id_for
@@ -28,6 +27,7 @@ from tests.test_browser import CHROMIUM, open_request, served_site, shots, signe
 from tests.test_browser_actions import POLLS, SLOW, letters
 from tests.test_browser_console import UUID
 from tests.test_manual_email import _LINK, stack  # noqa: F401 (fixture: surveys asked by e-mail)
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import build_worker
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's headless Chromium (apt-get install chromium-headless-shell)")
@@ -38,10 +38,10 @@ COUNT_REQUESTS = "SELECT count(*) FROM dsr_requests"
 async def gated_site(settings, lifecycle_policy, pool, dev_server, task_queue, tmp_path) -> AsyncIterator[str]:
     """The site under the shipped policy's release gate (access, portability, rectification and
     attested erasures wait for compliance), without its systems, like the lifecycle policy."""
-    content = yaml.safe_load(lifecycle_policy.read_text())
-    content["approval_required_for"] = yaml.safe_load(DEFAULT_POLICY.read_text())["approval_required_for"]
+    content = read_yaml(lifecycle_policy)
+    content["approval_required_for"] = read_yaml(DEFAULT_POLICY)["approval_required_for"]
     path = tmp_path / "gated-policy.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     gated = settings.model_copy(update={"policy_path": path})
     async with served_site(gated, pool, dev_server.client, task_queue) as url:
         yield url

@@ -13,13 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-import yaml
 
 from api.public.status_words import late_remedies
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy
 from tests.letters_as_sent import as_sent, both
+from tests.yaml_files import dump_yaml, read_yaml
 
-RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
+RAW = read_yaml(DEFAULT_POLICY)
 # The petition's first words in each language the policy ships, and a DPO's new wording of them.
 CHANGED = {"en": ("You have the right to petition", "You may at any time petition"),
            "fr": ("Vous avez le droit de saisir", "Vous pouvez à tout moment saisir")}
@@ -33,11 +33,11 @@ def _policy_files(tmp_path: Path, change) -> Path:
     content = copy.deepcopy(RAW)
     change("en", content)
     for language, entry in content["translations"].items():
-        translated = yaml.safe_load((DEFAULT_POLICY.parent / entry["file"]).read_text())
+        translated = read_yaml(DEFAULT_POLICY.parent / entry["file"])
         change(language, translated)
-        (tmp_path / entry["file"]).write_text(yaml.safe_dump(translated, allow_unicode=True, sort_keys=False))
+        (tmp_path / entry["file"]).write_text(dump_yaml(translated, allow_unicode=True, sort_keys=False))
     path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(content, allow_unicode=True, sort_keys=False))
+    path.write_text(dump_yaml(content, allow_unicode=True, sort_keys=False))
     return path
 
 

@@ -8,7 +8,6 @@ import json
 from urllib.parse import urlparse
 
 import pytest
-import yaml
 
 from tests.compose_support import (
     OPERATOR_ENV,
@@ -22,6 +21,7 @@ from tests.compose_support import (
     mounted,
     split_address,
 )
+from tests.yaml_files import read_yaml
 
 
 @pytest.fixture(scope="module")
@@ -42,22 +42,22 @@ def test_observability_services_are_provisioned_from_deploy_files(compose: dict)
             assert DEPLOY in source.parents, f"{name} mounts {source} from outside deploy/"
     prometheus = services["prometheus"]
     config_path = next(a.split("=", 1)[1] for a in prometheus["command"] if a.startswith("--config.file="))
-    config = yaml.safe_load(mounted(prometheus, config_path).read_text())
+    config = read_yaml(mounted(prometheus, config_path))
     assert config["rule_files"], "no alert rules"
     for rules in config["rule_files"]:
-        assert yaml.safe_load(mounted(prometheus, rules).read_text())["groups"]
+        assert read_yaml(mounted(prometheus, rules))["groups"]
 
 
 def test_grafana_gets_the_prometheus_data_source_and_the_dashboard(compose: dict) -> None:
     services = compose["services"]
     grafana = services["grafana"]
-    sources = [yaml.safe_load(p.read_text()) for p in
+    sources = [read_yaml(p) for p in
                sorted(mounted(grafana, "/etc/grafana/provisioning/datasources").glob("*.yml"))]
     datasource = next(d for s in sources for d in s["datasources"] if d["type"] == "prometheus")
     url = urlparse(datasource["url"])
     assert url.hostname == "prometheus" and url.port in container_ports(services["prometheus"])
     providers = [p for f in sorted(mounted(grafana, "/etc/grafana/provisioning/dashboards").glob("*.yml"))
-                 for p in yaml.safe_load(f.read_text())["providers"]]
+                 for p in read_yaml(f)["providers"]]
     dashboards = [d for p in providers for d in sorted(mounted(grafana, p["options"]["path"]).glob("*.json"))]
     assert [d.name for d in dashboards] == ["dsrflow.json"]
     dashboard = json.loads(dashboards[0].read_text())
@@ -76,7 +76,7 @@ def _scrape_job(config: dict, name: str) -> dict:
 def test_prometheus_reads_the_api_with_the_metrics_token_and_every_worker(compose: dict) -> None:
     services = compose["services"]
     prometheus = services["prometheus"]
-    config = yaml.safe_load(mounted(prometheus, "/etc/prometheus/prometheus.yml").read_text())
+    config = read_yaml(mounted(prometheus, "/etc/prometheus/prometheus.yml"))
     api_env = app_environment(compose, "api")
 
     api = _scrape_job(config, "dsrflow-api")
@@ -112,7 +112,7 @@ REQUIRED_ALERTS = {
 
 
 def test_alert_rules_cover_what_an_operator_must_act_on() -> None:
-    rules = {rule["alert"]: rule for group in yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())["groups"]
+    rules = {rule["alert"]: rule for group in read_yaml(DEPLOY / "prometheus/alerts.yml")["groups"]
              for rule in group["rules"]}
     for name, metric in REQUIRED_ALERTS.items():
         assert metric in rules[name]["expr"], name

@@ -22,7 +22,6 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from babel.dates import format_date
 
 from dsrflow.crypto.keys import load_secret_key
@@ -33,6 +32,7 @@ from policy.model import load_policy
 from schemas.requests import NewRequest
 from tests.evidence_pages import readable
 from tests.support import api_client, console_sign_in, controller_today, place_claims_hold, unique_email
+from tests.yaml_files import dump_yaml, read_yaml
 
 ISO_DAY = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 KEPT_UNTIL = "2033-12-31"
@@ -41,9 +41,9 @@ FROZEN_SINCE = datetime(2026, 12, 4, 23, 30, tzinfo=UTC)
 
 
 def policy_file(lifecycle_policy: Path, path: Path, change: Callable[[dict[str, Any]], object]) -> Path:
-    content = yaml.safe_load(lifecycle_policy.read_text())
+    content = read_yaml(lifecycle_policy)
     change(content)
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     return path
 
 

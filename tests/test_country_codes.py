@@ -9,15 +9,15 @@ import copy
 import re
 
 import pytest
-import yaml
 
 from policy.model import DEFAULT_POLICY, PolicyError, parse_policy
 from schemas.countries import country_code
 from tests.support import console_new_request, staff_headers, unique_email
 from tests.test_portal import submit
+from tests.yaml_files import read_yaml
 
 UNASSIGNED = ["ZZ", "XX", "AA", "QM"]
-RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
+RAW = read_yaml(DEFAULT_POLICY)
 
 
 @pytest.mark.parametrize("typed", UNASSIGNED + ["zz", "qm"])

@@ -16,7 +16,6 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dsrflow.domain.deadlines import (
     Deadline,
@@ -29,6 +28,7 @@ from dsrflow.domain.deadlines import (
     receipt_date,
 )
 from policy.model import DEFAULT_POLICY
+from tests.yaml_files import dump_yaml, read_yaml
 
 D = date.fromisoformat
 
@@ -257,10 +257,10 @@ def test_cli_counts_in_the_calendar_of_the_policys_country(tmp_path: Path) -> No
     """Without --country, the controller's country is the policy's, as for the service's own
     deadlines. Before, Belgium's whatever the policy said: a French controller was told 8 May
     (Victory Day) where the service's letters said 11 May."""
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    content = read_yaml(DEFAULT_POLICY)
     content["defaults"]["country"] = "FR"
     french = tmp_path / "french.yaml"
-    french.write_text(yaml.safe_dump(content, sort_keys=False))
+    french.write_text(dump_yaml(content, sort_keys=False))
     told = _cli("--regime", "gdpr", "--received", "2026-04-08", env={"DSRFLOW_POLICY": str(french)})
     assert told.returncode == 0, told.stderr
     assert json.loads(told.stdout)["due_date"] == "2026-05-11"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import yaml
 from temporalio.testing import ActivityEnvironment
 
 from activities.deferred import DeferredErasureActivities
@@ -31,6 +30,7 @@ from tests.support import (
     stored_request,
     text_of,
 )
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import activity_context
 
 _KEPT = "SELECT * FROM deferred_erasures WHERE request_id = $1 ORDER BY id"
@@ -39,9 +39,9 @@ _KEPT = "SELECT * FROM deferred_erasures WHERE request_id = $1 ORDER BY id"
 async def test_a_system_not_reached_for_its_timeout_fails_with_an_alert(postgres, settings, dev_server, tmp_path,
                                                                         mail_sink):
     refusing, port = loopback_socket()  # bound, never listening: every connection to it is refused
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    content = read_yaml(DEFAULT_POLICY)
     content["systems"]["crm"]["config"] = {"url": f"postgresql://dsrflow@127.0.0.1:{port}/crm"}
-    (policy_path := tmp_path / "policy-crm-away.yaml").write_text(yaml.safe_dump(content, sort_keys=False))
+    (policy_path := tmp_path / "policy-crm-away.yaml").write_text(dump_yaml(content, sort_keys=False))
     async with database_pool(postgres, "deferred_unreached") as (url, pool):
         settings = settings.model_copy(update={"database_url": url, "policy_path": policy_path})
         rid = await stored_request(pool, settings, "unreached", "erasure", email="ada@example.com")

@@ -10,11 +10,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import yaml
-
 from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.stores.holds_store import place_hold, release_hold
 from tests.conftest import database_pool
+from tests.yaml_files import read_yaml
 
 TIMEZONE = "Europe/Brussels"  # the controller's: its today decides when a review date has passed
 ALERTS = Path(__file__).resolve().parent.parent / "deploy/prometheus/alerts.yml"
@@ -45,5 +44,5 @@ async def test_a_hold_past_its_review_date_shows_until_it_is_released(postgres):
         await release_hold(conn, holds[1]["id"], "compliance:dee", reason="Claim settled")
         seen.append(await _past_review(pool))
     assert seen == [0, 1, 0]
-    rules = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    rules = {r["alert"]: r for g in read_yaml(ALERTS)["groups"] for r in g["rules"]}
     assert rules["DsrLegalHoldPastReview"]["expr"] == "max(dsrflow_legal_holds_past_review) > 0"

@@ -20,7 +20,6 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
-import yaml
 from fastapi.routing import iter_route_contexts
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowExecutionStatus
@@ -43,6 +42,7 @@ from tests.untrusted_support import (
     rfc3339,
     served,
 )
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import build_worker
 
 # -- 1. a processor answering for another's task ---------------------------------------------------
@@ -59,10 +59,10 @@ async def processors(settings, postgres, dev_server, lifecycle_policy, tmp_path_
     async with served(a.app()) as a.url, served(b.app()) as b.url, \
             database_pool(postgres, "cross") as (database_url, pool):
         path = processor_policy(tmp_path_factory.mktemp("cross"), lifecycle_policy, {"base_url": f"{a.url}/opendsr"})
-        content = yaml.safe_load(path.read_text())
+        content = read_yaml(path)
         content["systems"][OTHER] = {"label": "Another processor", "connector": "opendsr",
                                      "config": {"origin": "observed", "base_url": f"{b.url}/opendsr"}}
-        path.write_text(yaml.safe_dump(content, sort_keys=False))
+        path.write_text(dump_yaml(content, sort_keys=False))
         queue = f"cross-{uuid.uuid4().hex[:8]}"
         ours = settings.model_copy(update={"policy_path": path, "task_queue": queue, "database_url": database_url})
         async with build_worker(dev_server.client, ours, pool, task_queue=queue), \

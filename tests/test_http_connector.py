@@ -8,7 +8,6 @@ import copy
 import time
 
 import pytest
-import yaml
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
@@ -16,8 +15,9 @@ from devstack.saas.hubspot import create_hubspot_app
 from policy.model import DEFAULT_POLICY, PolicyError
 from tests.fanout_stack import served
 from tests.saas_support import collect, connector, http_policy, http_system, stripe_served, subject
+from tests.yaml_files import dump_yaml, read_yaml
 
-STRIPE = yaml.safe_load((DEFAULT_POLICY.parent / "http/stripe.yaml").read_text())
+STRIPE = read_yaml(DEFAULT_POLICY.parent / "http/stripe.yaml")
 
 
 def _inline(tmp_path, config: dict):
@@ -66,7 +66,7 @@ def test_the_policy_version_covers_the_inlined_file(tmp_path):
     local = copy.deepcopy(STRIPE)
     local["limits"]["per_second"] = 1
     (tmp_path / "http").mkdir()
-    (tmp_path / "http/stripe.yaml").write_text(yaml.safe_dump(local))  # next to the policy: preferred
+    (tmp_path / "http/stripe.yaml").write_text(dump_yaml(local))  # next to the policy: preferred
     assert http_policy(tmp_path, {"billing_stripe": http_system("http/stripe.yaml", "Stripe")}).version != loaded.version
 
 
@@ -89,7 +89,7 @@ async def test_a_missing_setting_variable_fails_naming_it(tmp_path, pool, monkey
 async def test_client_credentials_grant_and_a_shared_rate_limit(tmp_path, pool, monkeypatch):
     app = create_hubspot_app("cc-client", "cc-secret")
     app.state.data.add_contact("ada@example.com", "Ada", "Lovelace")
-    hubspot = yaml.safe_load((DEFAULT_POLICY.parent / "http/hubspot.yaml").read_text())
+    hubspot = read_yaml(DEFAULT_POLICY.parent / "http/hubspot.yaml")
     async with served(app) as url:
         hubspot.update(base_url=url, limits={"per_second": 2, "key": f"test-{time.time_ns()}"})
         hubspot["auth"] = {"type": "oauth2", "grant": "client_credentials", "token_url": f"{url}/oauth/v1/token",

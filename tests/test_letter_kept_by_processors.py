@@ -17,7 +17,6 @@ from datetime import date
 from typing import Any
 
 import pytest
-import yaml
 
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
@@ -25,6 +24,7 @@ from policy.model import DEFAULT_POLICY, load_policy
 from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, kept_records
 from tests.saas_support import http_policy, http_system
 from tests.support import english_only
+from tests.yaml_files import dump_yaml, read_yaml
 
 HOLD = "0b9f8f1e-1111-4222-8333-444455556666"
 _LEGAL = {HOLD: {"basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
@@ -116,11 +116,11 @@ async def test_under_the_ccpa_and_pipeda_the_processor_is_a_service_provider(reg
 async def test_a_dataset_of_ours_that_cannot_mark_a_record_restricted_is_not_said_to_restrict_it(tmp_path):
     """A billing database whose invoices have no `restricted_column`: the statute's invoices are
     minimised and kept, and nothing marks them restricted (sql_erasure.py `minimise`)."""
-    content = english_only(yaml.safe_load(DEFAULT_POLICY.read_text()))
+    content = english_only(read_yaml(DEFAULT_POLICY))
     invoices = next(d for d in content["systems"]["billing"]["datasets"] if d["name"] == "invoices")
     del invoices["restricted_column"]
     path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     letter = await as_sent("response", "erasure", {"report": {"results": [_billing()]}}, loaded=load_policy(path))
     for part in both(letter):
         assert OURS not in part and OLD not in part

@@ -17,7 +17,6 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
-import yaml
 
 import activities.letters as letters
 from activities.letter_templates import render_letter
@@ -31,6 +30,7 @@ from schemas.workflow import LetterJob
 from tests.letter_contexts import full_context
 from tests.letters_as_sent import LANGUAGES, LOADED, REQUEST_ID, both, request_row
 from tests.support import api_client, stored_request
+from tests.yaml_files import dump_yaml
 
 # The date each moment falls on where the controller is, as each language writes it.
 _DAYS = {
@@ -173,7 +173,7 @@ async def test_a_request_whose_policy_version_is_not_on_record_reads_in_the_poli
     controller is. Now in the zone of the policy in force (Los Angeles here): received at 00:30
     UTC on 31 December, it was received on the 30th there."""
     in_force = tmp_path / "policy.yaml"
-    in_force.write_text(yaml.safe_dump(in_zone(load_policy(settings.policy_path), "America/Los_Angeles").content,
+    in_force.write_text(dump_yaml(in_zone(load_policy(settings.policy_path), "America/Los_Angeles").content,
                                        sort_keys=False))
     ours = settings.model_copy(update={"policy_path": in_force})
     rid = await stored_request(pool, settings, "lost-version")

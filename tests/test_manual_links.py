@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY, load_policy
 from schemas.requests import NewRequest
 from tests.support import api_client, unique_email
+from tests.yaml_files import dump_yaml, read_yaml
 
 KIB = 1024
 
@@ -90,10 +90,10 @@ async def test_a_chunked_upload_of_thousands_of_fields_or_endless_headers_is_ref
     form parser skips (after the last boundary) on a link whose policy takes 1 MB. Each is
     refused with 413 naming the limit, as soon as the limit is passed (the rest of the body is
     never read), and leaves nothing: no file, no row, no event, the task still open."""
-    small = yaml.safe_load(DEFAULT_POLICY.read_text())
+    small = read_yaml(DEFAULT_POLICY)
     small["processor_exports"] = {"max_file_mb": 1, "max_total_mb": 1, "kinds": ["json", "csv"], "link_days": 30}
     small_path = tmp_path / "small-exports.yaml"
-    small_path.write_text(yaml.safe_dump(small, sort_keys=False))
+    small_path.write_text(dump_yaml(small, sort_keys=False))
     rid, token = await _task(pool, settings, "access")
     small_rid, small_token = await _task(pool, settings, "access", policy_path=small_path)
     boundary = b"dsrflow-attack"

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from dsrflow.infra.metrics import _label
@@ -26,6 +25,7 @@ from policy.model import load_policy
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import live_client, staff_headers, verification_code, wait_for_letter
+from tests.yaml_files import read_yaml
 from workers.dsr_worker import build_worker
 from workers.metrics_endpoint import serve_worker_metrics, worker_runtime
 
@@ -115,7 +115,7 @@ def assert_no_personal_data(text: str, rid: str) -> None:
 
 def deploy_metric_names() -> set[str]:
     """Every metric the alert rules and the dashboard read, as its family name."""
-    rules = yaml.safe_load((DEPLOY / "prometheus/alerts.yml").read_text())
+    rules = read_yaml(DEPLOY / "prometheus/alerts.yml")
     exprs = [r["expr"] for g in rules["groups"] for r in g["rules"]]
     exprs += re.findall(r'"expr": "((?:[^"\\]|\\.)*)"', (DEPLOY / "grafana/dashboards/dsrflow.json").read_text())
     names = set(re.findall(r"\b((?:dsrflow|temporal|process)_[a-z0-9_]+)", " ".join(exprs)))

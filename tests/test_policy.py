@@ -6,19 +6,19 @@ import copy
 from pathlib import Path
 
 import pytest
-import yaml
 
 from devstack.policy_copies import without_processors_by_email
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
 from tests.letters_as_sent import as_sent
 from tests.support import english_only
+from tests.yaml_files import dump_yaml, read_yaml
 
-RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
+RAW = read_yaml(DEFAULT_POLICY)
 
 
 def write(tmp_path: Path, content: dict | str) -> Path:
     path = tmp_path / "policy.yaml"
-    path.write_text(content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False))
+    path.write_text(content if isinstance(content, str) else dump_yaml(content, sort_keys=False))
     return path
 
 
@@ -329,10 +329,10 @@ async def test_the_authority_where_the_subject_lives_is_told_in_their_language(t
     content = copy.deepcopy(RAW)
     content["supervisory_authorities"]["NL"] = _NL_AUTHORITY
     for entry in content["translations"].values():  # the shipped translations, with the Dutch authority
-        translated = yaml.safe_load((DEFAULT_POLICY.parent / entry["file"]).read_text())
+        translated = read_yaml(DEFAULT_POLICY.parent / entry["file"])
         translated["supervisory_authorities"]["NL"] = {"name": _NL_AUTHORITY["name"],
                                                        "address": _NL_AUTHORITY["address"]}
-        (tmp_path / entry["file"]).write_text(yaml.safe_dump(translated, allow_unicode=True, sort_keys=False))
+        (tmp_path / entry["file"]).write_text(dump_yaml(translated, allow_unicode=True, sort_keys=False))
     loaded = load_policy(write(tmp_path, content))
     denial = {"reason_code": "excessive", "explanation": "Fifth identical request."}
     letter = " ".join((await as_sent("denial", "access", denial, loaded=loaded, country="NL",

@@ -22,6 +22,7 @@ from policy.model import load_policy
 from policy.systems import System
 from tests.sql_demo import policy_for
 from tests.support import settings_env
+from tests.yaml_files import dump_yaml, read_yaml
 
 SECRET_VALUE = "ada.lovelace.draft@example.com"  # sampled by the draft: must never be written
 
@@ -210,13 +211,13 @@ async def test_cli_draft_and_check(postgres, template, settings, tmp_path):
     # check: a policy pointing at the demo databases passes; one that names what is not there
     # fails, naming each problem.
     policy_file = tmp_path / "policy.yaml"
-    policy_file.write_text(yaml.safe_dump(_policy_content(template)))
+    policy_file.write_text(dump_yaml(_policy_content(template)))
     good = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli.main", "policy", "check"],
                                    env={**env, "DSRFLOW_POLICY": str(policy_file),
                                         "DSRFLOW_DATABASE_URL": postgres.url("unused")},
                                    capture_output=True, text=True, timeout=120)
     assert good.returncode == 0 and good.stdout.startswith("ok: 3 sql system(s)"), good.stdout + good.stderr
-    policy_file.write_text(yaml.safe_dump(_policy_content(template, _break)))
+    policy_file.write_text(dump_yaml(_policy_content(template, _break)))
     bad = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "cli.main", "policy", "check"],
                                   env={**env, "DSRFLOW_POLICY": str(policy_file),
                                        "DSRFLOW_DATABASE_URL": postgres.url("unused")},
@@ -227,11 +228,10 @@ async def test_cli_draft_and_check(postgres, template, settings, tmp_path):
 
 
 def _policy_content(names: dict[str, str], edit=None) -> dict:
-    import copy
 
     from policy.model import DEFAULT_POLICY
 
-    content = copy.deepcopy(yaml.safe_load(DEFAULT_POLICY.read_text()))
+    content = read_yaml(DEFAULT_POLICY)
     for system, database in names.items():
         content["systems"][system]["config"] = {"database": database}
     for lang in ("nl", "fr", "de"):  # the translation files sit beside the shipped policy

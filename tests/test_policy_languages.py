@@ -8,19 +8,19 @@ from datetime import date, datetime
 from pathlib import Path
 
 import pytest
-import yaml
 
 from dsrflow.i18n import and_list, long_date, long_datetime, translations
 from policy.languages import translatable_texts
 from policy.model import DEFAULT_POLICY, PolicyError, load_policy, parse_policy
+from tests.yaml_files import dump_yaml, read_yaml
 
 
 def _shipped() -> dict:
-    return yaml.safe_load(DEFAULT_POLICY.read_text())
+    return read_yaml(DEFAULT_POLICY)
 
 
 def _translation(language: str) -> dict:
-    return yaml.safe_load((DEFAULT_POLICY.parent / f"connexeon.{language}.yaml").read_text())
+    return read_yaml(DEFAULT_POLICY.parent / f"connexeon.{language}.yaml")
 
 
 def test_the_default_policy_speaks_four_languages_with_the_belgian_authority_in_each():
@@ -90,7 +90,7 @@ def test_a_missing_translation_file_is_named(tmp_path: Path):
     content = _shipped()
     content["translations"]["nl"] = {"file": "nowhere.nl.yaml"}
     path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(content))
+    path.write_text(dump_yaml(content))
     with pytest.raises(PolicyError, match=r"translations\.nl\.file: nowhere\.nl\.yaml not found"):
         load_policy(path)
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 
 import pytest
-import yaml
 
 from tests.support import api_client, staff_headers, unique_email, verification_code, wait_for_letter
 from tests.test_portal_languages import form_language, page_language, submit
+from tests.yaml_files import dump_yaml, read_yaml
 
 # -- the request in the page's language ------------------------------------------------------------
 
@@ -64,11 +64,11 @@ async def test_a_forged_language_is_refused_naming_the_field(http, pool, forged)
 @pytest.fixture
 async def dutch_first(settings, lifecycle_policy, dev_server, task_queue, tmp_path):
     """The app under a policy that writes in Dutch (its default) and English only."""
-    content = yaml.safe_load(lifecycle_policy.read_text())
+    content = read_yaml(lifecycle_policy)
     content["languages"] = {"supported": ["nl", "en"], "default": "nl", "staff": "en"}
     content["translations"] = {"nl": content["translations"]["nl"]}
     path = tmp_path / "dutch-first.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))  # its translation: the shipped file
+    path.write_text(dump_yaml(content, sort_keys=False))  # its translation: the shipped file
     async with api_client(settings.model_copy(update={"policy_path": path}), dev_server.client, task_queue) as http:
         yield http
 

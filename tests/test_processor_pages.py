@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 
 import pytest
-import yaml
 
 from api.callbacks import processor_pages as pages
 from api.callbacks.export_files import ContentCheck, RefusedFile
@@ -31,6 +30,7 @@ from policy.model import DEFAULT_POLICY, load_policy
 from schemas.requests import NewRequest
 from tests.support import api_client, unique_email
 from tests.test_processor_wording import DATA_SUBJECT, LANGUAGES, SAID, WORDINGS
+from tests.yaml_files import dump_yaml, read_yaml
 
 CONFIRMED = datetime(2026, 12, 6, 8, 30, tzinfo=UTC)
 
@@ -165,10 +165,10 @@ async def test_a_link_opens_in_the_staff_language_of_its_requests_policy_and_its
         settings, pool, dev_server, task_queue, tmp_path):
     """Through the app: the staff language comes from the policy version the request runs under,
     the words from the request's law."""
-    content = yaml.safe_load(DEFAULT_POLICY.read_text())
+    content = read_yaml(DEFAULT_POLICY)
     content["languages"]["staff"] = "fr"
     french = tmp_path / "french-staff.yaml"
-    french.write_text(yaml.safe_dump(content, sort_keys=False))
+    french.write_text(dump_yaml(content, sort_keys=False))
     new = NewRequest(type="erasure", subject={"email": unique_email("pages")}, regime="ccpa", identity_attested=True)
     row, _ = await create_request(pool, new, loaded_policy=load_policy(french), secret=load_secret_key(settings),
                                   actor="tests", idempotency_key=None)

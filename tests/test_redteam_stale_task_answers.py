@@ -17,7 +17,6 @@ from __future__ import annotations
 import uuid
 
 import pytest
-import yaml
 from starlette.datastructures import FormData
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -34,6 +33,7 @@ from tests.support import api_client, console_sign_in, live_view, staff_headers,
 from tests.test_redteam_stale_step_answers import form_fields
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
 
@@ -52,12 +52,12 @@ async def failing_crm(task: TaskInput) -> TaskResult:
 @pytest.fixture
 def crm_only(settings, tmp_path):
     """The shipped policy with the CRM as its one system, responses sent without approval."""
-    content = only_systems(yaml.safe_load(DEFAULT_POLICY.read_text()), ["crm"])
+    content = only_systems(read_yaml(DEFAULT_POLICY), ["crm"])
     for rule in content["retention"]:
         rule.pop("systems", None)  # the other systems a CRM rule reaches are gone
     content["approval_required_for"] = []
     path = tmp_path / f"crm-only-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     return settings.model_copy(update={"policy_path": path})
 
 

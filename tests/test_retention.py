@@ -15,7 +15,6 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import yaml
 from dateutil.relativedelta import relativedelta
 
 from activities.ledger import write_ledger
@@ -28,10 +27,11 @@ from schemas.retention import RetentionSweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import fetch_rows
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import build_worker
 from workflows.retention_sweep import RetentionSweepWorkflow
 
-RAW = yaml.safe_load(DEFAULT_POLICY.read_text())
+RAW = read_yaml(DEFAULT_POLICY)
 DEMO_TABLES = {
     "crm": ["companies", "contacts", "support_requests", "chat_transcripts"],
     "analytics": ["users", "page_events"],
@@ -100,7 +100,7 @@ def _with_rule(**changes) -> dict:
 ])
 def test_bad_rules_are_refused_naming_their_path(tmp_path: Path, changes: dict, message: str) -> None:
     path = tmp_path / "policy.yaml"
-    path.write_text(yaml.safe_dump(_with_rule(**changes), sort_keys=False))
+    path.write_text(dump_yaml(_with_rule(**changes), sort_keys=False))
     with pytest.raises(PolicyError, match=message) as caught:
         load_policy(path)
     assert str(path) in str(caught.value)

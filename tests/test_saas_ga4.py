@@ -17,7 +17,6 @@ from typing import Any
 
 import asyncpg
 import pytest
-import yaml
 from temporalio.client import WorkflowHandle
 
 from activities.connectors.base import PermanentConnectorError
@@ -31,6 +30,7 @@ from tests.letters_as_sent import LOADED, as_sent, both, kept_records
 from tests.process_support import died, dsrflow_process, released
 from tests.saas_support import connector, google_served, http_policy, http_system, subject
 from tests.support import console_sign_in, staff_headers, text_of, wait_for_letter
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -132,11 +132,11 @@ async def _waiting_for_the_next_quota_day(google, postgres, settings, pool, env,
     from then on is a process dying at them (tests/worker_process.py), the first day's stopped."""
     # The shipped configuration, paced faster than 1.5/s and with a tenth of Google's daily quota
     # (500), so that the test does not take minutes: the same arithmetic on fewer identifiers.
-    shipped = yaml.safe_load((DEFAULT_POLICY.parent / "http/ga4.yaml").read_text())
+    shipped = read_yaml(DEFAULT_POLICY.parent / "http/ga4.yaml")
     shipped["limits"]["per_second"] = 200
     quota = shipped["limits"]["per_day"] = 50
     (tmp_path / "http").mkdir()
-    (tmp_path / "http/ga4.yaml").write_text(yaml.safe_dump(shipped))
+    (tmp_path / "http/ga4.yaml").write_text(dump_yaml(shipped))
     ga4 = http_system("http/ga4.yaml", "Google Analytics 4", completion_timeout_days=30)
     async with fanout_stack(postgres, settings, env.client, tmp_path, extra_systems={"ga4": ga4}) as stack:
         conn = await asyncpg.connect(stack.databases["analytics"])

@@ -14,7 +14,6 @@ from urllib.parse import parse_qsl
 
 import httpx
 import pytest
-import yaml
 from pydantic import ValidationError
 
 from activities.connectors.base import PermanentConnectorError
@@ -24,6 +23,7 @@ from policy.http_model import Identifier
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.saas_support import connector, google_served, http_policy, http_system, subject
+from tests.yaml_files import read_yaml
 
 
 @pytest.fixture
@@ -181,7 +181,7 @@ async def test_only_a_request_naming_what_google_knows_deletes_anything(google):
 def test_the_shipped_configuration_sends_a_stored_cookie_value_as_the_client_id_google_knows():
     """ga4.yaml's CLIENT_ID identifier cuts a stored _ga cookie value to the client id; a value of
     another shape (a site that sets its own client ids) is sent as it is stored."""
-    config = yaml.safe_load((DEFAULT_POLICY.parent / "http/ga4.yaml").read_text())
+    config = read_yaml(DEFAULT_POLICY.parent / "http/ga4.yaml")
     client_id = Identifier.model_validate(next(i for i in config["identifiers"] if i["type"] == "CLIENT_ID"))
     assert client_id.value_of("GA1.1.1197596843.1673515099") == "1197596843.1673515099"
     assert client_id.value_of("GA1.2.555.666") == "555.666"

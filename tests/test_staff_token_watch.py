@@ -10,12 +10,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.metrics import DatabaseGauges
 from dsrflow.stores.staff_tokens import issue_token, revoke_token
 from tests.conftest import database_pool
+from tests.yaml_files import read_yaml
 
 ALERTS = Path(__file__).resolve().parent.parent / "deploy/prometheus/alerts.yml"
 
@@ -56,7 +55,7 @@ async def test_tokens_expiring_and_tokens_over_their_bound_show_for_the_alerts(p
     assert seen == {
         ("dsrflow_staff_tokens_expiring", ("agent",)): 1, ("dsrflow_staff_tokens_expiring", ("compliance",)): 0,
         ("dsrflow_staff_tokens_expiring", ("admin",)): 1, ("dsrflow_staff_tokens_over_their_bound", ()): 1}
-    rules = {r["alert"]: r for g in yaml.safe_load(ALERTS.read_text())["groups"] for r in g["rules"]}
+    rules = {r["alert"]: r for g in read_yaml(ALERTS)["groups"] for r in g["rules"]}
     assert rules["DsrStaffTokensExpiring"]["expr"] == "sum(dsrflow_staff_tokens_expiring) > 0"
     assert rules["DsrStaffTokenOverItsBound"]["expr"] == "max(dsrflow_staff_tokens_over_their_bound) > 0"
     assert rules["DsrStaffTokenOverItsBound"]["labels"]["severity"] == "critical"

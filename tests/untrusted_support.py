@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import copy
 import datetime as dt
 import json
 import uuid
@@ -18,7 +17,6 @@ from typing import Any
 
 import asyncpg
 import httpx
-import yaml
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -38,6 +36,7 @@ from tests.conftest import database_pool
 from tests.fanout_stack import served
 from tests.process_support import answering, died, dsrflow_process
 from tests.support import english_only, letters_for, live_client, staff_headers, text_of, unique_email
+from tests.yaml_files import dump_yaml, read_yaml
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
 
@@ -130,12 +129,12 @@ class Recorder:
 
 def processor_policy(tmp: Path, lifecycle_policy: Path, system_config: dict[str, Any]) -> Path:
     """The lifecycle policy with one OpenDSR system, `forged_proc`."""
-    content = copy.deepcopy(yaml.safe_load(lifecycle_policy.read_text()))
+    content = read_yaml(lifecycle_policy)
     content["systems"] = {PROCESSOR: {"label": "Forged processor", "connector": "opendsr",
                                       "config": {"origin": "observed", **system_config}}}
     english_only(content)
     path = tmp / f"policy-{uuid.uuid4().hex[:6]}.yaml"
-    path.write_text(yaml.safe_dump(content, sort_keys=False))
+    path.write_text(dump_yaml(content, sort_keys=False))
     return path
 
 
