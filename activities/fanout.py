@@ -5,7 +5,7 @@ erasure's own evidence: activities/erasure_evidence.py)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -29,6 +29,7 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.heartbeat import heartbeating
+from activities.restriction_lock import restriction_lock
 from activities.restrictions import held_message, lift_held_by
 from activities.task_outcomes import (
     STORED_OUTCOME,
@@ -195,7 +196,7 @@ class FanoutActivities(ErasureEvidence):
             resuming = None if earlier is None or kind.transactional or issubclass(kind, HttpConnector) \
                 else earlier.result
             try:
-                result = await self._act(task, row, resuming)
+                result = await self._act(task, row, resuming, tried=None if earlier is None else earlier.result)
             except TaskEnded as ended:
                 return await self._ended(task, ended)
             if earlier is not None and kind.transactional and changed_nothing(result):
@@ -235,7 +236,10 @@ class FanoutActivities(ErasureEvidence):
                              extra={"system": task.task.system, "attempt": task.attempt})
         return record
 
-    async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None) -> TaskResult:
+    async def _act(self, task: TaskInput, row: dict[str, Any], resuming: TaskResult | None = None, *,
+                   tried: TaskResult | None = None) -> TaskResult:
+        """`tried`: what an earlier try of this attempt was about to do when it died, kept before the
+        system's commit (activities/task_outcomes.py)."""
         subject = replace(subject_of(row), attempt=task.attempt)
         details = row["details"] or {}
         action = task.task.action
@@ -246,12 +250,19 @@ class FanoutActivities(ErasureEvidence):
 
         try:
             await self._identities_agree(task.policy_version, subject)
-            # A lift where another restriction of the subject holds the system leaves it: nothing
-            # to open, and no job to start at a processor.
-            if action == "lift_restriction" and (
-                    held_by := await lift_held_by(self.ctx.pool, task.request_id, task.task.system)) is not None:
-                return reported(ActionOutcome(status="done", message=held_message(held_by)))
-            async with open_connector(self.ctx, task.policy_version, task.task.system) as connector:
+            async with AsyncExitStack() as held:
+                # A restriction's or a lift's call, and a lift's check before it, one at a time per
+                # system and subject (activities/restriction_lock.py); nothing for other actions.
+                await held.enter_async_context(restriction_lock(self.ctx, subject, task.task.system, action))
+                # A lift where another restriction of the subject holds the system leaves it: nothing
+                # to open, and no job to start at a processor.
+                if action == "lift_restriction" and (held_by := await lift_held_by(
+                        self.ctx.pool, task.request_id, task.task.system, lifted_before=tried is not None)):
+                    if tried is not None:  # it may have lifted here: what it did, and that it was undone
+                        return tried.model_copy(update={"message": held_message(held_by, lifted_before=True)})
+                    return reported(ActionOutcome(status="done", message=held_message(held_by)))
+                connector = await held.enter_async_context(
+                    open_connector(self.ctx, task.policy_version, task.task.system))
                 if external := connector.job_id(subject, action):
                     await store_task_result(self.ctx, task.request_id, TaskResult(
                         system=task.task.system, action=action, status="pending",

@@ -71,11 +71,15 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     return context
 
 
-async def lift_held_by(pool: Any, request_id: str, system: str) -> str | None:
+async def lift_held_by(pool: Any, request_id: str, system: str, *, lifted_before: bool = False) -> str | None:
     """The subject's other restriction that keeps `system` restricted when this one's lift reaches
     it (dsrflow/stores/restrictions_store.py `restricted_elsewhere`): the lift leaves the system as
     it is. On record with the answer (`restriction.lift_held`), which a retry gives again: a retry
-    after the other restriction was lifted meanwhile must not report a lift that did not happen."""
+    after the other restriction was lifted meanwhile must not report a lift that did not happen.
+    Asked under the system's restriction lock (activities/restriction_lock.py). `lifted_before`: an
+    earlier try of this lift, killed before it answered, got as far as lifting the system; the other
+    restriction started after its check, waited for that try's lock and restricted the system
+    again, which the record says."""
     key = f"{request_id}:lift:held:{system}"
     async with pool.acquire() as conn, conn.transaction():
         data = await conn.fetchval("SELECT data FROM audit_events WHERE event_key = $1", key)
@@ -84,13 +88,17 @@ async def lift_held_by(pool: Any, request_id: str, system: str) -> str | None:
         other = (await restricted_elsewhere(conn, request_id)).get(system)
         if other is not None:
             await append_event(conn, event_key=key, event_type="restriction.lift_held", request_id=request_id,
-                               actor="workflow", data={"system": system, "by": other})
+                               actor="workflow", data={"system": system, "by": other,
+                                                       **({"lifted_before": True} if lifted_before else {})})
     failpoint("lift-held", system)  # on record, and the task's result not yet kept
     return other
 
 
-def held_message(other: str) -> str:
+def held_message(other: str, lifted_before: bool = False) -> str:
     """A lift task's words for staff where the subject's other restriction keeps the system restricted."""
+    if lifted_before:
+        return (f"lifted here by an earlier try that stopped before it answered; restricted again by the "
+                f"subject's restriction {short_reference(other)}, which started while this lift ran")
     return f"not lifted here: the subject's restriction {short_reference(other)} is still in force here"
 
 

@@ -81,11 +81,14 @@ async def _a_new_world(database_url: str) -> None:
     restricts nothing in these. Its restriction, recorded in force or under way with a system
     restricted, would otherwise keep this stack's lifts of the same demo subject from lifting
     (activities/restrictions.py `lift_held_by`), as it rightly does within one controller's
-    systems: it is ended here (lifted; its restricted systems no longer so)."""
+    systems: it is ended here (lifted; its restricted systems no longer so; one still running,
+    whose plan holds its systems, closed: its stack's worker is gone)."""
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("UPDATE restrictions SET lifted_at = now() WHERE lifted_at IS NULL")
         await conn.execute("UPDATE system_tasks SET status = 'not_found' WHERE action = 'restrict' AND status = 'done'")
+        await conn.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE request_type = "
+                           "'restriction' AND status IN ('in_progress', 'awaiting_approval')")
     finally:
         await conn.close()
 

@@ -132,8 +132,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
         # Every line of this table is worked out for every event: these two only for their own.
-        "restriction.lift_held": (kind == "restriction.lift_held" and data.get("by")
-                                  and f"{system}: restriction {short_reference(str(data['by']))}") or None,
+        "restriction.lift_held": (kind == "restriction.lift_held" and data.get("by") and (
+            f"{system}: restricted again: restriction {short_reference(str(data['by']))} started while this lift ran"
+            if data.get("lifted_before") else f"{system}: restriction {short_reference(str(data['by']))}")) or None,
         "restriction.lifted": (kind == "restriction.lifted" and data.get("held") and "still restricted in " + ", ".join(
             (systems or {}).get(s, s) for s in data["held"])) or None,
         "complaint.progress_told": data.get("note"),  # as the letter quotes it

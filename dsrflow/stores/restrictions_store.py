@@ -114,7 +114,12 @@ async def restricted_elsewhere(conn: Executor, request_id: str) -> dict[str, str
     restricted there (before, lifting a second restriction un-restricted the data the first, still
     in force, kept). In force: recorded and not lifted, its lift (if announced) not yet due, so that
     two lifts due together both lift and neither leaves the other's systems restricted for ever;
-    or under way with that system restricted, as for `keeping_from_erasure`."""
+    or under way with that system restricted, as for `keeping_from_erasure`; or under way and still
+    running (in progress, or awaiting approval) with that system in its plan, whether or not its task
+    there has run: the plan is written before any of its calls, so a lift that checks under the
+    system's lock (activities/restriction_lock.py) sees every restriction whose call may already
+    have reached the system, and any other starts after the lift (before, one that restricted the
+    system and had not yet recorded its task done was undone by the lift)."""
     rows = await conn.fetch(
         f"""WITH me AS (SELECT lower(subject_email) AS email, lower(customer_id) AS customer_id FROM dsr_requests WHERE id = $1::uuid)
            SELECT DISTINCT ON (system) system, other FROM (
@@ -126,6 +131,12 @@ async def restricted_elsewhere(conn: Executor, request_id: str) -> dict[str, str
              SELECT t.system, d.id::text, d.received_at
              FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
                   JOIN system_tasks t ON t.request_id = d.id AND t.action = 'restrict' AND t.status = 'done'
-             WHERE d.id <> $1::uuid AND {_UNDER_WAY}) held
+             WHERE d.id <> $1::uuid AND {_UNDER_WAY}
+             UNION ALL
+             SELECT task ->> 'system', d.id::text, d.received_at
+             FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
+                  JOIN request_plans p ON p.request_id = d.id
+                  CROSS JOIN jsonb_array_elements(p.plan -> 'tasks') task
+             WHERE d.id <> $1::uuid AND d.status IN ('in_progress', 'awaiting_approval') AND {_UNDER_WAY}) held
            ORDER BY system, since""", request_id)
     return {row["system"]: row["other"] for row in rows}

@@ -1,0 +1,59 @@
+"""One system's restriction of one subject, changed by one action at a time: a lift's check that no
+other restriction of the subject holds the system (activities/restrictions.py `lift_held_by`) and
+its connector call run under an exclusive lock, each restriction's connector call under a shared
+one, both per system and subject (by address and by customer number, as the systems find a
+subject and `restricted_elsewhere` matches one).
+
+Why: the check reads the database once, before the lift's call. A restriction that reached the
+system after the check and before the lift landed (its identity confirmed after the check, its
+call then quicker than the lift's) was undone by the lift, and stayed undone while in force. Under
+the lock, a restriction under way when the lift checks is seen (`restricted_elsewhere` counts one
+from its plan on: the plan is written before any of its calls), and one that starts later waits
+for the lift to finish and restricts last. Two restrictions do not wait on each other.
+
+The locks are held by a connection of their own, opened for the action and closed after it (a
+few milliseconds, restrict and lift actions only): a worker that dies, however (kill -9), ends
+its session and so its locks, and the next action goes on at once; no lease to expire, and no
+pooled connection kept back from the pool while a processor answers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from activities.connectors.base import Subject
+from activities.context import ActivityContext
+from dsrflow.crypto.hashing import subject_hash
+from dsrflow.infra.db import connect
+from dsrflow.infra.failpoints import failpoint
+
+# The actions that change a system's restriction, and whether each excludes the others.
+EXCLUSIVE = {"lift_restriction": True, "restrict": False}
+
+
+def lock_keys(secret: bytes, subject: Subject, system: str) -> list[str]:
+    """The subject's keys at `system`, in one order for every holder (so two never wait on each
+    other), keyed by the identities' hashes: pg_locks and the server's logs show no address."""
+    identities = [("address", subject.email), ("customer", subject.customer_id)]
+    return sorted(f"restriction:{system}:{kind}:{subject_hash(secret, value)}"
+                  for kind, value in identities if value)
+
+
+@asynccontextmanager
+async def restriction_lock(ctx: ActivityContext, subject: Subject, system: str, action: str) -> AsyncIterator[None]:
+    """Held from before a lift's check (or a restriction's call) until its connector call returned;
+    nothing for any other action (an erasure pays nothing)."""
+    if action not in EXCLUSIVE:
+        yield
+        return
+    take = "pg_advisory_lock" if EXCLUSIVE[action] else "pg_advisory_lock_shared"
+    conn = await connect(ctx.settings.effective_database_url)
+    try:
+        for key in lock_keys(ctx.secret, subject, system):
+            await conn.execute(f"SELECT {take}(hashtextextended($1, 0))", key)
+        yield
+        # Done in the system (or a lift's held answer on record), the locks not yet given back.
+        failpoint("restriction-acted", f"{system}:{action}:{subject.request_id}")
+    finally:
+        await conn.close()  # ends the session, and its locks with it
