@@ -55,5 +55,9 @@ async def restriction_lock(ctx: ActivityContext, subject: Subject, system: str, 
         yield
         # Done in the system (or a lift's held answer on record), the locks not yet given back.
         failpoint("restriction-acted", f"{system}:{action}:{subject.request_id}")
-    finally:
-        await conn.close()  # ends the session, and its locks with it
+    except BaseException:
+        # Failed, or cancelled while it waited for a lock (its activity timed out or was cancelled):
+        # the session ends at once, and its locks, granted or asked, with it.
+        conn.terminate()
+        raise
+    await conn.close()  # ends the session, and its locks with it
