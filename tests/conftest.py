@@ -205,8 +205,10 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
         # Portal resends too: a worker's modules together ask more new codes than 10 an hour.
         DSRFLOW_RATE_RESEND_PER_IP="10000/hour",
         DSRFLOW_MAX_UNVERIFIED_PER_NETWORK=1_000_000,
-        # Workflow code is checked in Temporal's sandbox here, whatever production runs.
-        DSRFLOW_WORKFLOW_SANDBOX=True,
+        # Workflows run outside Temporal's sandbox here, as in production: it cost a fifth of the CPU
+        # of a test that runs them. The workflow tests (tests/workflow_stack.py) and the replays
+        # (tests/test_replay.py) run in it; tests/test_workflow_determinism.py checks the source.
+        DSRFLOW_WORKFLOW_SANDBOX=False,
         # Tests store requests without workflows: the sweep that would start them, scheduled by
         # every process worker, leaves them alone (tests/test_request_start_sweep.py tests it on its own databases).
         DSRFLOW_START_SWEEP_AFTER_MINUTES=10080,

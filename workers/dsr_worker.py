@@ -54,8 +54,8 @@ from workflows.retention_sweep import RetentionSweepWorkflow
 from workflows.system_task import SystemTaskWorkflow
 
 # The workflow sandbox (each workflow's globals isolated, non-deterministic calls refused) is
-# where workflow code is checked: every workflow test and the replay tests (tests/test_replay.py)
-# run in it. A production worker runs without it unless DSRFLOW_WORKFLOW_SANDBOX is set: in this
+# where workflow code is checked: the workflow tests (tests/workflow_stack.py) and the replay tests
+# (tests/test_replay.py) run in it, tests/test_workflow_determinism.py checks the source. A production worker runs without it unless DSRFLOW_WORKFLOW_SANDBOX is set: in this
 # SDK it re-enters the sandbox with a freshly compiled exec for every activation and every payload
 # the workflow converts, a quarter of the worker's CPU per request (BENCHMARKS.md, issue 17).
 # Our workflow modules hold no state and are passed through (imported once) either way.
