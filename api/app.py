@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 from temporalio.client import Client
@@ -23,10 +24,11 @@ from policy.model import LoadedPolicy
 
 
 def create_app(settings: Settings, *, temporal_client: Client | None = None,
-               policy: LoadedPolicy | None = None) -> FastAPI:
-    """The app; tests pass the client of their Temporal test environment. `policy`: the policy
-    file in force as `dsrflow api` read it already (read here otherwise)."""
-    state = AppState(settings, temporal_client, policy)
+               policy: LoadedPolicy | None = None, pool: asyncpg.Pool | None = None) -> FastAPI:
+    """The app; tests pass the client of their Temporal test environment, and may pass a pool of
+    their own on the settings' database (not closed with the app). `policy`: the policy file in
+    force as `dsrflow api` read it already (read here otherwise)."""
+    state = AppState(settings, temporal_client, policy, pool)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):

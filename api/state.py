@@ -21,11 +21,14 @@ from policy.model import LoadedPolicy, load_policy
 
 class AppState:
     def __init__(self, settings: Settings, temporal_client: Client | None = None,
-                 policy: LoadedPolicy | None = None) -> None:
+                 policy: LoadedPolicy | None = None, pool: asyncpg.Pool | None = None) -> None:
         self.settings = settings
         # The start's one read of the file (26 ms of CPU a read), when the command made it.
         self.policy = policy or load_policy(settings.policy_path)
-        self._pool: asyncpg.Pool | None = None
+        # A pool given is the caller's (the tests' session pool, on the same database): an app
+        # built per test opened connections of its own each time, and it never closes that one.
+        self._pool: asyncpg.Pool | None = pool
+        self._owns_pool = pool is None
         self._client: Client | None = temporal_client
         self._lock = asyncio.Lock()
         # Where packages and processors' uploads are kept (DSRFLOW_STORAGE); connects on first use.
@@ -58,5 +61,5 @@ class AppState:
         return EncryptionCodec(load_keyring(self.settings))
 
     async def close(self) -> None:
-        if self._pool is not None:
+        if self._pool is not None and self._owns_pool:
             await self._pool.close()

@@ -12,16 +12,13 @@ import asyncpg
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.domain.audit import GENESIS, chain_hash, event_body
 from dsrflow.infra.db import connect
+from tests.pools import server_execute
 
 
 async def clone_database(server: EmbeddedPostgres, template_url: str, prefix: str) -> str:
     """A copy of a migrated database (CREATE DATABASE ... TEMPLATE: much faster than migrating)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(server.url())
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{template_url.rsplit("/", 1)[1]}"')
-    finally:
-        await conn.close()
+    await server_execute(server.url(), f'CREATE DATABASE "{name}" TEMPLATE "{template_url.rsplit("/", 1)[1]}"')
     return server.url(name)
 
 

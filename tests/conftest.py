@@ -37,6 +37,7 @@ from dsrflow.infra.ports import SHARE_VARIABLE as PORT_SHARE_VARIABLE
 from dsrflow.infra.temporal_client import build_data_converter
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY
+from tests.pools import register_session_pool, server_execute, session_pool_on
 from tests.sql_demo import systems, template  # noqa: F401 (fixtures for the sql connector's tests)
 from tests.yaml_files import dump_yaml, read_yaml
 from workflows.search_attributes import SEARCH_ATTRIBUTES
@@ -137,11 +138,7 @@ async def make_database(server: EmbeddedPostgres, prefix: str = "t") -> str:
         await migrate(server.url(migrated))
         _MIGRATED[server.data_dir] = migrated
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(server.url())
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{_MIGRATED[server.data_dir]}"')
-    finally:
-        await conn.close()
+    await server_execute(server.url(), f'CREATE DATABASE "{name}" TEMPLATE "{_MIGRATED[server.data_dir]}"')
     return server.url(name)
 
 
@@ -222,8 +219,11 @@ def settings(home: Path, database_url: str, mail_sink: MailSink, lifecycle_polic
 
 @pytest.fixture(scope="session")
 async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await create_pool(database_url, min_size=1, max_size=10)
+    # 20, not 10: the apps built on it share it with the test and its worker.
+    pool = await create_pool(database_url, min_size=1, max_size=20)
+    register_session_pool(database_url, pool)  # for the apps the tests build (tests/pools.py)
     yield pool
+    register_session_pool(database_url, None)
     await pool.close()
 
 
@@ -289,7 +289,7 @@ async def app_http(settings):
     from api.app import create_app  # the app imports the product; keep conftest light to import
     from tests.policy_once import policy_of
 
-    app = create_app(settings, policy=policy_of(settings))
+    app = create_app(settings, policy=policy_of(settings), pool=session_pool_on(settings.effective_database_url))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
         yield client
     await app.state.dsr.close()

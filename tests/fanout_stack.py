@@ -27,6 +27,7 @@ from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.conftest import database_pool
+from tests.pools import kept_pool, session_pool_on
 from tests.sql_demo import clone, seeded_template
 from tests.support import english_only, live_client
 from tests.yaml_files import dump_yaml, read_yaml
@@ -83,14 +84,11 @@ async def _a_new_world(database_url: str) -> None:
     (activities/restrictions.py `lift_held_by`), as it rightly does within one controller's
     systems: it is ended here (lifted; its restricted systems no longer so; one still running,
     whose plan holds its systems, closed: its stack's worker is gone)."""
-    conn = await asyncpg.connect(database_url)
-    try:
+    async with (await kept_pool(database_url)).acquire() as conn:
         await conn.execute("UPDATE restrictions SET lifted_at = now() WHERE lifted_at IS NULL")
         await conn.execute("UPDATE system_tasks SET status = 'not_found' WHERE action = 'restrict' AND status = 'done'")
         await conn.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE request_type = "
                            "'restriction' AND status IN ('in_progress', 'awaiting_approval')")
-    finally:
-        await conn.close()
 
 
 @contextlib.asynccontextmanager
@@ -132,7 +130,8 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                                            completion_delay=email_delay,
                                            callback_attempts=callback_attempts)
     servers = [await serve(email_app, email_socket),
-               await serve(create_app(stack_settings, temporal_client=client), api_socket)]
+               await serve(create_app(stack_settings, temporal_client=client,
+                                    pool=session_pool_on(stack_settings.effective_database_url)), api_socket)]
     try:
         yield FanoutStack(
             settings=stack_settings, policy=load_policy(policy_path),

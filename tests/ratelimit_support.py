@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 
 from api.app import create_app
+from tests.pools import session_pool_on
 
 PROBLEM = "application/problem+json"
 
@@ -25,7 +26,7 @@ async def app_clients(settings, client, task_queue, **limits) -> AsyncIterator[C
     """The real app with the given limits; `call_from(ip)` is an HTTP client for that address, and
     `call_from.app` the app (what a process keeps in memory)."""
     app = create_app(settings.model_copy(update={"task_queue": task_queue, **limits}),
-                     temporal_client=client)
+                     temporal_client=client, pool=session_pool_on(settings.effective_database_url))
     opened: list[httpx.AsyncClient] = []
 
     def call_from(ip: str) -> httpx.AsyncClient:

@@ -9,7 +9,6 @@ import io
 import json
 import re
 import uuid
-import weakref
 import zipfile
 from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta
@@ -25,7 +24,7 @@ from temporalio.service import RPCError
 from activities.connectors.tls import tls_context
 from api.app import create_app
 from api.auth import create_token
-from devstack.smtp_sink import MailSink, read_mailbox
+from devstack.smtp_sink import MailSink, request_mail
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.domain.audit import append_event
@@ -36,6 +35,8 @@ from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
 from tests.policy_once import policy_at, policy_of
+from tests.pools import fetch_rows as fetch_rows  # here too, where most tests import it from
+from tests.pools import session_pool_on
 from workers.schedules import SCHEDULE_IDS
 
 # The address dsrflow sends from under the default policy: mail from it that carries one of our
@@ -45,9 +46,10 @@ OUR_SENDER = policy_at(DEFAULT_POLICY).policy.controller.sender_email
 
 @contextlib.asynccontextmanager
 async def api_client(settings: Settings, client: Client, task_queue: str) -> AsyncIterator[httpx.AsyncClient]:
-    """The real FastAPI app in-process, talking to the given Temporal client and task queue."""
+    """The real FastAPI app in-process, talking to the given Temporal client and task queue (and
+    to the database through the session's pool when it is the settings' database)."""
     app = create_app(settings.model_copy(update={"task_queue": task_queue}), temporal_client=client,
-                     policy=policy_of(settings))
+                     policy=policy_of(settings), pool=session_pool_on(settings.effective_database_url))
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
         yield http
@@ -92,20 +94,8 @@ async def staff_headers(pool: asyncpg.Pool, role: str = "compliance") -> dict[st
     return {"Authorization": f"Bearer {await create_token(pool, role, 'tests')}"}
 
 
-# Each message's (request, purpose) headers, read once: a header is parsed again at every access,
-# and a wait for a letter reads them for the whole session's mailbox ten times a second.
-_TAGS: weakref.WeakKeyDictionary[EmailMessage, tuple[str | None, str | None]] = weakref.WeakKeyDictionary()
-
-
 def letters_for(sink: MailSink, request_id: str, purpose: str | None = None) -> list[EmailMessage]:
-    found = []
-    for m in read_mailbox(sink.directory):
-        if m not in _TAGS:
-            _TAGS[m] = (m["X-DSR-Request-Id"], m["X-DSR-Purpose"])
-        rid, its_purpose = _TAGS[m]
-        if rid == request_id and (purpose is None or its_purpose == purpose):
-            found.append(m)
-    return found
+    return [m for m in request_mail(sink.directory, request_id) if purpose is None or m["X-DSR-Purpose"] == purpose]
 
 
 async def eventually(check: Callable[[], Any], timeout: float = 60) -> None:
@@ -258,15 +248,6 @@ def assert_problem(response: httpx.Response, status: int) -> dict:
     body = response.json()
     assert body["status"] == status
     return body
-
-
-async def fetch_rows(url: str, sql: str, *args) -> list[asyncpg.Record]:
-    """Rows from a database by URL (a demo system's, a processor's), on a connection of its own."""
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetch(sql, *args)
-    finally:
-        await conn.close()
 
 
 def settings_env(settings: Settings) -> dict[str, str]:

@@ -22,8 +22,8 @@ CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
 @pytest.fixture
-async def app(settings):
-    app = create_app(settings)
+async def app(settings, pool):
+    app = create_app(settings, pool=pool)
 
     # Console pages as the console's own are built: the public dependency and the base layout,
     # whose sign-out form carries the session's CSRF token.

@@ -23,6 +23,7 @@ from tests.fanout_stack import api, fanout_stack
 from tests.support import (
     delete_schedules,
     eventually,
+    fetch_rows,
     letters_for,
     settings_env,
     staff_headers,
@@ -41,11 +42,7 @@ async def stack(postgres, settings, dev_server, tmp_path):
 
 
 async def _count(url: str, sql: str, *args) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        return await conn.fetchval(sql, *args)
-    finally:
-        await conn.close()
+    return (await fetch_rows(url, sql, *args))[0][0]
 
 
 async def _open(http, pool, body: dict) -> str:

@@ -294,16 +294,23 @@ async def test_unreachable_database_is_retryable(postgres: EmbeddedPostgres) -> 
 
 
 async def test_seeding_is_idempotent_and_deterministic(postgres: EmbeddedPostgres, template: dict[str, str]) -> None:
+    # Closed however the test ends: a connection left on a template keeps every later copy of it
+    # from being made ("being accessed by other users").
     first = Systems(postgres, template, policy_for(template))
-    before = await first.checksums()
-    assert await ensure_demo_databases(postgres, postgres.url, template) == dict.fromkeys(SQL_SYSTEMS, False)
-    assert await first.checksums() == before
-
     fresh = {system: f"again_{system}_{uuid.uuid4().hex[:8]}" for system in SQL_SYSTEMS}
-    for name in fresh.values():
-        await postgres.ensure_database(name)
-    # Databases that already exist (server None) are seeded too.
-    assert await ensure_demo_databases(None, postgres.url, fresh) == dict.fromkeys(SQL_SYSTEMS, True)
-    assert await Systems(postgres, fresh, policy_for(fresh)).checksums() == before
-    counts = await first.counts()
-    assert counts["crm.contacts"] > 800 and counts["analytics.page_events"] > 20 * counts["analytics.users"]
+    again = Systems(postgres, fresh, policy_for(fresh))
+    try:
+        before = await first.checksums()
+        assert await ensure_demo_databases(postgres, postgres.url, template) == dict.fromkeys(SQL_SYSTEMS, False)
+        assert await first.checksums() == before
+
+        for name in fresh.values():
+            await postgres.ensure_database(name)
+        # Databases that already exist (server None) are seeded too.
+        assert await ensure_demo_databases(None, postgres.url, fresh) == dict.fromkeys(SQL_SYSTEMS, True)
+        assert await again.checksums() == before
+        counts = await first.counts()
+        assert counts["crm.contacts"] > 800 and counts["analytics.page_events"] > 20 * counts["analytics.users"]
+    finally:
+        await first.close()
+        await again.close()

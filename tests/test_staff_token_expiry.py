@@ -6,7 +6,6 @@ app without the workflow engine, the CLI through typer's runner."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -15,7 +14,8 @@ from typer.testing import CliRunner
 
 from cli.main import app as cli
 from dsrflow.stores.staff_tokens import create_token, issue_token
-from tests.support import CSRF_FIELD, assert_problem, fetch_rows, settings_env
+from tests.pools import fetch_rows_now
+from tests.support import CSRF_FIELD, assert_problem, settings_env
 
 
 async def _expire(pool, token_id: str, ago: timedelta = timedelta(minutes=5)) -> datetime:
@@ -94,8 +94,8 @@ def test_the_cli_gives_a_token_the_lifetime_asked_for_and_lists_expiries(setting
     soon = runner.invoke(cli, ["token", "create", "--role", "agent", "--label", "cli expiry soon", "--expires-in", "3d"],
                          env=env)
     assert soon.exit_code == 0, soon.output
-    rows = {r["label"]: r["expires_at"] for r in asyncio.run(fetch_rows(
-        settings.effective_database_url, "SELECT label, expires_at FROM staff_tokens WHERE label LIKE 'cli expiry %'"))}
+    rows = {r["label"]: r["expires_at"] for r in fetch_rows_now(
+        settings.effective_database_url, "SELECT label, expires_at FROM staff_tokens WHERE label LIKE 'cli expiry %'")}
     now = datetime.now(UTC)
     assert abs(rows["cli expiry 2w"] - (now + timedelta(weeks=2))) < timedelta(minutes=1)
     assert abs(rows["cli expiry default"] - (now + timedelta(days=settings.token_days))) < timedelta(minutes=1)
@@ -103,9 +103,9 @@ def test_the_cli_gives_a_token_the_lifetime_asked_for_and_lists_expiries(setting
     wrong = runner.invoke(cli, ["token", "create", "--role", "agent", "--expires-in", "90x"], env=env)
     assert wrong.exit_code == 2 and "--expires-in: expected a lifetime such as 90d" in wrong.stderr, wrong.output
 
-    asyncio.run(fetch_rows(settings.effective_database_url,
-                           "INSERT INTO staff_tokens (id, token_hash, role, label) VALUES "
-                           "(gen_random_uuid(), md5(random()::text), 'agent', 'cli expiry never') RETURNING id"))
+    fetch_rows_now(settings.effective_database_url,
+                   "INSERT INTO staff_tokens (id, token_hash, role, label) VALUES "
+                   "(gen_random_uuid(), md5(random()::text), 'agent', 'cli expiry never') RETURNING id")
     listed = runner.invoke(cli, ["token", "list"], env=env)
     assert listed.exit_code == 0, listed.output
     lines = {line.rsplit("  ", 1)[-1]: line for line in listed.stdout.splitlines()}

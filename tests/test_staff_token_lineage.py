@@ -16,7 +16,8 @@ from typer.testing import CliRunner
 
 from cli.main import app as cli
 from dsrflow.stores.staff_tokens import CreatorNotInForce, issue_token
-from tests.support import assert_problem, console_sign_in, console_sign_in_with, fetch_rows, settings_env
+from tests.pools import fetch_rows_now
+from tests.support import assert_problem, console_sign_in, console_sign_in_with, settings_env
 
 
 def _bearer(token: str) -> dict[str, str]:
@@ -194,14 +195,14 @@ def test_the_cli_revokes_with_descendants_and_lists_who_created_each(settings):
 
     assert revoked.exit_code == 0, revoked.output
     assert [line.split()[1] for line in revoked.stdout.splitlines()] == [root["id"], child["id"], grandchild["id"]]
-    rows = asyncio.run(fetch_rows(url, "SELECT revoked_at FROM staff_tokens WHERE id = ANY($1)",
-                                  [root["id"], child["id"], grandchild["id"]]))
+    rows = fetch_rows_now(url, "SELECT revoked_at FROM staff_tokens WHERE id = ANY($1)",
+                          [root["id"], child["id"], grandchild["id"]])
     assert len(rows) == 3 and all(r["revoked_at"] for r in rows)
     # At the server no creator caps a token, and none is recorded.
     longest = runner.invoke(cli, ["token", "create", "--role", "admin", "--label", "lineage cli long",
                                   "--expires-in", "3650d"], env=env)
     assert longest.exit_code == 0, longest.output
-    assert asyncio.run(fetch_rows(url, "SELECT created_by FROM staff_tokens WHERE label = 'lineage cli long'"))[0][0] is None
+    assert fetch_rows_now(url, "SELECT created_by FROM staff_tokens WHERE label = 'lineage cli long'")[0][0] is None
 
 
 async def test_a_token_revoked_while_it_creates_one_creates_nothing(pool):
