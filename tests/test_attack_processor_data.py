@@ -25,12 +25,12 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.exceptions import ApplicationError
 
 from activities.connectors.base import PermanentConnectorError
-from activities.connectors.opendsr_signature import generate_processor_identity
 from activities.package_summary import part_files, render_summary
 from activities.packages import spool_for
 from policy.model import load_policy
 from schemas.workflow import task_workflow_id
 from tests.fanout_stack import served
+from tests.processor_identity import processor_identity
 from tests.saas_support import collect, connector, stripe_served, subject
 from tests.support import live_client, staff_headers
 from tests.untrusted_support import (
@@ -92,7 +92,7 @@ class AnsweringProcessor(FakeProcessor):
 
 @pytest.fixture
 async def processor():
-    key_pem, cert_pem = generate_processor_identity("127.0.0.1")
+    key_pem, cert_pem = processor_identity()
     fake = AnsweringProcessor(key_pem, cert_pem)
     async with served(fake.app()) as url:
         fake.url = url

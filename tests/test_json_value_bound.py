@@ -36,11 +36,11 @@ from activities.connectors.bounded_http import (
 )
 from activities.connectors.http_client import ANSWER_MIB
 from activities.connectors.opendsr_answers import OpenDsrMalformed
-from activities.connectors.opendsr_signature import generate_processor_identity
 from activities.errors import is_deterministic
 from api.body_limits import DEFAULT_LIMIT
 from policy.model import load_policy
 from tests.fanout_stack import served
+from tests.processor_identity import processor_identity
 from tests.saas_support import collect, connector, stripe_served, subject
 from tests.support import assert_problem, live_client, unique_email
 from tests.test_opendsr_hostile_answers import HostileProcessor
@@ -211,7 +211,7 @@ async def test_a_saas_page_of_too_many_values_is_refused_naming_the_system(tmp_p
 
 @pytest.fixture
 async def hostile():
-    fake = HostileProcessor(*generate_processor_identity("127.0.0.1"))
+    fake = HostileProcessor(*processor_identity())
     async with served(fake.app()) as url:
         fake.url = url
         yield fake

@@ -28,12 +28,12 @@ from activities.connectors.opendsr_signature import (
     SIGNATURE_HEADER,
     ProcessorCertificateError,
     ProcessorCertificates,
-    generate_processor_identity,
     sign,
 )
 from activities.errors import is_deterministic
 from policy.model import load_policy
 from tests.fanout_stack import served
+from tests.processor_identity import processor_identity
 from tests.saas_support import collect, connector, subject
 from tests.support import unique_email
 from tests.untrusted_support import PROCESSOR, FakeProcessor, processor_policy, staff_read_the_processors_fault
@@ -102,7 +102,7 @@ class HostileProcessor(FakeProcessor):
 
 @pytest.fixture(scope="module")
 def identity() -> tuple[bytes, bytes]:
-    return generate_processor_identity("127.0.0.1")
+    return processor_identity()
 
 
 @pytest.fixture

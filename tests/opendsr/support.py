@@ -18,9 +18,6 @@ from activities.connectors.base import ConnectorEnv
 from activities.connectors.opendsr import (
     OpenDsrConnector,
 )
-from activities.connectors.opendsr_signature import (
-    generate_processor_identity,
-)
 from activities.shared_connections import SharedConnections
 from devstack.demo.email_marketing import create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
@@ -30,6 +27,7 @@ from devstack.processes import free_port
 from dsrflow.settings import Settings
 from policy.model import load_policy
 from policy.systems import System
+from tests.processor_identity import processor_identity
 
 CALLBACK_PATH = "/v1/callbacks/opendsr"
 
@@ -103,7 +101,7 @@ class Receiver:
 
 @pytest.fixture(scope="module")
 def identity() -> tuple[bytes, bytes]:
-    return generate_processor_identity("127.0.0.1")
+    return processor_identity()
 
 
 @pytest.fixture(scope="module")
