@@ -24,6 +24,7 @@ from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date
 from tests.conftest import CHROMIUM
 from tests.fanout_stack import loopback_socket, serve
+from tests.pools import session_pool_on
 from tests.support import live_client, staff_headers, verification_code, wait_for_due_date, wait_for_letter
 from workers.dsr_worker import build_worker
 
@@ -40,7 +41,7 @@ async def served_site(settings, pool, client, task_queue: str, activity_override
     sock, port = loopback_socket()
     url = f"http://127.0.0.1:{port}"
     site_settings = settings.model_copy(update={"public_url": url, "task_queue": task_queue})
-    app = create_app(site_settings, temporal_client=client)
+    app = create_app(site_settings, temporal_client=client, pool=session_pool_on(site_settings.effective_database_url))
     running = (build_worker(client, site_settings, pool, task_queue=task_queue, activity_overrides=activity_overrides)
                if worker else contextlib.nullcontext())
     async with running:
