@@ -16,7 +16,8 @@ and alerts them of requests whose workflow runs but fails at every try (`flag_fa
 Each of these parts, and each request within one, runs whatever another did (`Pieces`), and an
 alert the relay refuses for good is recorded and stops nothing (activities/sweep_alerts.py
 `sweep_alert`). Last, it records the staff alerts (any sweep's) that a dead sender had handed to
-the relay and that nobody asked for again (`record_handed_alerts`).
+the relay and that nobody asked for again (`record_handed_alerts`). And it carries out the lifts
+held by a restriction that then ended without coming into force (activities/held_lifts.py).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.context import ActivityContext
+from activities.held_lifts import release_held_lifts
 from activities.sweep_alerts import record_handed_alerts, sweep_alert
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.audit import append_event
@@ -80,6 +82,7 @@ class RequestStartSweepActivities:
             "ended_flagged": lambda: flag_ended_workflows(ctx, client, older_than=older_than),
             "stopped_reminded": lambda: remind_stopped(ctx, datetime.now(UTC)),
             "failing_alerted": lambda: flag_failing_workflows(ctx, client, older_than=older_than),
+            "held_lifts_released": lambda: release_held_lifts(ctx),
             "handed_recorded": lambda: record_handed_alerts(ctx),
         }
         done: dict[str, Any] = {}

@@ -33,3 +33,6 @@ class StartSweepReport(BaseModel):
     # Staff alerts of requests whose workflow runs but fails at every try, sent this time (the
     # first of a stretch of failures and one each whole day it lasts: `flag_failing_workflows`).
     failing_alerted: int = 0
+    # Lifts held by a restriction that ended without coming into force at the system, carried out
+    # now (or shown to staff where a person carries them out: activities/held_lifts.py).
+    held_lifts_released: int = 0

@@ -135,6 +135,11 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "restriction.lift_held": (kind == "restriction.lift_held" and data.get("by") and (
             f"{system}: restricted again: restriction {short_reference(str(data['by']))} started while this lift ran"
             if data.get("lifted_before") else f"{system}: restriction {short_reference(str(data['by']))}")) or None,
+        "restriction.lift_released": (kind == "restriction.lift_released" and data.get("by") and (
+            f"{system}: tell it the restriction has ended: restriction {short_reference(str(data['by']))} ended "
+            "without coming into force there" if data.get("status") == "needs_attention"
+            else f"{system}: lifted once restriction {short_reference(str(data['by']))} ended without coming "
+                 "into force there")) or None,
         "restriction.lifted": (kind == "restriction.lifted" and data.get("held") and "still restricted in " + ", ".join(
             (systems or {}).get(s, s) for s in data["held"])) or None,
         "complaint.progress_told": data.get("note"),  # as the letter quotes it

@@ -66,6 +66,8 @@ EVENT_WORDS = {
     "restriction.lifted": "Restriction lifted in every system",
     # activities/restrictions.py `lift_held_by`: another restriction of the subject holds it there.
     "restriction.lift_held": "Lift left a system restricted: another restriction is in force there",
+    # activities/held_lifts.py: the restriction that held it ended without restricting the system.
+    "restriction.lift_released": "Lift carried out late: the restriction that held the system never came into force there",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
     "mail.converted": "Opened from an e-mail to the privacy address",
     "mail.attached": "E-mail attached",

@@ -1,0 +1,104 @@
+"""Lifts held by a restriction that then never came into force, carried out once it ended.
+
+A lift of restriction L leaves a system S restricted while another restriction R of the same
+subject holds S (activities/restrictions.py `lift_held_by`, `restriction.lift_held` naming R), and
+R counts from its plan on, before it ever restricted S. L's task there ends `done`; R's own lift
+was to un-restrict S later. If R ends without restricting S (cancelled, denied, withdrawn, its
+task at S failed for good, the request completed or closed before reaching S) it has no lift that
+reaches S, and before this S stayed restricted for ever with no restriction in force.
+
+The worker's start sweep (activities/request_start_sweep.py, every five minutes) carries out such
+a lift: a sweep rather than a step of R's closing, because R ends in many ways (a status, a record
+of what it reached, nothing at all when it reached no system) and a step there changes the
+request workflow's commands for each; here nothing of a workflow changes, and one check covers
+every ending. It is L's own lift, done late: the same connector call under the same lock
+(activities/restriction_lock.py), after the same check that nothing else holds S now. A system
+whose lift is not a database's (a processor by e-mail or API, through staff) is not asked here: no
+task of L waits for its answer; staff are shown it on L's timeline instead, to tell it by hand.
+
+Exactly once in effect: the call is idempotent (un-restricting unrestricted rows changes nothing)
+and the record (`restriction.lift_released`, keyed per lift and system) ends the search; a sweep
+killed between the two lifts again, changing nothing, and records it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import activity
+
+from activities.context import ActivityContext
+from activities.fanout import open_connector, subject_of
+from activities.restriction_lock import restriction_lock
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.pieces import Pieces
+from dsrflow.stores.requests_store import get_request
+from dsrflow.stores.restrictions_store import restricted_elsewhere
+
+# Held lifts whose holder has ended (no longer in progress or awaiting approval, nor verification:
+# nothing of it runs any more) without coming into force at the system: no task of it restricted
+# the system there, and no record of it names the system. Not yet released.
+_RELEASABLE = """
+    SELECT e.request_id::text AS lift, e.data ->> 'system' AS system, e.data ->> 'by' AS holder
+    FROM audit_events e JOIN dsr_requests h ON h.id = (e.data ->> 'by')::uuid
+    WHERE e.event_type = 'restriction.lift_held'
+      AND h.status NOT IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
+      AND NOT EXISTS (SELECT FROM system_tasks t WHERE t.request_id = h.id AND t.system = e.data ->> 'system'
+                      AND t.action = 'restrict' AND t.status = 'done')
+      AND NOT EXISTS (SELECT FROM restrictions r WHERE r.request_id = h.id AND e.data ->> 'system' = ANY (r.systems))
+      AND NOT EXISTS (SELECT FROM audit_events x
+                      WHERE x.event_key = e.request_id::text || ':lift:released:' || (e.data ->> 'system'))
+    ORDER BY e.seq LIMIT 200"""
+
+
+# Connector kinds whose lift completes within its call (a database's UPDATE): carried out here. The
+# others answer later (a processor's job, an e-mail's link) to a task of L that no longer waits.
+CARRIED_OUT_HERE = frozenset({"sql"})
+
+
+def released_key(lift: str, system: str) -> str:
+    return f"{lift}:lift:released:{system}"
+
+
+async def release_held_lifts(ctx: ActivityContext) -> int:
+    """Carry out every held lift whose holder ended without coming into force at its system, where
+    nothing else holds the system now (one that does is left to it, and looked at again next run).
+    How many systems were lifted (or, asked of a person, shown to staff) this time."""
+    released, pieces = 0, Pieces(_piece_failed)
+    for row in await ctx.pool.fetch(_RELEASABLE):
+        with pieces.piece("held_lifts_released", row["lift"]):  # one system away holds back no other
+            released += await release_held_lift(ctx, row["lift"], row["system"], row["holder"])
+        if activity.in_activity():  # the sweep's; a test calls this alone too
+            activity.heartbeat(released)
+    pieces.settle()
+    return released
+
+
+def _piece_failed(part: str, request_id: str | None, exc: Exception) -> None:
+    activity.logger.error("held lift not carried out this run; the next run tries again",
+                          extra={"request_id": request_id, "error": type(exc).__name__})
+
+
+async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder: str) -> bool:
+    request = await get_request(ctx.pool, lift)
+    if request is None:
+        return False
+    subject = subject_of(request)
+    kind = (await ctx.policy(request["policy_version"])).policy.systems[system].connector
+    data: dict[str, Any] = {"system": system, "by": holder}
+    # Lifted, not yet on record: failpoint restriction-acted, as the lock is given back.
+    async with restriction_lock(ctx, subject, system, "lift_restriction"):
+        if (await restricted_elsewhere(ctx.pool, lift)).get(system) is not None:
+            return False  # held again (another restriction in force or under way): its lift lifts
+        if kind in CARRIED_OUT_HERE:
+            async with open_connector(ctx, request["policy_version"], system) as connector:
+                outcome = await connector.lift_restriction(subject)
+            data |= {"status": outcome.status, "changed": outcome.changed}
+        else:  # a person carries it out: staff are told on the timeline, nothing is sent
+            data |= {"status": "needs_attention"}
+    async with ctx.pool.acquire() as conn:
+        await append_event(conn, event_key=released_key(lift, system), event_type="restriction.lift_released",
+                           request_id=lift, actor="sweep", data=data)
+    activity.logger.warning("held lift carried out: its holder ended without coming into force",
+                            extra={"request_id": lift, "system": system, "status": data["status"]})
+    return True
