@@ -35,14 +35,14 @@ from dsrflow.infra.pieces import Pieces
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restricted_elsewhere
 
-# Held lifts whose holder has ended (no longer in progress or awaiting approval, nor verification:
-# nothing of it runs any more) without coming into force at the system: no task of it restricted
-# the system there, and no record of it names the system. Not yet released.
+# Held lifts whose holder has closed (completed, denied, cancelled, closed unverified: its tasks
+# settled) without coming into force at the system: no task of it restricted the system there,
+# and no record of it names the system. Not yet released.
 _RELEASABLE = """
     SELECT e.request_id::text AS lift, e.data ->> 'system' AS system, e.data ->> 'by' AS holder
     FROM audit_events e JOIN dsr_requests h ON h.id = (e.data ->> 'by')::uuid
     WHERE e.event_type = 'restriction.lift_held'
-      AND h.status NOT IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
+      AND h.status IN ('completed', 'denied', 'cancelled', 'closed_unverified')
       AND NOT EXISTS (SELECT FROM system_tasks t WHERE t.request_id = h.id AND t.system = e.data ->> 'system'
                       AND t.action = 'restrict' AND t.status = 'done')
       AND NOT EXISTS (SELECT FROM restrictions r WHERE r.request_id = h.id AND e.data ->> 'system' = ANY (r.systems))
