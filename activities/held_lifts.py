@@ -14,7 +14,8 @@ request workflow's commands for each; here nothing of a workflow changes, and on
 every ending. It is L's own lift, done late: the same connector call under the same lock
 (activities/restriction_lock.py), after the same check that nothing else holds S now. A system
 whose lift is not a database's (a processor by e-mail or API, through staff) is not asked here: no
-task of L waits for its answer; staff are shown it on L's timeline instead, to tell it by hand.
+task of L waits for its answer; staff are alerted (once) and shown it on L's timeline, to tell it
+by hand. A database that answers the lift with anything but done is asked again at the next run.
 
 Exactly once in effect: the call is idempotent (un-restricting unrestricted rows changes nothing)
 and the record (`restriction.lift_released`, keyed per lift and system) ends the search; a sweep
@@ -30,10 +31,12 @@ from temporalio import activity
 from activities.context import ActivityContext
 from activities.fanout import open_connector, subject_of
 from activities.restriction_lock import restriction_lock
+from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.pieces import Pieces
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restricted_elsewhere
+from schemas.workflow import LetterJob
 
 # Held lifts whose holder has closed (completed, denied, cancelled, closed unverified: its tasks
 # settled) without coming into force at the system: no task of it restricted the system there,
@@ -93,9 +96,19 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
         if kind in CARRIED_OUT_HERE:
             async with open_connector(ctx, request["policy_version"], system) as connector:
                 outcome = await connector.lift_restriction(subject)
+            if outcome.status != "done":  # not on record: the next run asks the system again
+                raise RuntimeError(f"{system} answered the lift {outcome.status}")
             data |= {"status": outcome.status, "changed": outcome.changed}
-        else:  # a person carries it out: staff are told on the timeline, nothing is sent
+        else:  # a person carries it out: nothing is sent to the system, staff are told
             data |= {"status": "needs_attention"}
+    if data["status"] == "needs_attention":
+        # The alert first (keyed: it goes once), then the record that ends the search: a sweep that
+        # dies in between alerts nobody twice, and records it on the next run. Before, only L's
+        # timeline said so, and nobody opens a closed request's page.
+        await sweep_alert(ctx, LetterJob(
+            request_id=lift, purpose="staff_alert", key=f"lift-by-hand:{system}", to_staff=True,
+            params={"kind": "needs_attention", "days_left": None,
+                    "facts": {"what": "lift_by_hand", "system": system, "holder": holder}}))
     async with ctx.pool.acquire() as conn:
         await append_event(conn, event_key=released_key(lift, system), event_type="restriction.lift_released",
                            request_id=lift, actor="sweep", data=data)

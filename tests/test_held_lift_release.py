@@ -89,6 +89,10 @@ async def test_a_lift_held_by_a_restriction_that_ended_without_restricting_the_s
                 and released["analytics"]["changed"] > 0, released
             assert released["email_marketing"] == {"system": "email_marketing", "by": second,
                                                    "status": "needs_attention"}
+            # Staff are alerted once to tell the processor, by hand (a closed request's timeline is not enough).
+            alerts = await pool.fetch("SELECT letter_key FROM sent_letters WHERE request_id = $1::uuid "
+                                      "AND purpose = 'staff_alert'", first)
+            assert [row["letter_key"].rsplit(":", 1)[-1] for row in alerts] == ["email_marketing"], alerts
             page = " ".join(html.unescape((await http.get(f"/console/requests/{first}")).text).split())
             ref = short_reference(second)
             assert (f"Website analytics (users and page events): lifted once restriction {ref} ended without "

@@ -92,6 +92,10 @@ ALERTS = [
     # activities/packages.py: a system the package cannot be read from.
     (ALERT_NEEDS_ATTENTION, 2, {"what": "package_unreadable", "request_type": "portability", "system": "crm",
                                 "message": "403 Forbidden"}, "needs attention", [SYSTEMS["crm"], "403 Forbidden"]),
+    # activities/held_lifts.py: a lift held by a restriction that ended without restricting a processor.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "lift_by_hand", "system": "email_marketing",
+                                   "holder": "6f1c2d3e-0000-4000-8000-000000000001"}, "needs attention",
+     [SYSTEMS["email_marketing"], "FWG4UHJ223"]),
 ]
 
 
