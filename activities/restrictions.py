@@ -56,12 +56,16 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
     # Named as the response to the restriction named them, with the offer to name on request
     # those named by their kind (Art. 19, second sentence).
     recipients, by_kind = recipients_named(told)
+    # A holder in force keeps the data restricted until its own lift (told before it comes); one
+    # still under way may yet end without coming into force, and then the held lift is carried out
+    # after all (activities/held_lifts.py): the letter must not promise it the other's lift.
+    in_force = set(restriction["held_in_force"])
     context: dict[str, Any] = {"restriction": {
         "since": controller_date(restriction["since"], policy),
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
         "recipients": recipients, "recipients_by_kind": by_kind,
         # Where another of the subject's restrictions keeps the data restricted, the lift leaves it.
-        "still_restricted": [{"reference": short_reference(other), "systems": [
+        "still_restricted": [{"reference": short_reference(other), "in_force": other in in_force, "systems": [
             policy.system_label(s) for s in sorted(held) if held[s] == other]}
             for other in sorted(set(held.values()))]}}
     if restriction["lift_effective_on"] is not None:

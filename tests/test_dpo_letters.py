@@ -191,7 +191,7 @@ async def test_an_access_response_names_what_the_summary_tells(package_link, reg
 async def _every_rendered(monkeypatch, regime: str, language: str):
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"], "held": {}}
+                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"], "held": {}, "held_in_force": []}
 
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     cases = {**_every_letter(),
@@ -275,7 +275,7 @@ _BEFORE_IT_ENDS = ("At your request, we restricted the processing of your person
 async def test_a_lift_without_notice_does_not_say_the_restriction_ends_later(monkeypatch, language):
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}}
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}, "held_in_force": []}
 
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     t = translations(language)

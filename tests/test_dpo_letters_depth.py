@@ -55,7 +55,7 @@ def _appeal_texts(regime: str, language: str) -> tuple[str, str, str]:
 def restricted(monkeypatch):
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}}
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}, "held_in_force": []}
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
 
 

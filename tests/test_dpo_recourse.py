@@ -48,10 +48,11 @@ _LIFT = {"reason": "The accuracy of your address is settled.", "lift_on": "2026-
 @pytest.fixture
 def restricted_in(monkeypatch) -> Callable[..., None]:
     """The restriction on record (read from the database by `lift_letter_context`), in `systems`."""
-    def given(*systems: str, held: dict[str, str] | None = None) -> None:
+    def given(*systems: str, held: dict[str, str] | None = None, under_way: bool = False) -> None:
         async def as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
             return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                    "grounds": ["accuracy_contested"], "systems": list(systems), "held": held or {}}
+                    "grounds": ["accuracy_contested"], "systems": list(systems), "held": held or {},
+                    "held_in_force": [] if under_way else sorted(set((held or {}).values()))}
         monkeypatch.setattr(restrictions, "restriction_as_told", as_told)
     return given
 
@@ -82,6 +83,9 @@ async def test_the_lift_letter_names_each_recipient_as_the_response_named_it(res
 
 
 
+_STILL_UNDER_WAY = ("Your restriction request %(reference)s is still being handled: your personal data in %(systems)s "
+                    "stays restricted while it is. If it ends without restricting your data there, we will then lift "
+                    "the restriction there too.")
 _STILL_IN_FORCE = ("This does not end your restriction %(reference)s, which is still in force: your personal data in "
                    "%(systems)s stays restricted until we lift that restriction too, and we will tell you before we do.")
 
@@ -100,6 +104,20 @@ async def test_the_lift_letter_says_what_another_restriction_in_force_keeps_rest
         assert said(sentence) in said(html.unescape(part)), (language, part)
         assert said(policy.recipients["google_analytics"].identity) not in part
         assert said(policy.recipients["communication_crm"].name) in part
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_the_lift_letter_promises_no_later_lift_for_a_restriction_still_under_way(restricted_in, language):
+    """The other restriction is still being handled (counted from its plan on, not yet in force): it may
+    end without coming into force, and the held lift is then carried out after all
+    (activities/held_lifts.py). The letter says so, and does not call it in force."""
+    policy, t = LOADED.in_language(language), translations(language)
+    other = "5d0c1e2a-7b3f-4c4d-9e8f-0a1b2c3d4e5f"
+    restricted_in("analytics", "crm", held={"analytics": other}, under_way=True)
+    values = {"reference": short_reference(other), "systems": policy.systems["analytics"].label}
+    for part in both(await as_sent("restriction_lift", "restriction", _LIFT, regime="gdpr", language=language)):
+        assert said(t.gettext(_STILL_UNDER_WAY) % values) in said(html.unescape(part)), (language, part)
+        assert said(t.gettext(_STILL_IN_FORCE) % values) not in said(html.unescape(part))
 
 # --- 2. A Canadian refusal gives the time limit of the complaint (PIPEDA ss. 8(7), 11(3)) ------
 # A refusal sets out "any recourse that they may have" (s. 8(7)); a complaint about a refusal must

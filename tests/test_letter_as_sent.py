@@ -327,7 +327,7 @@ async def test_the_restriction_lift_letter_gives_controller_local_dates(
         monkeypatch, language, since, effective, utc_lift_on, local_since, local_lift_on, days):
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": since, "lift_effective_on": effective, "grounds": ["needed_for_legal_claims"],
-                "systems": ["crm", "billing"], "held": {}}
+                "systems": ["crm", "billing"], "held": {}, "held_in_force": []}
 
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     # The workflow's `lift_on` is its clock's (UTC) date (workflows/restriction_lifecycle.py).
@@ -355,7 +355,7 @@ async def test_the_restriction_lift_letter_names_the_regimes_authority_and_court
     give none)."""
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}}
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}, "held_in_force": []}
 
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     letter = await as_sent("restriction_lift", "restriction",

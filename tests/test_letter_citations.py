@@ -174,7 +174,7 @@ def test_the_citation_check_covers_every_letter_to_a_subject():
 async def test_no_letter_cites_a_law_other_than_its_regimes(monkeypatch, regime, language):
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"], "held": {}}
+                "grounds": list(restrictions.GROUND_LABELS), "systems": ["crm", "billing"], "held": {}, "held_in_force": []}
 
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     for case, (purpose, request_type, params, row) in _EVERY_LETTER.items():

@@ -237,7 +237,7 @@ async def test_a_uk_restriction_lift_says_how_to_complain_to_us_by_writing(monke
     was not refused", so the letter sent the subject to a form that turned them away."""
     async def restriction_as_told(pool: object, request_id: str, notice_days: int) -> dict[str, Any]:
         return {"since": datetime(2025, 11, 4, 9, 30, tzinfo=UTC), "lift_effective_on": None,
-                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}}
+                "grounds": ["needed_for_legal_claims"], "systems": ["crm"], "held": {}, "held_in_force": []}
 
     monkeypatch.setattr(restrictions, "restriction_as_told", restriction_as_told)
     lift = {"reason": "The court case was settled.", "lift_on": "2026-02-09", "notice_days": 14}

@@ -41,7 +41,7 @@ async def restriction_for(conn: Executor, request_id: str) -> asyncpg.Record | N
 async def restriction_as_told(conn: Executor, request_id: str, notice_days: int) -> dict[str, Any] | None:
     """The restriction as its lift letter gives it, with `held`: the systems the subject's other
     restrictions keep restricted, each with its request (`restricted_elsewhere`), which the lift
-    leaves as they are. The notice runs from the letter (the workflow's
+    leaves as they are, and `held_in_force`: those of the requests in force (the others under way). The notice runs from the letter (the workflow's
     timer starts once it went: patch `lift-notice-from-letter`): while the letter has not gone (its
     step failed and waits for staff, the relay refused it), each render starts the days again, so
     a letter that goes out late never gives less notice than the policy promises, nor a date
@@ -53,7 +53,15 @@ async def restriction_as_told(conn: Executor, request_id: str, notice_days: int)
                              AND s.purpose = 'restriction_lift')
            RETURNING *""", request_id, notice_days)
     row = restarted or await restriction_for(conn, request_id)
-    return None if row is None else {**row, "held": await restricted_elsewhere(conn, request_id)}
+    if row is None:
+        return None
+    held = await restricted_elsewhere(conn, request_id)
+    # Which of them are in force (on record, not lifted), not only under way: one under way may yet
+    # end without coming into force, and the held lift is then carried out after all
+    # (activities/held_lifts.py), which its letter must not promise otherwise.
+    in_force = await conn.fetch("SELECT request_id::text AS id FROM restrictions WHERE request_id = ANY($1::uuid[]) "
+                                "AND lifted_at IS NULL", sorted(set(held.values())))
+    return {**row, "held": held, "held_in_force": sorted(r["id"] for r in in_force)}
 
 
 async def list_restrictions(conn: Executor, *, active: bool | None, limit: int = 200) -> list[asyncpg.Record]:
