@@ -17,7 +17,6 @@ import asyncpg
 import httpx
 import uvicorn
 
-from activities.connectors.opendsr_signature import generate_processor_identity
 from api.app import create_app
 from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
@@ -28,6 +27,7 @@ from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
 from tests.conftest import database_pool
 from tests.pools import kept_pool, session_pool_on
+from tests.processor_identity import processor_identity
 from tests.sql_demo import clone, seeded_template
 from tests.support import english_only, live_client
 from tests.yaml_files import dump_yaml, read_yaml
@@ -124,7 +124,7 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
     stack_settings = settings.model_copy(update={
         "policy_path": policy_path, "public_url": api_url, "task_queue": f"fanout-{suffix}",
     })
-    key_pem, cert_pem = generate_processor_identity("127.0.0.1")
+    key_pem, cert_pem = processor_identity()  # one per process: a new RSA key each stack cost 40-170 ms
     email_app = create_email_marketing_app(email_db, public_url=f"http://127.0.0.1:{email_port}",
                                            key_pem=key_pem, cert_pem=cert_pem,
                                            completion_delay=email_delay,
