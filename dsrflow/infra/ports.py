@@ -3,6 +3,7 @@ SDK metrics page, the tests' and benchmarks' servers."""
 
 from __future__ import annotations
 
+import collections
 import os
 import random
 import socket
@@ -44,16 +45,27 @@ def _server_ports() -> tuple[int, int]:
     return low, high
 
 
+# This process's latest picks: each was free when probed, but nothing holds it until its server
+# binds, so a later pick of the same process could return it again. A benchmark's stack picked its
+# APIs' ports, then its Temporal server's and demo systems' while starting them; one of those was
+# once an API's, and that API never bound ("exited with code 3", a clean CI run of 2026-12-07).
+# Only the latest: a port handed out long ago is bound by now, or was never used.
+_RECENT: collections.deque[int] = collections.deque(maxlen=64)
+
+
 def free_port() -> int:
     """A loopback port nothing listens on, for a server this process starts next."""
     low, below = _server_ports()
     for _ in range(50 if below > low else 0):
         port = _pick.randrange(low, below)
+        if port in _RECENT:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _RECENT.append(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
@@ -62,9 +74,8 @@ def free_port() -> int:
 
 
 def free_ports(count: int) -> list[int]:
-    """`count` free loopback ports, no two the same, for servers started later together: each
-    pick is free when probed but nothing holds it, so two picks can return one port (a stack's API
-    and its Temporal dev server were once given the same one, and the API never bound)."""
+    """`count` free loopback ports, no two the same, for servers started later together (a pick
+    that fell back to the kernel's choice is not among the recent ones)."""
     ports: list[int] = []
     while len(ports) < count:
         if (port := free_port()) not in ports:
