@@ -356,7 +356,7 @@ async def test_lifting_one_restriction_leaves_what_another_in_force_restricts(po
             assert (await _view(http, pool, claims))["restriction"]["status"] == "active"
             await console_sign_in(http, pool, "compliance")  # the timeline says what the lift left, and why
             page = " ".join(html.unescape((await http.get(f"/console/requests/{objection}")).text).split())
-            assert "Lift left a system restricted: another restriction is in force there" in page
+            assert "Lift left a system restricted: another restriction holds it there" in page
             assert f"restriction {reference}" in page
             assert "Restriction lifted, but where another restriction of the subject is in force" in page
 

@@ -64,9 +64,9 @@ EVENT_WORDS = {
     "restriction.in_force": "Restriction in force",
     "restriction.lift_requested": "Restriction lift decided; the subject is told first",
     "restriction.lifted": "Restriction lifted in every system",
-    # activities/restrictions.py `lift_held_by`: another restriction of the subject holds it there.
-    "restriction.lift_held": "Lift left a system restricted: another restriction is in force there",
-    # activities/held_lifts.py: the restriction that held it ended without restricting the system.
+    # activities/restrictions.py `lift_held_by` (another restriction of the subject, in force or under
+    # way, holds it), activities/held_lifts.py (that one ended without restricting the system).
+    "restriction.lift_held": "Lift left a system restricted: another restriction holds it there",
     "restriction.lift_released": "Lift carried out late: the restriction that held the system never came into force there",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
     "mail.converted": "Opened from an e-mail to the privacy address",
