@@ -68,6 +68,28 @@ def _verified(data: Mapping[str, Any]) -> str | None:
     return f"{method}, after the typed codes were locked" if method and data.get("after_lock") else method
 
 
+_HELD_BY = ("restriction.lift_held", "restriction.lift_released")
+
+
+def _held_lift(kind: str, data: Mapping[str, Any], system: str | None,
+               systems: Mapping[str, str] | None) -> str | None:
+    """A restriction's lift where another restriction of the subject held a system
+    (activities/restrictions.py `lift_held_by`, activities/held_lifts.py); None for any other
+    event. Asked apart from `describe_event`'s table, whose every line is worked out for every
+    event: another event's `by` or `held` is no restriction's."""
+    by = short_reference(str(data["by"])) if kind in _HELD_BY and data.get("by") else None
+    if kind == "restriction.lift_held" and by:
+        return (f"{system}: restricted again: restriction {by} started while this lift ran" if data.get("lifted_before")
+                else f"{system}: restriction {by}")
+    if kind == "restriction.lift_released" and by:
+        return (f"{system}: tell it the restriction has ended: restriction {by} ended without coming into force there"
+                if data.get("status") == "needs_attention"
+                else f"{system}: lifted once restriction {by} ended without coming into force there")
+    if kind == "restriction.lifted" and data.get("held"):
+        return "still restricted in " + ", ".join((systems or {}).get(s, s) for s in data["held"])
+    return None
+
+
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
                    timezone: str = "UTC", regime: str | None = None) -> str:
@@ -94,6 +116,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
     words = in_law_words(words or kind.replace(".", " ").replace("_", " ").capitalize(), regime)
+    held = _held_lift(kind, data, system, systems)
     detail = {
         "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
         "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
@@ -131,17 +154,6 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                          f"{data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
-        # Every line of this table is worked out for every event: these two only for their own.
-        "restriction.lift_held": (kind == "restriction.lift_held" and data.get("by") and (
-            f"{system}: restricted again: restriction {short_reference(str(data['by']))} started while this lift ran"
-            if data.get("lifted_before") else f"{system}: restriction {short_reference(str(data['by']))}")) or None,
-        "restriction.lift_released": (kind == "restriction.lift_released" and data.get("by") and (
-            f"{system}: tell it the restriction has ended: restriction {short_reference(str(data['by']))} ended "
-            "without coming into force there" if data.get("status") == "needs_attention"
-            else f"{system}: lifted once restriction {short_reference(str(data['by']))} ended without coming "
-                 "into force there")) or None,
-        "restriction.lifted": (kind == "restriction.lifted" and data.get("held") and "still restricted in " + ", ".join(
-            (systems or {}).get(s, s) for s in data["held"])) or None,
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
         "dispute.recorded": data.get("statement"),  # as the subject wrote it
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.
@@ -157,7 +169,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                      "which this deployment no longer holds" if data.get("unheld_key")
                                      else f"{data.get('attempts')} attempts; the worker's log names the error"),
         "request.resumed": f"it had {ended_words(data.get('ended'))}: {data.get('reason')}",
-    }.get(kind)
+    }.get(kind) if held is None else held
     if detail is None and kind.startswith("task.") and data.get("partial_changed"):
         # A result other than the run's own success, beside what its run had changed (0049).
         detail = f"{system}: {made_before_stopping(data['partial_changed'])}"
