@@ -50,7 +50,7 @@ _RELEASABLE = """
                       AND t.action = 'restrict' AND t.status = 'done')
       AND NOT EXISTS (SELECT FROM restrictions r WHERE r.request_id = h.id AND e.data ->> 'system' = ANY (r.systems))
       AND NOT EXISTS (SELECT FROM audit_events x
-                      WHERE x.event_key = e.request_id::text || ':lift:released:' || (e.data ->> 'system'))
+                      WHERE x.event_key = e.request_id::text || $1 || (e.data ->> 'system'))
     ORDER BY e.seq LIMIT 200"""
 
 
@@ -59,8 +59,12 @@ _RELEASABLE = """
 CARRIED_OUT_HERE = frozenset({"sql"})
 
 
+# A release's record is keyed per lift and system: `released_key`, which _RELEASABLE builds in SQL.
+_RELEASED = ":lift:released:"
+
+
 def released_key(lift: str, system: str) -> str:
-    return f"{lift}:lift:released:{system}"
+    return f"{lift}{_RELEASED}{system}"
 
 
 async def release_held_lifts(ctx: ActivityContext) -> int:
@@ -68,7 +72,7 @@ async def release_held_lifts(ctx: ActivityContext) -> int:
     nothing else holds the system now (one that does is left to it, and looked at again next run).
     How many systems were lifted (or, asked of a person, shown to staff) this time."""
     released, pieces = 0, Pieces(_piece_failed)
-    for row in await ctx.pool.fetch(_RELEASABLE):
+    for row in await ctx.pool.fetch(_RELEASABLE, _RELEASED):
         with pieces.piece("held_lifts_released", row["lift"]):  # one system away holds back no other
             released += await release_held_lift(ctx, row["lift"], row["system"], row["holder"])
         if activity.in_activity():  # the sweep's; a test calls this alone too
