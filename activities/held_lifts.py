@@ -33,6 +33,7 @@ from activities.fanout import open_connector, subject_of
 from activities.restriction_lock import restriction_lock
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.pieces import Pieces
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restricted_elsewhere
@@ -113,6 +114,7 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
             request_id=lift, purpose="staff_alert", key=f"lift-by-hand:{system}", to_staff=True,
             params={"kind": "needs_attention", "days_left": None,
                     "facts": {"what": "lift_by_hand", "system": system, "holder": holder}}))
+        failpoint("lift-by-hand-alerted", f"{system}:{lift}")  # staff told, the release not yet on record
     async with ctx.pool.acquire() as conn:
         await append_event(conn, event_key=released_key(lift, system), event_type="restriction.lift_released",
                            request_id=lift, actor="sweep", data=data)

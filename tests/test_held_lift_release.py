@@ -137,3 +137,29 @@ async def test_a_held_lift_carried_out_by_a_sweep_killed_before_it_recorded_it_i
         (released,) = await _released(pool, first)  # analytics alone held here
         assert (released["by"], released["status"], released["changed"]) == (second, "done", 0), released
         assert await _restricted(stack) == [False]
+
+
+async def test_a_sweep_killed_after_alerting_staff_to_lift_by_hand_records_it_once_and_alerts_once(
+        postgres, settings, dev_server, tmp_path):
+    """The e-mail processor's held lift, which staff carry out: a real sweep on a worker killed right
+    after the staff alert went, before the release was on record (failpoint lift-by-hand-alerted).
+    The next run records it without a second alert: one alert, one `restriction.lift_released`."""
+    client = dev_server.client
+    async with fanout_stack_alone(postgres, settings, client, tmp_path, "heldlift") as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        first, second = await _held(fanout, pool, stack.settings, also=("email_marketing",))
+        await pool.execute(ENDINGS["cancelled"], second)
+        async with worker_to_kill(stack.settings, client, tmp_path,
+                                  failpoints=f"lift-by-hand-alerted~email_marketing:{first}") as worker:
+            sweep = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(),
+                                                id=f"held-lift-sweep-{uuid.uuid4().hex[:8]}",
+                                                task_queue=stack.settings.task_queue)
+            await died(worker, tmp_path)
+        await sweep.terminate("the test's next run is its own")
+        assert [r["system"] for r in await _released(pool, first)] == ["analytics"]  # before the kill
+        assert await asyncio.wait_for(release_held_lifts(fanout.ctx), 10) == 1
+        assert await release_held_lifts(fanout.ctx) == 0
+        assert {r["system"]: r["status"] for r in await _released(pool, first)} == {
+            "analytics": "done", "email_marketing": "needs_attention"}
+        assert await pool.fetchval("SELECT count(*) FROM sent_letters WHERE request_id = $1::uuid "
+                                   "AND purpose = 'staff_alert'", first) == 1
