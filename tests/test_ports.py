@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import collections
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +95,19 @@ def test_each_share_picks_in_its_own_part_of_the_range(tmp_path, monkeypatch, sh
         return
     chosen = {free_port() for _ in range(100)}
     assert all(band[0] <= port < band[1] for port in chosen), sorted(chosen)
+
+
+def test_a_child_started_after_a_pick_does_not_pick_that_port_again(monkeypatch):
+    """A worker picks its SDK metrics port itself: its parent's picks whose servers have not bound
+    them yet reach it through the environment it inherits, so it draws around them as the parent would."""
+    monkeypatch.setattr(ports, "_RECENT", collections.deque(maxlen=64))
+    monkeypatch.delenv(ports.HANDED_OUT_VARIABLE, raising=False)
+    base = next(p for p in range(22000, 30000, 7) if all(_free(p + i) for i in range(2)))
+    monkeypatch.setattr(ports._pick, "randrange", lambda low, below: base)
+    assert free_port() == base  # handed to a server not started yet
+    child = ("import itertools; from dsrflow.infra import ports; "
+             f"draws = itertools.chain([{base}, {base}], itertools.repeat({base + 1})); "
+             "ports._pick.randrange = lambda low, below: next(draws); print(ports.free_port())")
+    out = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parent.parent)
+    assert int(out.stdout) == base + 1

@@ -50,7 +50,18 @@ def _server_ports() -> tuple[int, int]:
 # APIs' ports, then its Temporal server's and demo systems' while starting them; one of those was
 # once an API's, and that API never bound ("exited with code 3", a clean CI run of 2026-12-07).
 # Only the latest: a port handed out long ago is bound by now, or was never used.
+# They are also left in this process's environment, which the children it starts afterwards
+# inherit: a worker picks its SDK metrics port itself, and drew one of its parent's picks whose
+# server had not yet bound it as often as a pick of the parent's own would.
+HANDED_OUT_VARIABLE = "DSRFLOW_PORTS_HANDED_OUT"
 _RECENT: collections.deque[int] = collections.deque(maxlen=64)
+
+
+def _inherited(value: str) -> list[int]:
+    return [int(part) for part in value.split(",") if part.isdigit()]
+
+
+_RECENT.extend(_inherited(os.environ.get(HANDED_OUT_VARIABLE, "")))
 
 
 def free_port() -> int:
@@ -66,6 +77,7 @@ def free_port() -> int:
             except OSError:
                 continue
             _RECENT.append(port)
+            os.environ[HANDED_OUT_VARIABLE] = ",".join(map(str, _RECENT))
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
