@@ -12,14 +12,31 @@ a lift: a sweep rather than a step of R's closing, because R ends in many ways (
 of what it reached, nothing at all when it reached no system) and a step there changes the
 request workflow's commands for each; here nothing of a workflow changes, and one check covers
 every ending. It is L's own lift, done late: the same connector call under the same lock
-(activities/restriction_lock.py), after the same check that nothing else holds S now. A system
-whose lift is not a database's (a processor by e-mail or API, through staff) is not asked here: no
-task of L waits for its answer; staff are alerted (once) and shown it on L's timeline, to tell it
-by hand. A database that answers the lift with anything but done is asked again at the next run.
+(activities/restriction_lock.py), after the same check that nothing else holds S now.
 
-Exactly once in effect: the call is idempotent (un-restricting unrestricted rows changes nothing)
-and the record (`restriction.lift_released`, keyed per lift and system) ends the search; a sweep
-killed between the two lifts again, changing nothing, and records it.
+Carried out here where the lift completes within its call: a database's UPDATE, and a SaaS API's
+requests (the `http` kind, whose configuration has `actions.lift_restriction`). The http run keeps
+no journal (activities/connectors/http_journal.py), whose rows are keyed by a task's run (request,
+system, action, attempt): this is no task's run. Keyed as L's lift task, its writes would be
+refused (that task ended, done, when the lift was held), and L's request has closed by its lift in
+any case (completed, or closed part-way with the restriction in force), so a journal would keep
+nothing. A sweep killed part-way lifts again, whole, at its next run.
+
+A system whose lift a person carries out is not asked here (a processor by e-mail or API through
+staff: its answer would come later, to a task of L that no longer waits), nor is one that answers
+that it needs a person (a SaaS whose configuration has no requests for the lift): staff are alerted
+(once) and shown it on L's timeline, to tell it by hand. A system that holds nothing of the subject
+answers not_found: nothing to lift, on record as such (before, a database answering so failed the
+sweep at every run). Any other answer or error (a database or SaaS down, a SaaS over its quota or
+throttling) is not put on record: the piece fails as a plain error (`LiftNotCarriedOut`; a SaaS's
+own error may ask Temporal to wait a quota day, which would hold the whole sweep back), the
+worker logs "held lift not carried out this run" with the request and the system, the sweep's
+other parts run and the run is tried again within a minute; a lift that never succeeds leaves the
+sweep without a success, and alert DsrSweepStale fires after two missed runs (25 minutes).
+
+Exactly once in effect: the call is idempotent (un-restricting unrestricted rows or records changes
+nothing) and the record (`restriction.lift_released`, keyed per lift and system) ends the search; a
+sweep killed between the two lifts again, changing nothing, and records it.
 """
 
 from __future__ import annotations
@@ -28,6 +45,7 @@ from typing import Any
 
 from temporalio import activity
 
+from activities.connectors.base import ActionOutcome, Subject
 from activities.context import ActivityContext
 from activities.fanout import open_connector, subject_of
 from activities.restriction_lock import restriction_lock
@@ -55,9 +73,22 @@ _RELEASABLE = """
     ORDER BY e.seq LIMIT 200"""
 
 
-# Connector kinds whose lift completes within its call (a database's UPDATE): carried out here. The
-# others answer later (a processor's job, an e-mail's link) to a task of L that no longer waits.
-CARRIED_OUT_HERE = frozenset({"sql"})
+# Connector kinds whose lift completes within its call (a database's UPDATE, a SaaS's requests):
+# carried out here. The others answer later (a processor's job, an e-mail's link) to a task of L
+# that no longer waits.
+CARRIED_OUT_HERE = frozenset({"sql", "http"})
+# A system's answers to the lift that end the search: lifted, nothing of the subject's there, or a
+# person needed (staff are alerted). Any other (pending) is asked again at the next run.
+_SETTLED = frozenset({"done", "not_found", "needs_attention"})
+
+
+class LiftNotCarriedOut(RuntimeError):
+    """The system did not carry the held lift out this run (`why`: its answer, or its error's type):
+    a plain, retryable error, whatever the connector raised."""
+
+    def __init__(self, system: str, why: str) -> None:
+        super().__init__(f"system {system}: the held lift was not carried out this run ({why}); the next run asks again")
+        self.why = why
 
 
 # A release's record is keyed per lift and system: `released_key`, which _RELEASABLE builds in SQL.
@@ -74,7 +105,7 @@ async def release_held_lifts(ctx: ActivityContext) -> int:
     How many systems were lifted (or, asked of a person, shown to staff) this time."""
     released, pieces = 0, Pieces(_piece_failed)
     for row in await ctx.pool.fetch(_RELEASABLE, _RELEASED):
-        with pieces.piece("held_lifts_released", row["lift"]):  # one system away holds back no other
+        with pieces.piece(row["system"], row["lift"]):  # one system away holds back no other
             released += await release_held_lift(ctx, row["lift"], row["system"], row["holder"])
         if activity.in_activity():  # the sweep's; a test calls this alone too
             activity.heartbeat(released)
@@ -82,9 +113,11 @@ async def release_held_lifts(ctx: ActivityContext) -> int:
     return released
 
 
-def _piece_failed(part: str, request_id: str | None, exc: Exception) -> None:
+def _piece_failed(system: str, request_id: str | None, exc: Exception) -> None:
+    # No message: a system's error may quote what it was sent. The request and system for staff.
+    why = exc.why if isinstance(exc, LiftNotCarriedOut) else type(exc).__name__
     activity.logger.error("held lift not carried out this run; the next run tries again",
-                          extra={"request_id": request_id, "error": type(exc).__name__})
+                          extra={"request_id": request_id, "system": system, "error": why})
 
 
 async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder: str) -> bool:
@@ -99,11 +132,9 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
         if (await restricted_elsewhere(ctx.pool, lift)).get(system) is not None:
             return False  # held again (another restriction in force or under way): its lift lifts
         if kind in CARRIED_OUT_HERE:
-            async with open_connector(ctx, request["policy_version"], system) as connector:
-                outcome = await connector.lift_restriction(subject)
-            if outcome.status != "done":  # not on record: the next run asks the system again
-                raise RuntimeError(f"{system} answered the lift {outcome.status}")
-            data |= {"status": outcome.status, "changed": outcome.changed}
+            outcome = await _lifted(ctx, request["policy_version"], system, subject)
+            data |= {"status": outcome.status} | ({} if outcome.status == "needs_attention"
+                                                  else {"changed": outcome.changed})
         else:  # a person carries it out: nothing is sent to the system, staff are told
             data |= {"status": "needs_attention"}
     if data["status"] == "needs_attention":
@@ -121,3 +152,18 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
     activity.logger.warning("held lift carried out: its holder ended without coming into force",
                             extra={"request_id": lift, "system": system, "status": data["status"]})
     return True
+
+
+async def _lifted(ctx: ActivityContext, policy_version: str, system: str, subject: Subject) -> ActionOutcome:
+    """The system's answer to the lift, if it ends the search (`_SETTLED`); else LiftNotCarriedOut,
+    and nothing goes on record: the next run asks again."""
+    try:
+        async with open_connector(ctx, policy_version, system) as connector:
+            outcome = await connector.lift_late(subject)
+    except Exception as exc:
+        # Not the connector's own error: a quota's `next_retry_delay` (or a non-retryable one)
+        # would hold back the whole sweep, every part of it, until the system's next day.
+        raise LiftNotCarriedOut(system, type(exc).__name__) from exc
+    if outcome.status not in _SETTLED:
+        raise LiftNotCarriedOut(system, f"answered {outcome.status}")
+    return outcome

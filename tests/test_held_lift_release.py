@@ -7,7 +7,9 @@ restricting analytics (cancelled, denied, completed without reaching it), nothin
 analytics: the first was lifted, the second had no lift, and the subject's data stayed restricted
 with no restriction in force. The fan-out's activities are called as the workflow's tasks call
 them (tests/test_restriction_lift_races.py); the sweep's part is called as the sweep calls it, and
-once by a real sweep on a worker killed after it lifted, before it put that on record.
+once by a real sweep on a worker killed after it lifted, before it put that on record. A SaaS (the
+Stripe stand-in, served in process) is lifted by the sweep as a database is: once, again after a
+503, and again after a stop between its requests and the record.
 """
 
 from __future__ import annotations
@@ -15,16 +17,23 @@ from __future__ import annotations
 import asyncio
 import html
 import uuid
+from typing import Any
 
+import pytest
+from starlette.responses import JSONResponse
+
+import activities.restriction_lock as restriction_lock_module
 from activities.fanout import FanoutActivities
-from activities.held_lifts import release_held_lifts
+from activities.held_lifts import LiftNotCarriedOut, release_held_lifts
+from devstack.saas.stripe import create_stripe_app
 from dsrflow.domain.references import short_reference
 from schemas.request_start import StartSweepInput
 from schemas.workflow import StartRequest
-from tests.fanout_stack import api, fanout_stack_alone
+from tests.fanout_stack import api, fanout_stack_alone, served
 from tests.process_support import died, worker_to_kill
+from tests.saas_support import stripe_config
 from tests.support import console_sign_in, fetch_rows
-from tests.test_restriction_lift_races import RESTRICTED, _in_force, _restriction, _task
+from tests.test_restriction_lift_races import EMAIL, RESTRICTED, _in_force, _restriction, _task
 from workers.dsr_worker import activity_context
 from workflows.request_start_sweep import RequestStartSweepWorkflow
 
@@ -163,3 +172,139 @@ async def test_a_sweep_killed_after_alerting_staff_to_lift_by_hand_records_it_on
             "analytics": "done", "email_marketing": "needs_attention"}
         assert await pool.fetchval("SELECT count(*) FROM sent_letters WHERE request_id = $1::uuid "
                                    "AND purpose = 'staff_alert'", first) == 1
+
+
+# A SaaS beside the demo systems: Stripe, restricting by a mark in the customer's metadata and
+# lifting by clearing it (the shipped stripe.yaml has neither action), and the same without a
+# lift, which staff carry out by hand.
+STRIPE_KEY = "sk_test_heldlift"
+
+
+def _stripe_system(*, lifts: bool) -> dict[str, Any]:
+    config = stripe_config()
+    config["retry"] = {"attempts": 1, "backoff_seconds": 0}  # a 5xx fails the call at once: no backoff here
+
+    def mark(value: str) -> dict[str, Any]:
+        return {"find": "access", "steps": [{"name": "mark", "for_each": "customers", "effect": "changed", "request": {
+            "method": "POST", "path": "/v1/customers/{{ item.id }}", "body": {"metadata": {"dsr_restricted": value}}}}]}
+    config["actions"] |= {"restrict": mark("true")} | ({"lift_restriction": mark("")} if lifts else {})
+    return {"label": "Stripe billing", "connector": "http", "config": config}
+
+
+SAAS = {"billing_stripe": _stripe_system(lifts=True), "billing_by_hand": _stripe_system(lifts=False)}
+
+
+class StripeStandIn:
+    """The Stripe stand-in, counting the changes it is sent (its only POSTs here: the marks) and
+    answering them 503 while `down`. Its customer is the subject, restricted there."""
+
+    def __init__(self) -> None:
+        self.app = create_stripe_app(STRIPE_KEY)
+        self.customer = self.app.state.data.customers[self.app.state.data.add_customer(EMAIL, "Lieve Wouters")]
+        self.customer["metadata"]["dsr_restricted"] = "true"
+        self.changes, self.down = 0, False
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            if self.down:
+                await JSONResponse({"error": {"type": "api_error"}}, status_code=503)(scope, receive, send)
+                return
+            self.changes += 1
+        await self.app(scope, receive, send)
+
+    @property
+    def restricted(self) -> bool:
+        return self.customer["metadata"].get("dsr_restricted") == "true"
+
+
+@pytest.fixture
+async def stripe(monkeypatch):
+    stand_in = StripeStandIn()
+    async with served(stand_in) as url:
+        monkeypatch.setenv("STRIPE_API_BASE", url)
+        monkeypatch.setenv("STRIPE_SECRET_KEY", STRIPE_KEY)
+        yield stand_in
+
+
+async def _saas_held(fanout: FanoutActivities, pool, settings) -> tuple[str, str]:
+    """The lift held at analytics and both SaaS systems, the holder cancelled: the sweep's to carry out."""
+    first, second = await _held(fanout, pool, settings, also=tuple(SAAS))
+    await pool.execute(ENDINGS["cancelled"], second)
+    return first, second
+
+
+async def test_a_held_lift_at_a_saas_is_carried_out_by_the_sweep_once(postgres, settings, dev_server, tmp_path,
+                                                                      stripe):
+    """The Stripe system's lift is carried out by the sweep: one request clearing the mark, on record
+    as done, and nothing on the next run. Before, staff were alerted to lift it by hand. The Stripe
+    system without a lift in its configuration still alerts staff, once. Billing, a database without
+    the subject, answers not_found: on record as nothing to lift (before, the sweep failed on it at
+    every run, and never succeeded again)."""
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "heldlift",
+                                  extra_systems=SAAS) as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        first, second = await _held(fanout, pool, stack.settings, also=(*SAAS, "billing"))
+        assert await release_held_lifts(fanout.ctx) == 0 and stripe.changes == 0  # the holder still under way
+        await pool.execute(ENDINGS["cancelled"], second)
+        assert await release_held_lifts(fanout.ctx) == 4
+        assert (stripe.changes, stripe.restricted, await _restricted(stack)) == (1, False, [False])
+        assert await release_held_lifts(fanout.ctx) == 0 and stripe.changes == 1  # once
+        released = {r["system"]: r for r in await _released(pool, first)}
+        assert released["billing_stripe"] == {"system": "billing_stripe", "by": second, "status": "done", "changed": 1}
+        assert released["billing_by_hand"] == {"system": "billing_by_hand", "by": second, "status": "needs_attention"}
+        assert released["billing"] == {"system": "billing", "by": second, "status": "not_found", "changed": 0}
+        alerts = await pool.fetch("SELECT letter_key FROM sent_letters WHERE request_id = $1::uuid "
+                                  "AND purpose = 'staff_alert'", first)
+        assert [row["letter_key"].rsplit(":", 1)[-1] for row in alerts] == ["billing_by_hand"], alerts
+
+
+async def test_a_held_lift_at_a_saas_that_is_down_is_carried_out_by_the_next_run(
+        postgres, settings, dev_server, tmp_path, stripe):
+    """Stripe answers the lift 503: nothing on record for it (no staff alert either), the sweep's
+    run fails as a plain retryable error after the other systems' lifts, and the next run, Stripe
+    back, carries it out."""
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "heldlift",
+                                  extra_systems=SAAS) as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        first, second = await _saas_held(fanout, pool, stack.settings)
+        stripe.down = True
+        with pytest.raises(LiftNotCarriedOut, match="HttpSystemUnavailable"):
+            await release_held_lifts(fanout.ctx)
+        assert sorted(r["system"] for r in await _released(pool, first)) == ["analytics", "billing_by_hand"]
+        assert stripe.restricted
+        stripe.down = False
+        assert await release_held_lifts(fanout.ctx) == 1
+        assert (stripe.changes, stripe.restricted) == (1, False)
+        assert {r["system"]: r["status"] for r in await _released(pool, first)}["billing_stripe"] == "done"
+        assert await release_held_lifts(fanout.ctx) == 0 and stripe.changes == 1
+
+
+async def test_a_held_lift_at_a_saas_killed_before_its_record_is_carried_out_again_and_recorded_once(
+        postgres, settings, dev_server, tmp_path, stripe, monkeypatch):
+    """The sweep stops right after Stripe cleared the mark, holding the system's lock, before the
+    lift is on record (the place of failpoint restriction-acted, raised in process). The next run
+    finds no record and lifts again, whole (the run keeps no journal): one more request, nothing
+    left to change, and one `restriction.lift_released`."""
+
+    class Killed(Exception):
+        pass
+
+    def failpoint(name: str, detail: str = "") -> None:
+        if name == "restriction-acted" and detail.startswith("billing_stripe:lift_restriction:"):
+            raise Killed(detail)
+
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "heldlift",
+                                  extra_systems=SAAS) as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        first, second = await _saas_held(fanout, pool, stack.settings)
+        with monkeypatch.context() as patched:
+            patched.setattr(restriction_lock_module, "failpoint", failpoint)
+            with pytest.raises(Killed):
+                await release_held_lifts(fanout.ctx)
+        assert (stripe.changes, stripe.restricted) == (1, False)
+        assert "billing_stripe" not in {r["system"] for r in await _released(pool, first)}
+        assert await release_held_lifts(fanout.ctx) == 1
+        assert await release_held_lifts(fanout.ctx) == 0
+        assert (stripe.changes, stripe.restricted) == (2, False)
+        assert [r for r in await _released(pool, first) if r["system"] == "billing_stripe"] == [
+            {"system": "billing_stripe", "by": second, "status": "done", "changed": 1}]

@@ -180,6 +180,12 @@ class Connector(Protocol):
     async def object(self, subject: Subject, scope: str, *,
                      before_commit: ActionHook | None = None) -> ActionOutcome: ...
 
+    async def lift_late(self, subject: Subject) -> ActionOutcome:
+        """A lift that another restriction held, carried out by the start sweep once that one ended
+        without coming into force (activities/held_lifts.py): no task of the lift waits for it, so
+        nothing kept for a task's run (the http kind's journal) is used. The lift itself here."""
+        return await self.lift_restriction(subject)
+
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         """For asynchronous processors: where the job stands now."""
         ...

@@ -195,6 +195,13 @@ class HttpConnector(Rounds, Connector):
                                before_commit: ActionHook | None = None) -> ActionOutcome:
         return await self._simple("lift_restriction", "lifting a restriction", subject, before_commit)
 
+    async def lift_late(self, subject: Subject) -> ActionOutcome:
+        # Without a journal: its rows are keyed by a task's run, and this is none. The lift's own
+        # task ended long ago (its journal writes would be refused as ended), and its request has
+        # closed by its lift (a closed request's writes keep nothing). A sweep killed part-way
+        # lifts again, whole, at its next run: un-restricting what is not restricted changes nothing.
+        return await self._simple("lift_restriction", "lifting a restriction", subject, None, journal=False)
+
     async def close(self) -> None:
         await self._http.aclose()
 
@@ -202,13 +209,13 @@ class HttpConnector(Rounds, Connector):
 
     async def _simple(self, name: str, what: str, subject: Subject, before_commit: ActionHook | None,
                       extra: dict[str, Any] | None = None,
-                      leave: Mapping[str, frozenset[str]] | None = None) -> ActionOutcome:
+                      leave: Mapping[str, frozenset[str]] | None = None, journal: bool = True) -> ActionOutcome:
         action = getattr(self.config.actions, name)
         if action is None:
             return self._manual(what)
         intent = self._intent(action, subject, before_commit, self._outcome)
         return await self._outcome(action, await self._run(action, subject, name, extra=extra, before_effects=intent,
-                                                           leave=leave), subject)
+                                                           leave=leave, journal=journal), subject)
 
     def _intent(self, action: Action, subject: Subject, keep: ActionHook | None,
                 outcome_of: Callable[[Action, Run, Subject], Awaitable[ActionOutcome]]) -> Intent | None:
@@ -260,16 +267,18 @@ class HttpConnector(Rounds, Connector):
     async def _run(self, action: Action, subject: Subject, name: str, *, today: date | None = None,
                    extra: dict[str, Any] | None = None, before_effects: Intent | None = None,
                    only: Mapping[str, frozenset[str]] | None = None,
-                   leave: Mapping[str, frozenset[str]] | None = None, after_close: bool = False) -> Run:
+                   leave: Mapping[str, frozenset[str]] | None = None, after_close: bool = False,
+                   journal: bool = True) -> Run:
         """Run the action's steps. Before the first step that changes anything, an erasure
         (`today` given) works out the holds, and `before_effects` hears the steps left. `only`:
         the records found that the run may act on, by dataset (ErasureContext.only); `leave`:
-        those it may not change (counted as `left`); `after_close`: ErasureContext.after_close."""
+        those it may not change (counted as `left`); `after_close`: ErasureContext.after_close;
+        `journal` false: no task's run (a held lift the start sweep carries out, `lift_late`)."""
         run = self._new_run({**self._context(subject), **(extra or {})}, only=only, leave=leave or {})
         # A task's action, which may outlast an attempt: not the access package's reads, nor a
         # released hold's erasure of named records (`only`, activities/deferred.py), which is no
         # task (nothing would end its journal) and shares the task's request and attempt.
-        if name != "access" and only is None and self.env.pool is not None:
+        if journal and name != "access" and only is None and self.env.pool is not None:
             run.journal = await Journal.open(self.env.pool, self.env.secret,
                                              (subject.request_id, self.name, name, subject.attempt),
                                              slice_end(self.env.settings), self._config_hash, after_close=after_close)

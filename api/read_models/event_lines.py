@@ -82,9 +82,11 @@ def _held_lift(kind: str, data: Mapping[str, Any], system: str | None,
         return (f"{system}: restricted again: restriction {by} started while this lift ran" if data.get("lifted_before")
                 else f"{system}: restriction {by}")
     if kind == "restriction.lift_released" and by:
-        return (f"{system}: tell it the restriction has ended: restriction {by} ended without coming into force there"
-                if data.get("status") == "needs_attention"
-                else f"{system}: lifted once restriction {by} ended without coming into force there")
+        ended = f"restriction {by} ended without coming into force there"
+        return {"needs_attention": f"{system}: tell it the restriction has ended: {ended}",
+                # The system holds nothing of the subject's (activities/held_lifts.py): no lift to make.
+                "not_found": f"{system}: nothing of the subject's there to lift once {ended}",
+                }.get(str(data.get("status")), f"{system}: lifted once {ended}")
     if kind == "restriction.lifted" and data.get("held"):
         return "still restricted in " + ", ".join((systems or {}).get(s, s) for s in data["held"])
     return None
