@@ -111,6 +111,10 @@ MATRIX = [
     Row("POST",   f"{R}/record-dispute",                {"statement": "My birth date is 12 March 1984"},
                                                                                                 401, 403, 404, 404),
     Row("POST",   f"{C}/record-dispute",                None,                                   303, 403, 404, 404),
+    # ... and that its recipients were told of it (hDF): compliance's too.
+    Row("POST",   f"{R}/record-dispute-told",           {"recipients": ["communication_crm"], "note": "E-mailed their DPO today"},
+                                                                                                401, 403, 404, 404),
+    Row("POST",   f"{C}/record-dispute-told",           None,                                   303, 403, 404, 404),
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),
     Row("POST",   f"/console/views/{NO_TOKEN}/delete",  None,                                   303, 404, 404, 404),
     Row("GET",    "/console/inbox",                     None,                                   303, 200, 200, 200),

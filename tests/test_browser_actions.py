@@ -20,6 +20,7 @@ from temporalio import activity
 
 from activities.letters import deliver_letter
 from dsrflow.i18n import long_date
+from dsrflow.stores.accuracy_disputes import record_dispute
 from schemas.workflow import LetterJob, LetterReceipt
 from tests.fanout_stack import fanout_stack
 from tests.refused_requests import appeals_held, stored_refusal
@@ -27,11 +28,11 @@ from tests.support import (
     eventually,
     live_client,
     staff_headers,
-    stored_request,
     text_of,
     unique_email,
     wait_for_letter,
 )
+from tests.test_accuracy_dispute_told import refused_correction
 from tests.test_approval import approval_settings  # noqa: F401 (fixture: access needs approval)
 from tests.test_browser import (  # noqa: F401
     CHROMIUM,
@@ -275,16 +276,19 @@ async def test_the_dispute_button_on_a_refused_correction_works_for_each_role_th
         role, browser, site, pool, settings, shots):  # noqa: F811
     """A CCPA correction we refused: compliance and an admin record the consumer's statement that
     the data is inaccurate (api/console/accuracy_disputes.py), and the page confirms it and shows it
-    in the timeline as written; an agent is not offered the form (a forged post:
-    tests/test_authz_matrix.py)."""
-    rid = await stored_request(pool, settings, "browser-dispute", type_="rectification",
-                               regime="ccpa", corrections={"birth_date": "1984-03-12"})
-    await pool.execute("UPDATE dsr_requests SET status = 'denied' WHERE id = $1::uuid", rid)
+    in the timeline as written; the page then says telling the data's recipients is owed, until they
+    tick one and record that it was told (hDF). An agent is offered neither form, and reads that it
+    is owed (forged posts: tests/test_authz_matrix.py, tests/test_accuracy_dispute_told.py)."""
+    rid = await refused_correction(pool, settings, "browser-dispute")  # under a policy whose systems name recipients
+    if role == "agent":
+        await record_dispute(pool, rid, "My date of birth is 12 March 1984, not 21 March.", actor="test", once=None)
     page = await signed_in(browser, site, pool, role, f"/console/requests/{rid}")
     await expect(page.locator("#status")).to_contain_text("denied", timeout=SLOW)
     button = page.locator("#record-dispute")
     if role == "agent":
         await expect(button).to_have_count(0)
+        await expect(page.locator("#dispute-owed")).to_contain_text("Still owed")
+        await expect(page.locator("#record-dispute-told")).to_have_count(0)
         return
     statement = f"My date of birth is 12 March 1984, not 21 March <1984> ({role})."
     await page.get_by_label("The subject's statement").fill(statement)
@@ -292,7 +296,17 @@ async def test_the_dispute_button_on_a_refused_correction_works_for_each_role_th
     await expect(page.locator("#accuracy-dispute .flash")).to_contain_text("Recorded", timeout=SLOW)
     await expect(page.locator(".timeline")).to_contain_text(
         f"Subject's dispute of the accuracy of their data recorded ({statement})", timeout=SLOW)
+    await expect(page.locator("#dispute-owed")).to_contain_text("Still owed")
     await shots(page, "dispute-recorded")
+    note = f"E-mailed their DPO the statement on the day <{role}>."
+    await page.get_by_label("Financial services and accounting provider").check()
+    await page.get_by_label("How and when they were told").fill(note)
+    await page.locator("#record-dispute-told").click()
+    await expect(page.locator("#accuracy-dispute .flash")).to_contain_text("who was told", timeout=SLOW)
+    await expect(page.locator(".timeline")).to_contain_text(
+        f"Recipients told of the dispute: Financial services and accounting provider ({note})", timeout=SLOW)
+    await expect(page.locator("#dispute-owed")).to_have_count(0)
+    await shots(page, "dispute-told")
 
 async def test_a_refused_action_shows_inside_the_page(browser, site, pool, shots):  # noqa: F811
     rid = await open_request(site, pool)

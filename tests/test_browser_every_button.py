@@ -56,6 +56,11 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | request: other requests' links, "all with ..." | all      | navigation pages_the_queue (all)                         |                                           |
 | request: a letter, a staff alert, their links  | all      | audit_request reads_a_letter (all)                       |                                           |
 | request: Resume the request                    | C, D     | resume (C, D)                                            | A: resume (not shown); forged: every      |
+| request: Record the dispute (a refused         | C, D     | actions dispute_button (C, D)                            | A: actions dispute_button (not shown);    |
+| correction)                                    |          |                                                          | forged: authz_matrix, attack_new_inputs   |
+| request: Record that recipients were told (a   | C, D     | actions dispute_button (C, D; a recipient ticked);       | A: actions dispute_button (not shown,     |
+| dispute recorded; each recipient's box, None)  |          | accuracy_dispute_told (C; None ticked, refused empty)    | reads it owed); forged:                   |
+|                                                |          |                                                          | accuracy_dispute_told, authz_matrix       |
 | request: Ask ... again (deferred erasure)      | C, D     | deferred (C), audit_request (D), deferred_retry (C, D)   | A: deferred, deferred_retry (not shown,   |
 |                                                |          |                                                          | forged refused)                           |
 | request: Record as erased (deferred erasure)   | C, D     | deferred (D), audit_request (C), deferred_retry (C)      | A: deferred, deferred_retry (not shown,   |

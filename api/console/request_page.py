@@ -320,7 +320,7 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
             **await deferred_context(state, request_id, staff, outcome("deferred_done"),
                                      shown_refusal(state.settings, "deferred_error", params)),
             **resume_context(staff, outcome("resume_done"), shown_refusal(state.settings, "resume_error", params)),
-            **dispute_context(staff, context["r"], outcome("dispute_done"),
+            **dispute_context(staff, context, outcome("dispute_done"),
                               shown_refusal(state.settings, "dispute_error", params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
@@ -395,5 +395,5 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
     return render(request, "console/request.html", {
         **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
         **await deferred_context(state, request_id, staff, None, None),
-        **resume_context(staff, None, None), **dispute_context(staff, context["r"], None, None),
+        **resume_context(staff, None, None), **dispute_context(staff, context, None, None),
         "live_region": region.html}, status_code=status)

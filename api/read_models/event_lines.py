@@ -92,6 +92,18 @@ def _held_lift(kind: str, data: Mapping[str, Any], system: str | None,
     return None
 
 
+def _told_of_dispute(data: Mapping[str, Any]) -> str:
+    """Whom staff told of a subject's dispute of accuracy (dsrflow/stores/accuracy_disputes.py), by
+    the names the policy version gave them when it was recorded, and how (the note as written);
+    or that none had received the contested data. Names are parted by semicolons: they hold commas."""
+    if data.get("none_to_tell"):
+        words = "No recipient to tell of the dispute: none had received the contested data"
+    else:
+        names = "; ".join(str(name) for name in data.get("names") or [])
+        words = f"{EVENT_WORDS['dispute.recipients_told']}: {names}" if names else EVENT_WORDS["dispute.recipients_told"]
+    return f"{words} ({data['note']})" if data.get("note") else words
+
+
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
                    timezone: str = "UTC", regime: str | None = None) -> str:
@@ -102,6 +114,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     and a rectification are named in the words of the request's law (`regime`: `in_law_words`, a
     deletion under the CCPA), never what someone wrote (a note, a reason, a processor's answer)."""
     kind, data = event["event_type"], event["data"] or {}
+    if kind == "dispute.recipients_told":
+        return _told_of_dispute(data)
     system = (systems or {}).get(data.get("system", ""), data.get("system"))
     words = EVENT_WORDS.get(kind)
     if kind.startswith("status."):

@@ -43,6 +43,8 @@ EVENT_WORDS = {
     "complaint.progress_told": "Progress letter to the complainant, by staff",
     # dsrflow/stores/accuracy_disputes.py: the subject's statement, as staff recorded it.
     "dispute.recorded": "Subject's dispute of the accuracy of their data recorded",
+    # ... and that its recipients were told of it (event_lines.py names them, and says the note).
+    "dispute.recipients_told": "Recipients told of the dispute",
     "package.built": "Access package built",
     "package.downloaded": "Package downloaded by the subject",
     "processor.callback": "Processor reported back",

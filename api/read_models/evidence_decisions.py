@@ -26,6 +26,7 @@ from api.read_models.evidence_deadlines import on_time
 from api.read_models.evidence_names import WHOLE_SYSTEM, version_policy
 from dsrflow.domain.appeals_deferred import ended_undecided
 from dsrflow.domain.references import short_reference
+from dsrflow.stores.accuracy_disputes import DISPUTED, TOLD, data_recipients
 
 
 def _first(events: list[dict[str, Any]], kind: str) -> dict[str, Any] | None:
@@ -248,6 +249,28 @@ def _objection(row: dict[str, Any], decided: dict[str, Any], letters: list[dict[
             "letter_on_time": on_time(sent, row["current_due_date"], timezone)}
 
 
+async def _accuracy_dispute(conn: asyncpg.Connection, row: dict[str, Any],
+                            events: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The subject's disputes of accuracy recorded against a refused correction, and each record
+    that the recipients of the data were told of them (`recipients_told`: keys, their names as
+    recorded, or `none_to_tell`, with the note); `owed` while a dispute was recorded after the last
+    such record, or none is (dsrflow/stores/accuracy_disputes.py). `recipients_of_data`: who
+    received data of the request's systems, whom the form offers. None: no dispute recorded."""
+    recorded = [e for e in events if e["event_type"] == DISPUTED]
+    if not recorded:
+        return None
+    told = [e for e in events if e["event_type"] == TOLD]
+    return {
+        "recorded": [{"at": e["occurred_at"], "by": e["actor"], "statement": e["data"].get("statement")}
+                     for e in recorded],
+        "recipients_told": [{"at": e["occurred_at"], "by": e["actor"], "recipients": e["data"].get("recipients", []),
+                             "names": e["data"].get("names", []), "none_to_tell": bool(e["data"].get("none_to_tell")),
+                             "note": e["data"].get("note")} for e in told],
+        "owed": not told or told[-1]["seq"] < recorded[-1]["seq"],
+        "recipients_of_data": await data_recipients(conn, row),
+    }
+
+
 async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[dict[str, Any]],
                     letters: list[dict[str, Any]], timezone: str, *, kept: list[dict[str, Any]],
                     missing: dict[str, str], uncorrected: dict[str, int] | None = None) -> dict[str, Any]:
@@ -296,4 +319,6 @@ async def decisions(conn: asyncpg.Connection, row: dict[str, Any], events: list[
         # The other appeals of the same refusal closed undecided because this one decides them.
         "decides_also": [] if not appeal_of else await _decides_also(conn, str(appeal_of), str(row["id"])),
         "letters_not_sent": _letters_not_sent(events),
+        # A dispute of accuracy against a refused correction, and whom it was passed on to.
+        "accuracy_dispute": await _accuracy_dispute(conn, row, events),
     }
