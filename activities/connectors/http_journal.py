@@ -174,8 +174,11 @@ class Journal:
         # Earlier attempts' rows too (a run that stopped short for staff): the later attempt's row
         # of an item is the one that counts.
         # And, in the same read, whether the request's close stops this run before its next change
-        # (`flush`): it does unless the run is a hold's deferred erasure (`after_close`) or began on
-        # a request that had completed (a restriction's lift). So a run that begins after a
+        # (`flush`): it does unless the run is a hold's deferred erasure (`after_close`), a
+        # restriction's lift (which runs once its request ended: completed, or closed part-way
+        # with the restriction left in force, workflows/restriction_lifecycle.py; before, such a
+        # lift stopped at a SaaS before its first change and left the data restricted there) or
+        # began on a request that had completed. So a run that begins after a
         # withdrawal, a cancellation or a denial closed its request stops before its first change,
         # whenever it begins: a retry of a try whose worker died after the close (which took the
         # journal), a long run's next slice, a first try the workflow scheduled before it heard of
@@ -187,7 +190,7 @@ class Journal:
                       SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config
                         FROM http_run_journal
                        WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4) AS j ON true
-                ORDER BY j.attempt""", *key, after_close)
+                ORDER BY j.attempt""", *key, after_close or journal._action == "lift_restriction")
         journal.stops_on_close = bool(rows[0]["stops_on_close"])
         for row in rows:
             if row["attempt"] is None:  # no row yet: the request's state alone
@@ -299,8 +302,8 @@ class Journal:
         # what the journal held. Before, the attempt carried on sending until it heard its
         # cancellation, and none of those changes was counted. Reads, and the answers of changes
         # sent before the close, are dropped and the attempt goes on: its own success stands. A run
-        # the close does not stop (`stops_on_close`: a hold's deferred erasure, a completed request's
-        # restriction lift) goes on: its changes are what the close left to do.
+        # the close does not stop (`stops_on_close`: a hold's deferred erasure, a restriction's lift,
+        # a run on a completed request) goes on: its changes are what the close left to do.
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
         if refusal == "closed" and self.stops_on_close:
