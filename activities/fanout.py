@@ -183,8 +183,11 @@ class FanoutActivities(ErasureEvidence):
         earlier = stored_outcome(stored)
         if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
-        elif task.after_outage and row["closed_at"] is not None:
+        elif task.after_outage and row["closed_at"] is not None and task.task.action != "lift_restriction":
             # Not asked of an attempt whose effect committed (above): that one is done, and says so.
+            # Nor of a restriction's lift, which runs on its closed request (completed, or closed
+            # part-way with the restriction in force): before, a lift whose SaaS had been down was
+            # settled here unsent, and the data stayed restricted there.
             result = _closed_meanwhile(task)
         else:
             # A system without a transaction may have done part of what the earlier try planned:

@@ -223,7 +223,8 @@ class TaskInput(Contract):
     # that keeps its outcome, so the workflow needs no bookkeeping step of its own.
     record: bool = False
     # A try after its SaaS could not be reached (workflows/system_task.py `_unreached`): made only
-    # while the request is open, since nothing may reach a system for a withdrawn or refused one.
+    # while the request is open, since nothing may reach a system for a withdrawn or refused one;
+    # a restriction's lift excepted, which runs on its closed request (activities/fanout.py).
     after_outage: bool = False
 
 

@@ -310,22 +310,25 @@ async def test_a_held_lift_at_a_saas_killed_before_its_record_is_carried_out_aga
             {"system": "billing_stripe", "by": second, "status": "done", "changed": 1}]
 
 
-async def test_the_lift_of_a_restriction_closed_part_way_reaches_a_saas(postgres, settings, dev_server, tmp_path,
-                                                                        stripe):
-    """A restriction cancelled after it restricted the subject stays in force until compliance lifts
-    it (tests/test_restriction_closed_partway.py); its lift then runs on the closed request. At a
-    SaaS the run's journal took the close for a reason to stop before the first change (as a
-    withdrawn erasure's run must), so the lift ended without clearing the mark: the data stayed
-    restricted at Stripe with the restriction on record as lifted."""
+@pytest.mark.parametrize("ended, after_outage", [("cancelled", False), ("completed", True)])
+async def test_the_lift_of_a_closed_restriction_reaches_a_saas(postgres, settings, dev_server, tmp_path, stripe,
+                                                              ended, after_outage):
+    """A restriction's lift runs on its closed request: completed, or cancelled after it restricted
+    the subject (it stays in force until compliance lifts it: tests/test_restriction_closed_partway.py).
+    At a SaaS two checks meant for a withdrawn request's tasks stopped it: the run's journal took
+    the close for a reason to stop before the first change, and a try after the SaaS had been
+    unreachable (`after_outage`) was settled "closed while the task waited", nothing sent. Either
+    way the data stayed restricted at Stripe with the restriction on record as lifted."""
     async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "closedlift",
                                   extra_systems=SAAS) as (stack, pool):
         fanout = FanoutActivities(activity_context(stack.settings, pool))
-        first = await _in_force(fanout, pool, stack.settings)
-        await pool.execute(ENDINGS["cancelled"], first)
+        first = await _in_force(fanout, pool, stack.settings)  # completed
+        if ended != "completed":
+            await pool.execute(ENDINGS[ended], first)
         lift = await _task(fanout, first, "lift_restriction")
         plan = await fanout._plan(StartRequest(request_id=first, policy_version=lift.policy_version))
-        at_stripe = lift.model_copy(update={"task": next(t for t in plan.tasks if t.system == "billing_stripe")
-                                            .model_copy(update={"action": "lift_restriction"})})
+        at_stripe = lift.model_copy(update={"after_outage": after_outage, "task": next(
+            t for t in plan.tasks if t.system == "billing_stripe").model_copy(update={"action": "lift_restriction"})})
         lifted = await fanout._run(at_stripe)
         assert (lifted.status, lifted.changed) == ("done", 1), lifted
         assert (stripe.changes, stripe.restricted) == (1, False)
