@@ -31,8 +31,13 @@ sweep at every run). Any other answer or error (a database or SaaS down, a SaaS 
 throttling) is not put on record: the piece fails as a plain error (`LiftNotCarriedOut`; a SaaS's
 own error may ask Temporal to wait a quota day, which would hold the whole sweep back), the
 worker logs "held lift not carried out this run" with the request and the system, the sweep's
-other parts run and the run is tried again within a minute; a lift that never succeeds leaves the
-sweep without a success, and alert DsrSweepStale fires after two missed runs (25 minutes).
+other parts run and the run is tried again within a minute; meanwhile the sweep has no success, and
+alert DsrSweepStale fires after two missed runs (25 minutes). The first such failure is on L's
+timeline (`restriction.lift_release_failing`, once per lift and system). A system still failing
+`GIVE_UP_AFTER` (a day: a SaaS's daily quota renews within it) after that first failure is handed
+to staff as one that needs a person (alerted once, on record as needs_attention with the error's
+type): before, a system gone for good (an account closed, its credentials revoked) failed every
+run for ever, the sweep never again succeeded, and nothing told anyone which lift to carry out.
 
 Exactly once in effect: the call is idempotent (un-restricting unrestricted rows or records changes
 nothing) and the record (`restriction.lift_released`, keyed per lift and system) ends the search; a
@@ -41,6 +46,7 @@ sweep killed between the two lifts again, changing nothing, and records it.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from temporalio import activity
@@ -93,6 +99,8 @@ class LiftNotCarriedOut(RuntimeError):
 
 # A release's record is keyed per lift and system: `released_key`, which _RELEASABLE builds in SQL.
 _RELEASED = ":lift:released:"
+# How long a system may keep failing the lift, from its first failure, before staff are asked.
+GIVE_UP_AFTER = timedelta(days=1)
 
 
 def released_key(lift: str, system: str) -> str:
@@ -132,9 +140,15 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
         if (await restricted_elsewhere(ctx.pool, lift)).get(system) is not None:
             return False  # held again (another restriction in force or under way): its lift lifts
         if kind in CARRIED_OUT_HERE:
-            outcome = await _lifted(ctx, request["policy_version"], system, subject)
-            data |= {"status": outcome.status} | ({} if outcome.status == "needs_attention"
-                                                  else {"changed": outcome.changed})
+            try:
+                outcome = await _lifted(ctx, request["policy_version"], system, subject)
+            except LiftNotCarriedOut as failed:
+                if not await _failing_too_long(ctx, lift, system, failed.why):
+                    raise
+                data |= {"status": "needs_attention", "failed": failed.why}
+            else:
+                data |= {"status": outcome.status} | ({} if outcome.status == "needs_attention"
+                                                      else {"changed": outcome.changed})
         else:  # a person carries it out: nothing is sent to the system, staff are told
             data |= {"status": "needs_attention"}
     if data["status"] == "needs_attention":
@@ -167,3 +181,15 @@ async def _lifted(ctx: ActivityContext, policy_version: str, system: str, subjec
     if outcome.status not in _SETTLED:
         raise LiftNotCarriedOut(system, f"answered {outcome.status}")
     return outcome
+
+
+async def _failing_too_long(ctx: ActivityContext, lift: str, system: str, why: str) -> bool:
+    """Whether the system has failed the lift for `GIVE_UP_AFTER` since its first failure, which
+    is put on L's timeline once (with its error's type, not its message, which may quote what was
+    sent), its time the one counted from."""
+    async with ctx.pool.acquire() as conn:
+        key = f"{released_key(lift, system)}:failing"
+        await append_event(conn, event_key=key, event_type="restriction.lift_release_failing",
+                           request_id=lift, actor="sweep", data={"system": system, "error": why})
+        since = await conn.fetchval("SELECT now() - occurred_at FROM audit_events WHERE event_key = $1", key)
+    return bool(since >= GIVE_UP_AFTER)

@@ -17,11 +17,13 @@ from __future__ import annotations
 import asyncio
 import html
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from starlette.responses import JSONResponse
 
+import activities.held_lifts as held_lifts
 import activities.restriction_lock as restriction_lock_module
 from activities.fanout import FanoutActivities
 from activities.held_lifts import LiftNotCarriedOut, release_held_lifts
@@ -332,3 +334,32 @@ async def test_the_lift_of_a_closed_restriction_reaches_a_saas(postgres, setting
         lifted = await fanout._run(at_stripe)
         assert (lifted.status, lifted.changed) == ("done", 1), lifted
         assert (stripe.changes, stripe.restricted) == (1, False)
+
+
+async def test_a_saas_failing_the_held_lift_for_a_day_is_handed_to_staff(postgres, settings, dev_server, tmp_path,
+                                                                         stripe, monkeypatch):
+    """Stripe answers the lift 503 run after run (an account closed, its key revoked): the first
+    failure goes on the lift's timeline, and once it has failed for `GIVE_UP_AFTER` staff are alerted
+    to tell it by hand, once, and the release is on record as theirs with the error's type. Before,
+    it failed every run for ever: the sweep never succeeded again and nothing named the lift."""
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "heldlift",
+                                  extra_systems=SAAS) as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        first, second = await _saas_held(fanout, pool, stack.settings)
+        stripe.down = True
+        for _ in range(2):  # within the day: tried again, its first failure on the timeline once
+            with pytest.raises(LiftNotCarriedOut, match="HttpSystemUnavailable"):
+                await release_held_lifts(fanout.ctx)
+        failing = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1::uuid "
+                                   "AND event_type = 'restriction.lift_release_failing'", first)
+        assert [dict(row["data"]) for row in failing] == [{"system": "billing_stripe", "error": "HttpSystemUnavailable"}]
+        monkeypatch.setattr(held_lifts, "GIVE_UP_AFTER", timedelta(0))  # the day has passed
+        assert await release_held_lifts(fanout.ctx) == 1
+        assert await release_held_lifts(fanout.ctx) == 0  # settled: not asked again
+        released = {r["system"]: r for r in await _released(pool, first)}["billing_stripe"]
+        assert released == {"system": "billing_stripe", "by": second, "status": "needs_attention",
+                            "failed": "HttpSystemUnavailable"}
+        alerts = await pool.fetch("SELECT letter_key FROM sent_letters WHERE request_id = $1::uuid "
+                                  "AND purpose = 'staff_alert'", first)
+        assert [row["letter_key"].rsplit(":", 1)[-1] for row in alerts].count("billing_stripe") == 1, alerts
+        assert stripe.restricted and stripe.changes == 0  # nothing reached it: staff tell it

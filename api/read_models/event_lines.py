@@ -83,10 +83,13 @@ def _held_lift(kind: str, data: Mapping[str, Any], system: str | None,
                 else f"{system}: restriction {by}")
     if kind == "restriction.lift_released" and by:
         ended = f"restriction {by} ended without coming into force there"
-        return {"needs_attention": f"{system}: tell it the restriction has ended: {ended}",
+        failed = f" (it failed the lift for a day: {data['failed']})" if data.get("failed") else ""
+        return {"needs_attention": f"{system}: tell it the restriction has ended: {ended}{failed}",
                 # The system holds nothing of the subject's (activities/held_lifts.py): no lift to make.
                 "not_found": f"{system}: nothing of the subject's there to lift once {ended}",
                 }.get(str(data.get("status")), f"{system}: lifted once {ended}")
+    if kind == "restriction.lift_release_failing":
+        return f"{system}: {data.get('error')}; the sweep tries again, and asks staff if it still fails a day later"
     if kind == "restriction.lifted" and data.get("held"):
         return "still restricted in " + ", ".join((systems or {}).get(s, s) for s in data["held"])
     return None
