@@ -46,6 +46,7 @@ sweep killed between the two lifts again, changing nothing, and records it.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
@@ -54,6 +55,7 @@ from temporalio import activity
 from activities.connectors.base import ActionOutcome, Subject
 from activities.context import ActivityContext
 from activities.fanout import open_connector, subject_of
+from activities.heartbeat import heartbeating
 from activities.restriction_lock import restriction_lock
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
@@ -101,6 +103,8 @@ class LiftNotCarriedOut(RuntimeError):
 _RELEASED = ":lift:released:"
 # How long a system may keep failing the lift, from its first failure, before staff are asked.
 GIVE_UP_AFTER = timedelta(days=1)
+# How long one system's lift may take in a run (the sweep's whole activity has five minutes).
+LIFT_SECONDS = 40.0
 
 
 def released_key(lift: str, system: str) -> str:
@@ -172,7 +176,10 @@ async def _lifted(ctx: ActivityContext, policy_version: str, system: str, subjec
     """The system's answer to the lift, if it ends the search (`_SETTLED`); else LiftNotCarriedOut,
     and nothing goes on record: the next run asks again."""
     try:
-        async with open_connector(ctx, policy_version, system) as connector:
+        # Bounded, and beating: a system that hangs (a SaaS's 30 s per request, tried four times)
+        # would outlast the sweep's heartbeat timeout (a minute), the activity cancelled with no
+        # failure of the lift's own on record, and so never handed to staff (`_failing_too_long`).
+        async with heartbeating(), asyncio.timeout(LIFT_SECONDS), open_connector(ctx, policy_version, system) as connector:
             outcome = await connector.lift_late(subject)
     except Exception as exc:
         # Not the connector's own error: a quota's `next_retry_delay` (or a non-retryable one)

@@ -204,10 +204,12 @@ class StripeStandIn:
         self.app = create_stripe_app(STRIPE_KEY)
         self.customer = self.app.state.data.customers[self.app.state.data.add_customer(EMAIL, "Lieve Wouters")]
         self.customer["metadata"]["dsr_restricted"] = "true"
-        self.changes, self.down = 0, False
+        self.changes, self.down, self.hangs = 0, False, False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
+            while self.hangs:  # until the test lets it answer (its server then stops at once)
+                await asyncio.sleep(0.05)
             if self.down:
                 await JSONResponse({"error": {"type": "api_error"}}, status_code=503)(scope, receive, send)
                 return
@@ -363,3 +365,23 @@ async def test_a_saas_failing_the_held_lift_for_a_day_is_handed_to_staff(postgre
                                   "AND purpose = 'staff_alert'", first)
         assert [row["letter_key"].rsplit(":", 1)[-1] for row in alerts].count("billing_stripe") == 1, alerts
         assert stripe.restricted and stripe.changes == 0  # nothing reached it: staff tell it
+
+
+async def test_a_saas_that_hangs_fails_the_held_lift_in_bounded_time(postgres, settings, dev_server, tmp_path,
+                                                                   stripe, monkeypatch):
+    """Stripe takes the lift's request and never answers: the lift is cut off (`LIFT_SECONDS`) as a
+    failure of its own, on the timeline, so a day of them hands it to staff. Before, the SaaS's
+    retries outlasted the sweep's heartbeat timeout: the activity was cancelled, nothing of the
+    lift's own failure was on record, and it could never be handed to staff."""
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "heldlift",
+                                  extra_systems=SAAS) as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        first, _ = await _saas_held(fanout, pool, stack.settings)
+        stripe.hangs = True
+        monkeypatch.setattr(held_lifts, "LIFT_SECONDS", 0.5)
+        with pytest.raises(LiftNotCarriedOut, match="TimeoutError"):
+            await asyncio.wait_for(release_held_lifts(fanout.ctx), 10)
+        failing = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1::uuid "
+                                   "AND event_type = 'restriction.lift_release_failing'", first)
+        stripe.hangs = False
+        assert [dict(row["data"]) for row in failing] == [{"system": "billing_stripe", "error": "TimeoutError"}]
