@@ -162,7 +162,8 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
         await sweep_alert(ctx, LetterJob(
             request_id=lift, purpose="staff_alert", key=f"lift-by-hand:{system}", to_staff=True,
             params={"kind": "needs_attention", "days_left": None,
-                    "facts": {"what": "lift_by_hand", "system": system, "holder": holder}}))
+                    "facts": {"what": "lift_by_hand", "system": system, "holder": holder,
+                              **({"failed": data["failed"]} if "failed" in data else {})}}))
         failpoint("lift-by-hand-alerted", f"{system}:{lift}")  # staff told, the release not yet on record
     async with ctx.pool.acquire() as conn:
         await append_event(conn, event_key=released_key(lift, system), event_type="restriction.lift_released",

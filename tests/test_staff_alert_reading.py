@@ -96,6 +96,10 @@ ALERTS = [
     (ALERT_NEEDS_ATTENTION, None, {"what": "lift_by_hand", "system": "email_marketing",
                                    "holder": "6f1c2d3e-0000-4000-8000-000000000001"}, "needs attention",
      [SYSTEMS["email_marketing"], "FWG4UHJ223"]),
+    # ... and one a SaaS failed for a day: staff lift it there by hand (its error's kind named).
+    (ALERT_NEEDS_ATTENTION, None, {"what": "lift_by_hand", "system": "crm", "failed": "HttpSystemUnavailable",
+                                   "holder": "6f1c2d3e-0000-4000-8000-000000000001"}, "needs attention",
+     [SYSTEMS["crm"], "FWG4UHJ223", "HttpSystemUnavailable"]),
 ]
 
 
