@@ -286,13 +286,12 @@ async def http(settings, pool, dev_server, task_queue):
 async def app_http(settings):
     """The real app in-process (httpx over ASGI) without the workflow engine: for routes and
     pages that need none (staff tokens, sign-in)."""
-    from api.app import create_app  # the app imports the product; keep conftest light to import
+    from tests.apps import lent_app  # the app imports the product; keep conftest light to import
     from tests.policy_once import policy_of
 
-    app = create_app(settings, policy=policy_of(settings), pool=session_pool_on(settings.effective_database_url))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-        yield client
-    await app.state.dsr.close()
+    async with lent_app(settings, policy=policy_of(settings), pool=session_pool_on(settings.effective_database_url)) as app:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            yield client
 
 
 def raw_client(env: WorkflowEnvironment) -> Client:

@@ -17,7 +17,6 @@ import asyncpg
 import httpx
 import uvicorn
 
-from api.app import create_app
 from devstack.demo.email_marketing import BASE_PATH, create_email_marketing_app
 from devstack.demo.email_marketing_db import ensure_email_marketing_database
 from devstack.demo.sql_systems import SQL_SYSTEMS
@@ -25,6 +24,7 @@ from devstack.policy_copies import without_processors_by_email
 from devstack.postgres import EmbeddedPostgres
 from dsrflow.settings import Settings
 from policy.model import DEFAULT_POLICY, LoadedPolicy, load_policy
+from tests.apps import lent_app
 from tests.conftest import database_pool
 from tests.pools import kept_pool, session_pool_on
 from tests.processor_identity import processor_identity
@@ -129,19 +129,19 @@ async def fanout_stack(postgres: EmbeddedPostgres, settings: Settings, client, t
                                            key_pem=key_pem, cert_pem=cert_pem,
                                            completion_delay=email_delay,
                                            callback_attempts=callback_attempts)
-    servers = [await serve(email_app, email_socket),
-               await serve(create_app(stack_settings, temporal_client=client,
-                                    pool=session_pool_on(stack_settings.effective_database_url)), api_socket)]
-    try:
-        yield FanoutStack(
-            settings=stack_settings, policy=load_policy(policy_path),
-            databases={s: postgres.url(n) for s, n in names.items()},
-            api_url=api_url, email_url=email_url,
-        )
-    finally:
-        for server, task in reversed(servers):
-            server.should_exit = True
-            await task
+    async with lent_app(stack_settings, temporal_client=client,
+                        pool=session_pool_on(stack_settings.effective_database_url)) as stack_app:
+        servers = [await serve(email_app, email_socket), await serve(stack_app, api_socket)]
+        try:
+            yield FanoutStack(
+                settings=stack_settings, policy=load_policy(policy_path),
+                databases={s: postgres.url(n) for s, n in names.items()},
+                api_url=api_url, email_url=email_url,
+            )
+        finally:
+            for server, task in reversed(servers):
+                server.should_exit = True
+                await task
 
 
 @contextlib.asynccontextmanager

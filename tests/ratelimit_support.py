@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Callable
 
 import httpx
 
-from api.app import create_app
+from tests.apps import lent_app
 from tests.pools import session_pool_on
 
 PROBLEM = "application/problem+json"
@@ -25,23 +25,22 @@ def unique_ip() -> str:
 async def app_clients(settings, client, task_queue, **limits) -> AsyncIterator[Callable[[str], httpx.AsyncClient]]:
     """The real app with the given limits; `call_from(ip)` is an HTTP client for that address, and
     `call_from.app` the app (what a process keeps in memory)."""
-    app = create_app(settings.model_copy(update={"task_queue": task_queue, **limits}),
-                     temporal_client=client, pool=session_pool_on(settings.effective_database_url))
     opened: list[httpx.AsyncClient] = []
+    async with lent_app(settings.model_copy(update={"task_queue": task_queue, **limits}),
+                        temporal_client=client, pool=session_pool_on(settings.effective_database_url)) as app:
 
-    def call_from(ip: str) -> httpx.AsyncClient:
-        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 40000)),
-                                 base_url="http://test", timeout=60)
-        opened.append(http)
-        return http
+        def call_from(ip: str) -> httpx.AsyncClient:
+            http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=(ip, 40000)),
+                                     base_url="http://test", timeout=60)
+            opened.append(http)
+            return http
 
-    call_from.app = app
-    try:
-        yield call_from
-    finally:
-        for http in opened:
-            await http.aclose()
-        await app.state.dsr.close()
+        call_from.app = app
+        try:
+            yield call_from
+        finally:
+            for http in opened:
+                await http.aclose()
 
 
 def assert_limited(response: httpx.Response, window: int) -> int:

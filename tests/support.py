@@ -22,7 +22,6 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from activities.connectors.tls import tls_context
-from api.app import create_app
 from api.auth import create_token
 from devstack.smtp_sink import MailSink, request_mail
 from dsrflow.crypto.hashing import subject_hash
@@ -34,6 +33,7 @@ from dsrflow.stores.holds_store import place_hold
 from dsrflow.stores.requests_store import create_request
 from policy.model import DEFAULT_POLICY
 from schemas.requests import NewRequest
+from tests.apps import lent_app
 from tests.policy_once import policy_at, policy_of
 from tests.pools import fetch_rows as fetch_rows  # here too, where most tests import it from
 from tests.pools import session_pool_on
@@ -48,12 +48,11 @@ OUR_SENDER = policy_at(DEFAULT_POLICY).policy.controller.sender_email
 async def api_client(settings: Settings, client: Client, task_queue: str) -> AsyncIterator[httpx.AsyncClient]:
     """The real FastAPI app in-process, talking to the given Temporal client and task queue (and
     to the database through the session's pool when it is the settings' database)."""
-    app = create_app(settings.model_copy(update={"task_queue": task_queue}), temporal_client=client,
-                     policy=policy_of(settings), pool=session_pool_on(settings.effective_database_url))
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
-        yield http
-    await app.state.dsr.close()
+    async with lent_app(settings.model_copy(update={"task_queue": task_queue}), temporal_client=client,
+                        policy=policy_of(settings), pool=session_pool_on(settings.effective_database_url)) as app:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
+            yield http
 
 
 # uvicorn closes a connection left idle for 5 s (its keep-alive timeout). A request sent on one

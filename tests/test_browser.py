@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, Page, expect
 
-from api.app import create_app
 from api.auth import create_token
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import long_date
+from tests.apps import lent_app
 from tests.conftest import CHROMIUM
 from tests.fanout_stack import loopback_socket, serve
 from tests.pools import session_pool_on
@@ -41,17 +41,16 @@ async def served_site(settings, pool, client, task_queue: str, activity_override
     sock, port = loopback_socket()
     url = f"http://127.0.0.1:{port}"
     site_settings = settings.model_copy(update={"public_url": url, "task_queue": task_queue})
-    app = create_app(site_settings, temporal_client=client, pool=session_pool_on(site_settings.effective_database_url))
     running = (build_worker(client, site_settings, pool, task_queue=task_queue, activity_overrides=activity_overrides)
                if worker else contextlib.nullcontext())
-    async with running:
+    async with running, lent_app(site_settings, temporal_client=client,
+                                 pool=session_pool_on(site_settings.effective_database_url)) as app:
         server, task = await serve(app, sock)
         try:
             yield url
         finally:
             server.should_exit = True
             await task
-            await app.state.dsr.close()
 
 
 @pytest.fixture

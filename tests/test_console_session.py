@@ -12,18 +12,22 @@ import httpx
 import pytest
 from fastapi import Form, Request
 
-from api.app import create_app
+from api.app import build_app, serve_with
 from api.auth import Staff, require_console_role
 from api.pages import render
+from api.state import AppState
+from dsrflow.infra.production import codec_cors_origins
 from dsrflow.stores.staff_tokens import create_token, issue_token, revoke_token
+from tests.policy_once import policy_of
 from tests.support import assert_problem
 
 CSRF_INPUT = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 
-@pytest.fixture
-async def app(settings, pool):
-    app = create_app(settings, pool=pool)
+@pytest.fixture(scope="module")
+def probed_app(settings):
+    """The app with console pages of the test's own, built once for the module (tests/apps.py)."""
+    app = build_app(codec_cors_origins(settings))
 
     # Console pages as the console's own are built: the public dependency and the base layout,
     # whose sign-out form carries the session's CSRF token.
@@ -39,8 +43,16 @@ async def app(settings, pool):
     async def agent_form(note: Annotated[str, Form()], staff: Staff = require_console_role("agent")):
         return {"note": note, "role": staff.role}
 
-    yield app
-    await app.state.dsr.close()
+    return app
+
+
+@pytest.fixture
+async def app(probed_app, settings, pool):
+    """The probed app serving this test with resources of its own (and a new rate limiter)."""
+    state = AppState(settings, policy=policy_of(settings), pool=pool)
+    serve_with(probed_app, state)
+    yield probed_app
+    await state.close()
 
 
 @pytest.fixture

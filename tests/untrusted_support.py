@@ -28,10 +28,10 @@ from activities.connectors.opendsr_signature import (
     generate_processor_identity,
     sign,
 )
-from api.app import create_app
 from devstack.processes import free_port
 from dsrflow.settings import Settings
 from schemas.workflow import workflow_id_for
+from tests.apps import lent_app
 from tests.conftest import database_pool
 from tests.fanout_stack import served
 from tests.process_support import answering, died, dsrflow_process
@@ -141,12 +141,8 @@ def processor_policy(tmp: Path, lifecycle_policy: Path, system_config: dict[str,
 @contextlib.asynccontextmanager
 async def api_over_http(settings: Settings, client, **updates: Any) -> AsyncIterator[str]:
     """The real app on uvicorn (so bodies arrive as a real server delivers them)."""
-    app = create_app(settings.model_copy(update=updates), temporal_client=client)
-    try:
-        async with served(app) as url:
-            yield url
-    finally:
-        await app.state.dsr.close()
+    async with lent_app(settings.model_copy(update=updates), temporal_client=client) as app, served(app) as url:
+        yield url
 
 
 def rfc3339(moment: dt.datetime) -> str:
