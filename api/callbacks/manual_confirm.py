@@ -18,7 +18,8 @@ have) or the link expired (403).
 Either kind of link records nothing once its request is closed or the link was not used within the
 policy's `link_days` of our last e-mail (403, "Link expired"), or once its task has settled by other
 means, as when staff resolve it (409, "Already settled"): `refuse_if_closed`, checked before the
-body is read and again in the statement that records the answer.
+body is read and again in the statement that records the answer. A restriction's lift, which runs
+on its closed request, is answered as an open request's task is.
 """
 
 from __future__ import annotations

@@ -138,7 +138,10 @@ class UntoldAnswer:
 # whatever the attempt), or a signed callback that settles the task, for the attempt it was sent
 # for (its event, by `callback_event_key`; $3 the settling statuses). The first answer of a task,
 # as the API told them in turn. The open statuses are those of the queue's partial index
-# (migrations/0006), which finds the open requests.
+# (migrations/0006), which finds the open requests; a restriction's lift, which runs on its closed
+# request (workflows/restriction_lifecycle.py), is told too (its link takes the processor's answer:
+# api/callbacks/processor_uploads.py), where before it waited for its next poll. OpenDSR has no lift
+# (its task needs staff at once), so no callback answers one.
 _UNTOLD = """
     SELECT DISTINCT ON (request_id, system, action) * FROM (
         SELECT s.request_id::text AS request_id, s.system, s.action, s.attempt, m.confirmed_at AS answered_at,
@@ -146,7 +149,8 @@ _UNTOLD = """
           FROM dsr_requests r
           JOIN system_tasks s ON s.request_id = r.id AND s.status = 'pending'
           JOIN manual_tasks m ON (m.request_id, m.system, m.action) = (s.request_id, s.system, s.action)
-         WHERE r.status IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
+         WHERE (r.status IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
+                OR s.action = 'lift_restriction')
            AND m.confirmed_at BETWEEN now() - $2::interval AND now() - $1::interval
         UNION ALL
         SELECT s.request_id::text, s.system, s.action, s.attempt, e.occurred_at,

@@ -1,0 +1,89 @@
+"""Work that runs on a request after it closed, by design: a restriction's lift (completed, or
+closed part-way with the restriction in force: workflows/restriction_lifecycle.py). The guards
+that keep a withdrawn, cancelled or denied request's own tasks from reaching a system must not
+stop it. The SaaS's (the run's journal, the try after an outage): tests/test_held_lift_release.py.
+
+Here the processor asked by e-mail (`manual_email`): the lift's e-mail carries a link, whose
+page refused the processor's confirmation ("Link expired: the request it belongs to is closed"),
+as it must for a closed request's own tasks; the lift's task then waited for its completion
+timeout and staff, the processor having done what it was asked. The fan-out's activities are
+called as the task's workflow calls them (tests/test_held_lift_release.py), the link answered by
+the real API on loopback.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from datetime import timedelta
+
+import pytest
+
+from activities.fanout import FanoutActivities
+from dsrflow.domain.processor_answers import untold_answers
+from schemas.workflow import StartRequest, TaskInput
+from tests.fanout_stack import api, fanout_stack_alone
+from tests.support import letters_for, text_of, wait_for_letter
+from tests.test_held_lift_release import ENDINGS
+from tests.test_restriction_lift_races import _in_force, _task
+from workers.dsr_worker import activity_context
+
+_LINK = re.compile(r"http://\S+(/v1/callbacks/manual/[0-9a-f]{64})")
+
+
+async def _lift_at(fanout: FanoutActivities, rid: str, system: str) -> TaskInput:
+    """The lift's task at `system`, as the lift's fan-out runs it (its result kept by the activity)."""
+    lift = await _task(fanout, rid, "lift_restriction")
+    plan = await fanout._plan(StartRequest(request_id=rid, policy_version=lift.policy_version))
+    task = next(t for t in plan.tasks if t.system == system)
+    return lift.model_copy(update={"task": task.model_copy(update={"action": "lift_restriction"})})
+
+
+@pytest.mark.parametrize("ended", ["completed", "cancelled"])
+async def test_a_processor_asked_by_email_confirms_the_lift_of_a_closed_restriction(
+        postgres, settings, dev_server, tmp_path, mail_sink, monkeypatch, ended):
+    """The lift asks the survey provider by e-mail; its privacy team follows the link and confirms:
+    the page takes it, the confirmation is on record, and the lift's task, polling, is done. A link
+    of the restriction's own task on the closed request still records nothing."""
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "liftmail",
+                                  keep_manual=("surveys",)) as (stack, pool), api(stack) as http:
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        rid = await _in_force(fanout, pool, stack.settings)  # completed
+        if ended != "completed":
+            await pool.execute(ENDINGS[ended], rid)
+        lift = await _lift_at(fanout, rid, "surveys")
+        asked = await fanout._run(lift)
+        assert asked.status == "pending" and asked.external_id, asked
+        mail = await wait_for_letter(mail_sink, rid, "processor_request", timeout=10)
+        assert "end of a restriction of processing" in mail["Subject"], mail["Subject"]
+        (link,) = {m.group(1) for m in _LINK.finditer(text_of(mail))}
+
+        page = await http.get(link)
+        assert page.status_code == 200 and '<form method="post">' in page.text, html.unescape(page.text)
+        confirmed = await http.post(link, data={"note": "Restriction lifted in our panel."})
+        assert confirmed.status_code == 200 and "confirmation recorded" in confirmed.text, confirmed.text
+        assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1::uuid AND "
+                                   "event_type = 'processor.confirmed'", rid) == 1
+        # An API that died before telling the task: the worker's start sweep tells it (here it has
+        # no workflow to tell), as it tells an open request's.
+        assert [(a.system, a.action) for a in await untold_answers(pool, older_than=timedelta(0))
+                if a.request_id == rid] == [("surveys", "lift_restriction")]
+        # The task's poll (its workflow is told at once, and polls as well) reads the answer.
+        polled = await fanout.poll_system_action(lift.model_copy(update={"external_id": asked.external_id}))
+        assert polled.status == "done", polled
+        assert await pool.fetchval("SELECT status FROM system_tasks WHERE request_id = $1::uuid AND "
+                                   "system = 'surveys' AND action = 'lift_restriction'", rid) == "done"
+        again = await http.post(link, data={"note": "twice"})
+        assert again.status_code == 200 and "Already confirmed" in again.text
+        assert len(letters_for(mail_sink, rid, "processor_request")) == 1
+
+        # The restriction's own task at the processor, asked before the close: its link records
+        # nothing on the closed request (nor once the lift has), as any closed request's.
+        restrict = (await _lift_at(fanout, rid, "surveys")).task.model_copy(update={"action": "restrict"})
+        own = await fanout._run(lift.model_copy(update={"task": restrict}))
+        assert own.status == "pending", own
+        (own_link,) = {m.group(1) for mail in letters_for(mail_sink, rid, "processor_request")
+                       for m in _LINK.finditer(text_of(mail))} - {link}
+        refused = await http.post(own_link, data={"note": "late"})
+        assert refused.status_code == 403 and "the request it belongs to is closed" in refused.text, refused.text
