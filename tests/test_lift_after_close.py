@@ -18,14 +18,15 @@ import re
 from datetime import timedelta
 
 import pytest
+from temporalio.exceptions import ApplicationError
 
 from activities.fanout import FanoutActivities
 from dsrflow.domain.processor_answers import untold_answers
-from schemas.workflow import StartRequest, TaskInput
+from schemas.workflow import RUN_CONTINUES, StartRequest, TaskInput
 from tests.fanout_stack import api, fanout_stack_alone
 from tests.support import letters_for, text_of, wait_for_letter
-from tests.test_held_lift_release import ENDINGS
-from tests.test_restriction_lift_races import _in_force, _task
+from tests.test_held_lift_release import ENDINGS, SAAS, stripe  # noqa: F401 (the fixture)
+from tests.test_restriction_lift_races import EMAIL, _in_force, _task
 from workers.dsr_worker import activity_context
 
 _LINK = re.compile(r"http://\S+(/v1/callbacks/manual/[0-9a-f]{64})")
@@ -87,3 +88,35 @@ async def test_a_processor_asked_by_email_confirms_the_lift_of_a_closed_restrict
                        for m in _LINK.finditer(text_of(mail))} - {link}
         refused = await http.post(own_link, data={"note": "late"})
         assert refused.status_code == 403 and "the request it belongs to is closed" in refused.text, refused.text
+
+
+async def test_a_saas_lift_longer_than_a_slice_ends(postgres, settings, dev_server, tmp_path, stripe):  # noqa: F811
+    """A lift at a SaaS whose run needs more than one attempt's slice (here a slice per request:
+    Stripe's reads of the subject, then a change for each of their three customers) carries on
+    from its journal at the next attempt, as any long run does, and its task's end takes the
+    journal. The journal kept nothing of a closed request's run, so each attempt began again from
+    the first read: the lift never reached a change, and its task went on slicing for ever."""
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "longlift",
+                                  extra_systems=SAAS) as (stack, pool):
+        short = stack.settings.model_copy(update={"http_run_slice_seconds": 0.001})
+        fanout = FanoutActivities(activity_context(short, pool))
+        data = stripe.app.state.data
+        customers = [stripe.customer, *(data.customers[data.add_customer(EMAIL, "Lieve Wouters")] for _ in range(2))]
+        for customer in customers:
+            customer["metadata"]["dsr_restricted"] = "true"
+        # Cancelled after it restricted the subject (a completed one's lift takes the same path).
+        rid = await _in_force(fanout, pool, stack.settings)
+        await pool.execute(ENDINGS["cancelled"], rid)
+        lift = await _lift_at(fanout, rid, "billing_stripe")
+        slices = 0
+        while True:
+            slices += 1
+            assert slices <= 12, f"still lifting after {slices - 1} slices: {stripe.changes} changes sent"
+            try:
+                lifted = await fanout._run(lift)
+                break
+            except ApplicationError as error:
+                assert error.type == RUN_CONTINUES, error
+        assert (lifted.status, lifted.changed) == ("done", 3), lifted
+        assert stripe.changes == 3 and not any(c["metadata"].get("dsr_restricted") == "true" for c in customers)
+        assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1::uuid", rid) == 0

@@ -289,13 +289,13 @@ class Journal:
                                              counted, read_bytes, sealed)
                SELECT $1, $2, $3, $4, $12, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
                                                          $9::boolean[], $10::bigint[], $11::bytea[])
-                WHERE (SELECT why FROM refusal) IS NULL
+                WHERE (SELECT why FROM refusal) IS NULL OR (SELECT why FROM refusal) = 'closed' AND $15
                ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
                  state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
                  read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, config = EXCLUDED.config,
                  stored_at = now())
                SELECT why FROM refusal""",
-            *self._key, *columns(rows), self._config, self._action, sorted(ENDS_TASK))
+            *self._key, *columns(rows), self._config, self._action, sorted(ENDS_TASK), self._kept_after_close)
         # An ended task's attempt has nothing left to do. A closed request's rows are dropped; a
         # change its attempt was about to send is not sent (RequestClosed): the subject is told the
         # work stopped there (a withdrawal's letter: no further action), and the close counted
@@ -303,7 +303,8 @@ class Journal:
         # cancellation, and none of those changes was counted. Reads, and the answers of changes
         # sent before the close, are dropped and the attempt goes on: its own success stands. A run
         # the close does not stop (`stops_on_close`: a hold's deferred erasure, a restriction's lift,
-        # a run on a completed request) goes on: its changes are what the close left to do.
+        # a run on a completed request) goes on: its changes are what the close left to do. A
+        # lift's rows are kept too (`_kept_after_close`).
         if refusal == "ended":
             raise TaskEnded(self._key[1], self._key[3])
         if refusal == "closed" and self.stops_on_close:
@@ -314,6 +315,16 @@ class Journal:
                 await self._counted_after_close(sum(1 for row in heard if row[4]), len(heard))
             if any(row[2] == "sending" for row in rows):
                 raise RequestClosed(self._key[1], self._key[3])
+
+    @property
+    def _kept_after_close(self) -> bool:
+        """Whether this run's rows are kept on its closed request: a restriction's lift's, which
+        runs there by design (its task's ending result takes them, as an open request's). Before,
+        they were dropped like a withdrawn request's, so a lift longer than one attempt's slice (or
+        waiting out a SaaS's outage or quota day) began again from nothing at each attempt, and
+        one that needed more than a slice never ended. Not a hold's deferred erasure: no task's
+        result ends its runs, and a later attempt of it goes on from nothing by design."""
+        return not self.stops_on_close and self._action == "lift_restriction"
 
     async def _counted_after_close(self, late: int, heard: int) -> None:
         """Answers heard after the request's close, of changes on the wire then, whose rows the close
