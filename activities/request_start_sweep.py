@@ -39,6 +39,7 @@ from dsrflow.domain.failing_workflows import FAILING, failing, record_recoveries
 from dsrflow.domain.processor_answers import tell_task, untold_answers
 from dsrflow.domain.request_resume import (
     ENDED_TROUBLE,
+    STILL_RUNS,
     ended_trouble_key,
     how_ended,
     settle_ended_troubles,
@@ -209,7 +210,7 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
         with pieces.piece("ended_flagged", request_id):
             key = ended_trouble_key(ended.run_id)
             unflagged = await ctx.pool.fetchval(
-                """SELECT r.closed_at IS NULL AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
+                f"""SELECT {STILL_RUNS} AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
                           AND (s.trouble_key = $2 OR s.trouble_key = $3 AND s.resolved_at IS NULL))
                    FROM dsr_requests r WHERE r.id = $1::uuid""", request_id, key, ENDED_TROUBLE)  # $3: as flagged before runs had keys
             if not unflagged or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:

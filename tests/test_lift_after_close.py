@@ -21,13 +21,15 @@ import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.fanout import FanoutActivities
+from activities.request_start_sweep import flag_ended_workflows
 from dsrflow.domain.processor_answers import untold_answers
-from schemas.workflow import RUN_CONTINUES, StartRequest, TaskInput
+from schemas.workflow import RUN_CONTINUES, StartRequest, TaskInput, workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
-from tests.support import letters_for, text_of, wait_for_letter
+from tests.support import fetch_rows, letters_for, staff_headers, text_of, wait_for_letter
 from tests.test_held_lift_release import ENDINGS, SAAS, stripe  # noqa: F401 (the fixture)
+from tests.test_restriction_lifecycle import LIFT, _restrict, _until, _view
 from tests.test_restriction_lift_races import EMAIL, _in_force, _task
-from workers.dsr_worker import activity_context
+from workers.dsr_worker import activity_context, build_worker
 
 _LINK = re.compile(r"http://\S+(/v1/callbacks/manual/[0-9a-f]{64})")
 
@@ -120,3 +122,44 @@ async def test_a_saas_lift_longer_than_a_slice_ends(postgres, settings, dev_serv
         assert (lifted.status, lifted.changed) == ("done", 3), lifted
         assert stripe.changes == 3 and not any(c["metadata"].get("dsr_restricted") == "true" for c in customers)
         assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1::uuid", rid) == 0
+
+
+async def test_a_restriction_in_force_whose_workflow_was_terminated_is_flagged_resumed_and_lifted(
+        postgres, settings, dev_server, tmp_path, mail_sink):
+    """A completed restriction's workflow keeps it until compliance lifts it (months, maybe). An
+    operator terminates it: the start sweep flags it, compliance resumes it, and the lift then
+    reaches the systems. Before, the sweep and the resume took the closed request for one with
+    nothing left to run: no flag, no alert, resume refused ("the request is closed"), and the
+    lift answered 409 for good, the data restricted with nobody told."""
+    client = dev_server.client
+    async with fanout_stack_alone(postgres, settings, client, tmp_path, "liftresume") as (stack, pool), \
+            build_worker(client, stack.settings, pool), api(stack) as http:
+        compliance = await staff_headers(pool, "compliance")
+        rid = await _restrict(http, pool, mail_sink, "tracked@example.com", ["needed_for_legal_claims"])
+        handle = client.get_workflow_handle(workflow_id_for(rid))
+        await handle.terminate("by mistake")
+        refused = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+        assert refused.status_code == 409, refused.text
+
+        ctx = activity_context(stack.settings, pool)
+
+        async def flagged() -> bool:  # the server's list of ended runs catches up within a second or so
+            return await flag_ended_workflows(ctx, client, older_than=timedelta(0)) == 1
+
+        assert await _until(flagged, 20)
+        assert (await _view(http, pool, rid))["stopped"] is not None
+        assert len(letters_for(mail_sink, rid, "staff_alert")) == 2  # the restriction task's, the flag's
+        resumed = await http.post(f"/v1/requests/{rid}/resume", headers=compliance,
+                                  json={"reason": "Terminated by mistake during maintenance"})
+        assert resumed.status_code == 200, resumed.text
+
+        assert (await _view(http, pool, rid))["stopped"] is None
+        lifted = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+        assert lifted.status_code == 200, lifted.text
+
+        async def lifted_in_analytics() -> bool:
+            analytics = "SELECT restricted FROM users WHERE email = 'tracked@example.com'"
+            return [row["restricted"] for row in await fetch_rows(stack.databases["analytics"], analytics)] == [False]
+
+        assert await _until(lifted_in_analytics, 20)
+        await handle.terminate("the test ends here: the e-mail processor's lift waits for staff")

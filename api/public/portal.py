@@ -286,8 +286,9 @@ async def status_page(request: Request, request_id: str, state: State) -> HTMLRe
     t = page_translator(request)
     verified = request.cookies.get(CONFIRMED_COOKIE) == str(row["id"])
     # Stopped, its status stands still: the page says why instead, and offers no code to enter,
-    # which the stopped workflow could not take.
-    paused = await ended_flag(await state.db(), str(row["id"])) is not None
+    # which the stopped workflow could not take. Not a closed request's (a restriction in force
+    # whose workflow stopped: staff resume it to lift it), which the subject has had its answer to.
+    paused = not status.is_closed and await ended_flag(await state.db(), str(row["id"])) is not None
     said = Said(paused_words(request)) if paused else await status_words(state, row, status, live, t)
     timezone = await request_timezone(state, str(row["id"]))
     response = render(request, "portal/status.html", {

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, 
 
 from api.read_models.cursors import decode_cursor, encode_cursor
 from dsrflow.crypto.hashing import lookup_hash
-from dsrflow.domain.request_resume import OPEN_ENDED_FLAG
+from dsrflow.domain.request_resume import OPEN_ENDED_FLAG, STILL_RUNS
 from schemas.clock_start import clock_waits_for_verification, clock_waits_sql
 from schemas.plain_text import OneLine
 from schemas.requests import RequestStatus, RequestType
@@ -49,8 +49,9 @@ _STEP_WAITS = "SELECT s.request_id FROM step_troubles s WHERE s.resolved_at IS N
 _WORKED_ON = f"({_OPEN} OR r.id IN ({LIFTING_SQL}))"
 _ATTENTION = (f"(r.status = 'awaiting_approval' OR ({_WORKED_ON} AND r.id IN ({_STUCK})) "
               f"OR r.id IN ({_STEP_WAITS}))")
-# Its workflow ended while it is open: the start sweep's flag, until compliance resumes it.
-_STOPPED = (f"(r.closed_at IS NULL AND EXISTS (SELECT 1 FROM step_troubles s WHERE s.request_id = r.id "
+# Its workflow ended while it is open (or its restriction not yet lifted): the start sweep's flag,
+# until compliance resumes it.
+_STOPPED = (f"({STILL_RUNS} AND EXISTS (SELECT 1 FROM step_troubles s WHERE s.request_id = r.id "
             f"AND {OPEN_ENDED_FLAG}))")
 # The same condition written for a filter: the few ids that need attention are gathered first
 # instead of testing every row in due-date order until a page is full.

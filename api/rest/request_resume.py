@@ -25,7 +25,8 @@ async def resume_endpoint(staff: Annotated[Staff, require_role(RESUME_ROLE)], re
     409 until then. It carries on from where it stopped, with what it had done and been told; a
     step done again takes effect once (a letter goes once, a system's result is kept). Fix the
     cause first (`GET /v1/requests/{id}/events` and its history in Temporal say what it was).
-    409 while its workflow runs, once the request is closed, or when resuming cannot help (a
+    409 while its workflow runs, once the request is closed (unless its restriction is on record and
+    not yet lifted: its workflow lifts it), or when resuming cannot help (a
     workflow that completed without closing it). The answer names the new run (`run_id`), how the
     earlier one ended (`ended`) and the workflow task it resumed from (`from_event`)."""
     if await get_request(await state.db(), request_id) is None:

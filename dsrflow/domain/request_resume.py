@@ -141,13 +141,21 @@ async def settle_ended_troubles(pool: asyncpg.Pool, request_id: str, resolution:
 # The start sweep's flag on `step_troubles s`, still open: in SQL for every reader that asks
 # whether a request is stopped (here, and the queue's api/read_models/request_queries.py).
 OPEN_ENDED_FLAG = f"s.trouble_key LIKE '{ENDED_TROUBLE}%' AND s.resolved_at IS NULL"
-# The newest open flag of each open request: a run resumed and ended again is flagged again, and the
-# older flag of a resume that died before settling it may still be open. A closed request is not
-# stopped, whatever flag is left on it: nothing of it is to resume.
+# A request (`r`) whose workflow still has work: open, or closed with its restriction on record and
+# not yet lifted (completed, or closed part-way with it in force: workflows/restriction_lifecycle.py),
+# which only that workflow lifts. Before, a closed request's ended workflow was neither flagged nor
+# resumable, so such a restriction could never be lifted and nobody was told.
+STILL_RUNS = """(r.closed_at IS NULL OR EXISTS (SELECT 1 FROM restrictions x
+                                             WHERE x.request_id = r.id AND x.lifted_at IS NULL))"""
+# The newest open flag of each such request: a run resumed and ended again is flagged again, and the
+# older flag of a resume that died before settling it may still be open. Any other closed request
+# is not stopped, whatever flag is left on it: nothing of it is to resume.
+# Its `closed_at` too: a closed one's reminders count no days to its answered due date
+# (activities/request_start_sweep.py `remind_stopped`).
 _STOPPED = f"""SELECT DISTINCT ON (s.request_id) s.request_id, s.trouble_key, s.message, s.since,
-                       r.current_due_date, r.policy_version
+                       r.current_due_date, r.policy_version, r.closed_at
                  FROM step_troubles s JOIN dsr_requests r ON r.id = s.request_id
-                WHERE {OPEN_ENDED_FLAG} AND r.closed_at IS NULL {{request}}
+                WHERE {OPEN_ENDED_FLAG} AND {STILL_RUNS} {{request}}
                 ORDER BY s.request_id, s.since DESC"""
 
 
@@ -170,10 +178,10 @@ async def resume_request(client: Client, pool: asyncpg.Pool, request_id: str, *,
     resume. `reason` goes to the audit trail only, never into Temporal's history (it may name the
     subject). A repeat after a crash resets the ended run once: the reset's request id is the
     ended run's."""
-    row = await pool.fetchrow("SELECT closed_at FROM dsr_requests WHERE id = $1::uuid", request_id)
+    row = await pool.fetchrow(f"SELECT {STILL_RUNS} AS runs FROM dsr_requests r WHERE id = $1::uuid", request_id)
     if row is None:
         raise ResumeRefused(404, f"no request {request_id}")
-    if row["closed_at"] is not None:
+    if not row["runs"]:
         raise ResumeRefused(409, "the request is closed: there is nothing to resume")
     workflow_id = workflow_id_for(request_id)
     try:
