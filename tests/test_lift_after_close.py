@@ -23,7 +23,7 @@ from temporalio.exceptions import ApplicationError
 from activities.fanout import FanoutActivities
 from activities.request_start_sweep import flag_ended_workflows
 from dsrflow.domain.processor_answers import untold_answers
-from schemas.workflow import RUN_CONTINUES, StartRequest, TaskInput, workflow_id_for
+from schemas.workflow import RUN_CONTINUES, StartRequest, TaskInput, TaskRecord, TaskResult, workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
 from tests.support import fetch_rows, letters_for, staff_headers, text_of, wait_for_letter
 from tests.test_held_lift_release import ENDINGS, SAAS, stripe  # noqa: F401 (the fixture)
@@ -163,3 +163,25 @@ async def test_a_restriction_in_force_whose_workflow_was_terminated_is_flagged_r
 
         assert await _until(lifted_in_analytics, 20)
         await handle.terminate("the test ends here: the e-mail processor's lift waits for staff")
+
+
+async def test_a_saas_lift_staff_resolved_meanwhile_sends_nothing_more(postgres, settings, dev_server, tmp_path,
+                                                                       stripe):  # noqa: F811
+    """Staff resolve the lift's task at Stripe (they cleared the mark in its dashboard) while a try
+    of it is under way (here: about to begin, as a try after an outage would): the try stops at its
+    first change, answering with their resolution, as on an open request, and leaves no journal.
+    It read the closed request as the only reason to stop, which a lift does not heed, so it never
+    saw the resolution: it went on sending, and its journal rows outlived the result."""
+    async with fanout_stack_alone(postgres, settings, dev_server.client, tmp_path, "liftresolved",
+                                  extra_systems=SAAS) as (stack, pool):
+        fanout = FanoutActivities(activity_context(stack.settings, pool))
+        rid = await _in_force(fanout, pool, stack.settings)
+        await pool.execute(ENDINGS["cancelled"], rid)
+        lift = await _lift_at(fanout, rid, "billing_stripe")
+        await fanout.record_task_result(TaskRecord(request_id=rid, result=TaskResult(
+            system="billing_stripe", action="lift_restriction", status="done",
+            message="resolved by staff: cleared in Stripe's dashboard")))
+        answered = await fanout._run(lift)
+        assert (answered.status, answered.message) == ("done", "resolved by staff: cleared in Stripe's dashboard")
+        assert stripe.changes == 0
+        assert await pool.fetchval("SELECT count(*) FROM http_run_journal WHERE request_id = $1::uuid", rid) == 0

@@ -71,6 +71,27 @@ _ABANDONED = "7 days"
 ENDS_TASK = frozenset({"done", "not_found"})
 
 
+# A run's write (`Journal.flush`): its rows, unless `refusal` gives why not ($13 the run's action,
+# $14 the statuses that end a task).
+_WRITE = """WITH refusal AS (SELECT {refusal} AS why),
+                 kept AS (
+            INSERT INTO http_run_journal (request_id, system, run, attempt, config, step, item, state, status,
+                                          counted, read_bytes, sealed)
+            SELECT $1, $2, $3, $4, $12, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
+                                                      $9::boolean[], $10::bigint[], $11::bytea[])
+             WHERE (SELECT why FROM refusal) IS NULL
+            ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
+              state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
+              read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, config = EXCLUDED.config,
+              stored_at = now())
+            SELECT why FROM refusal"""
+_REFUSAL = "http_run_journal_refusal($1, $2, $13, $4, $14::text[])"
+# The function's 'ended' alone (`Journal._write_after_close`, which holds its lock first).
+_ENDED_ONLY = """CASE WHEN EXISTS (SELECT 1 FROM system_tasks WHERE request_id = $1::uuid AND system = $2 AND action = $13
+                                                    AND status = ANY ($14::text[]) AND attempt >= $4)
+                     THEN 'ended' END"""
+
+
 class RunContinues(Exception):
     """The slice's time is up, and this attempt did part of the run: the next one carries on."""
 
@@ -282,20 +303,11 @@ class Journal:
         if not self._pending:
             return
         rows, self._pending = self._pending, []
-        refusal = await self._pool.fetchval(
-            """WITH refusal AS (SELECT http_run_journal_refusal($1, $2, $13, $4, $14::text[]) AS why),
-                    kept AS (
-               INSERT INTO http_run_journal (request_id, system, run, attempt, config, step, item, state, status,
-                                             counted, read_bytes, sealed)
-               SELECT $1, $2, $3, $4, $12, * FROM unnest($5::text[], $6::text[], $7::text[], $8::int[],
-                                                         $9::boolean[], $10::bigint[], $11::bytea[])
-                WHERE (SELECT why FROM refusal) IS NULL OR (SELECT why FROM refusal) = 'closed' AND $15
-               ON CONFLICT (request_id, system, run, attempt, step, item) DO UPDATE SET
-                 state = EXCLUDED.state, status = EXCLUDED.status, counted = EXCLUDED.counted,
-                 read_bytes = EXCLUDED.read_bytes, sealed = EXCLUDED.sealed, config = EXCLUDED.config,
-                 stored_at = now())
-               SELECT why FROM refusal""",
-            *self._key, *columns(rows), self._config, self._action, sorted(ENDS_TASK), self._kept_after_close)
+        if self._kept_after_close:
+            refusal = await self._write_after_close(rows)
+        else:
+            refusal = await self._pool.fetchval(_WRITE.format(refusal=_REFUSAL), *self._key, *columns(rows),
+                                                self._config, self._action, sorted(ENDS_TASK))
         # An ended task's attempt has nothing left to do. A closed request's rows are dropped; a
         # change its attempt was about to send is not sent (RequestClosed): the subject is told the
         # work stopped there (a withdrawal's letter: no further action), and the close counted
@@ -315,6 +327,19 @@ class Journal:
                 await self._counted_after_close(sum(1 for row in heard if row[4]), len(heard))
             if any(row[2] == "sending" for row in rows):
                 raise RequestClosed(self._key[1], self._key[3])
+
+    async def _write_after_close(self, rows: list[tuple[Any, ...]]) -> str | None:
+        """`flush` for a lift's run on its closed request (`_kept_after_close`): its rows kept unless
+        a result ended its task ('ended'), read once the lock an ending result takes is held (the
+        statement after it reads what that result committed), as the refusal function does for an
+        open request. That function answers 'closed' first, which a lift does not heed: a lift
+        whose task staff resolved meanwhile went on sending, and its rows outlived the result."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock_shared(http_run_journal_lock($1, $2))",
+                               self._key[0], self._key[1])
+            refusal: str | None = await conn.fetchval(_WRITE.format(refusal=_ENDED_ONLY), *self._key, *columns(rows),
+                                                      self._config, self._action, sorted(ENDS_TASK))
+            return refusal
 
     @property
     def _kept_after_close(self) -> bool:
