@@ -26,6 +26,7 @@ from pydantic import AliasChoices
 
 from activities.connectors import placeholder_names
 from devstack.demo_names import DEMO_OPENDSR_URL, DEMO_PROCESSOR_ADDRESSES
+from dsrflow.infra.ports import HANDED_OUT_VARIABLE, SHARE_VARIABLE
 from dsrflow.settings import Settings, SettingsError
 from policy.model import LoadedPolicy, PolicyError, load_policy
 
@@ -33,10 +34,11 @@ PREFIX = "DSRFLOW_"
 # Read by something other than the settings: a process that kills itself at a named point for the
 # crash tests (dsrflow/infra/failpoints.py), the test suite's PostgreSQL servers that skip flushing
 # to the disk (devstack/postgres.py) and its workers' shares of the server ports
-# (dsrflow/infra/ports.py), docker-compose.yml's database password (the compose
+# (dsrflow/infra/ports.py) and the ports a parent handed out lately, which its children inherit
+# (the same module; set by dsrflow itself, `dsrflow up` too), docker-compose.yml's database password (the compose
 # file builds DSRFLOW_DATABASE_URL from it), and what `dsrflow up` gives its children for the
 # shipped policy's demo processors.
-OTHER_NAMES = frozenset({"DSRFLOW_FAILPOINTS", "DSRFLOW_TESTS_NO_FSYNC", "DSRFLOW_TESTS_PORT_SHARE",
+OTHER_NAMES = frozenset({"DSRFLOW_FAILPOINTS", "DSRFLOW_TESTS_NO_FSYNC", SHARE_VARIABLE, HANDED_OUT_VARIABLE,
                          "DSRFLOW_DB_PASSWORD", DEMO_OPENDSR_URL,
                          *DEMO_PROCESSOR_ADDRESSES})
 # Settings an earlier version read: an upgraded deployment that still sets one is told what

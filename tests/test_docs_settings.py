@@ -40,6 +40,8 @@ ELSEWHERE: dict[str, str | None] = {
     "DSRFLOW_TESTS_NO_FSYNC": "devstack/postgres.py",
     # Test-only: each pytest-xdist worker's share of the server ports (tests/conftest.py sets it).
     "DSRFLOW_TESTS_PORT_SHARE": "dsrflow/infra/ports.py",
+    # Set by dsrflow itself: the ports a process handed out lately, which its children inherit.
+    "DSRFLOW_PORTS_HANDED_OUT": "dsrflow/infra/ports.py",
     # The shipped policy's `${VAR}` substitutions; `dsrflow up` sets them (devstack/stack.py).
     "DSRFLOW_DEMO_OPENDSR_URL": "policy/connexeon.yaml",
     "DSRFLOW_SURVEYS_PRIVACY_EMAIL": "policy/connexeon.yaml",
