@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import html
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
 from activities.fanout import FanoutActivities
 from activities.request_start_sweep import flag_ended_workflows
+from dsrflow.domain.audit import append_event
+from dsrflow.domain.failing_workflows import record_recoveries
 from dsrflow.domain.processor_answers import untold_answers
 from schemas.workflow import RUN_CONTINUES, StartRequest, TaskInput, TaskRecord, TaskResult, workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
@@ -130,7 +132,8 @@ async def test_a_restriction_in_force_whose_workflow_was_terminated_is_flagged_r
     operator terminates it: the start sweep flags it, compliance resumes it, and the lift then
     reaches the systems. Before, the sweep and the resume took the closed request for one with
     nothing left to run: no flag, no alert, resume refused ("the request is closed"), and the
-    lift answered 409 for good, the data restricted with nobody told."""
+    lift answered 409 for good, the data restricted with nobody told; and a stretch of failures
+    of its workflow never ended on its timeline."""
     client = dev_server.client
     async with fanout_stack_alone(postgres, settings, client, tmp_path, "liftresume") as (stack, pool), \
             build_worker(client, stack.settings, pool), api(stack) as http:
@@ -154,6 +157,13 @@ async def test_a_restriction_in_force_whose_workflow_was_terminated_is_flagged_r
         assert resumed.status_code == 200, resumed.text
 
         assert (await _view(http, pool, rid))["stopped"] is None
+        # A stretch of failures of its workflow (as the start sweep records one) ends on its
+        # timeline once the workflow carries on, as an open request's does.
+        async with pool.acquire() as conn:
+            await append_event(conn, event_key=f"{rid}:workflow-failing:test", request_id=rid,
+                               event_type="request.workflow_failing", actor="sweep",
+                               data={"since": datetime.now(UTC).isoformat(), "attempts": 3, "unheld_key": None})
+        assert rid in await record_recoveries(pool, client, set(), datetime.now(UTC))
         lifted = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
         assert lifted.status_code == 200, lifted.text
 

@@ -28,6 +28,7 @@ from temporalio.service import RPCError
 
 from dsrflow.crypto.payload_codec import KEY_ID_METADATA
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.request_resume import STILL_RUNS
 from schemas.workflow import workflow_id_for
 
 FAILING = ("WorkflowType = 'DataSubjectRequestWorkflow' AND ExecutionStatus = 'Running' "
@@ -99,11 +100,13 @@ async def _first_failure(client: Client, execution: WorkflowExecution) -> Histor
     return first
 
 
-# Each stretch of failures recorded on a request still open whose end is not recorded yet; the
-# end's key is the stretch's with ":recovered" (migration 0041's index finds the stretches).
-_UNENDED = """
+# Each stretch of failures recorded on a request whose workflow still has work (open, or its
+# restriction not yet lifted: STILL_RUNS; before, a lifting restriction's stretch never ended on
+# its timeline) whose end is not recorded yet; the end's key is the stretch's with ":recovered"
+# (migration 0041's index finds the stretches).
+_UNENDED = f"""
 SELECT e.request_id::text AS request_id, e.event_key, e.data->>'since' AS since FROM audit_events e
-  JOIN dsr_requests r ON r.id = e.request_id AND r.closed_at IS NULL
+  JOIN dsr_requests r ON r.id = e.request_id AND {STILL_RUNS}
  WHERE e.event_type = 'request.workflow_failing'
    AND NOT EXISTS (SELECT 1 FROM audit_events x WHERE x.event_key = e.event_key || ':recovered')"""
 
