@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.read_models import event_lines, event_words
+from api.read_models import event_lines, event_types
 from tests.evidence_pages import readable, section
 from tests.support import staff_headers, stored_request
 
@@ -130,7 +130,7 @@ def test_a_letter_the_relay_refused_for_good_says_which_and_the_relays_reply():
     assert line.startswith("Letter refused for good by the mail relay") and "550 5.7.1 rejected by policy" in line, line
 
 
-@pytest.mark.parametrize("kind", sorted({*_RECORDED, *event_words.EVENT_WORDS}))
+@pytest.mark.parametrize("kind", sorted({*_RECORDED, *event_types.EVENT_WORDS}))
 def test_no_event_line_shows_a_code(kind):
     line = event_lines.describe_event({"event_type": kind, "data": _RECORDED.get(kind, {})},
                                       {}, {"email_marketing": "E-mail marketing (newsletters)"})

@@ -1,5 +1,5 @@
 """The timeline's line for each event of the trail (`describe_event`): its words
-(api/read_models/event_words.py `EVENT_WORDS`) and the detail that matters most beside them. One
+(api/read_models/event_types.py `EVENT_WORDS`) and the detail that matters most beside them. One
 function for the console's timeline and the evidence pack's audit table, so the two say the same."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from api.read_models.event_types import EVENT_WORDS
 from api.read_models.event_words import (
-    EVENT_WORDS,
     action_words,
     day_words,
     ended_words,

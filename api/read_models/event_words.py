@@ -16,83 +16,10 @@ from babel import Locale
 
 from activities.citations import citation, regime_name
 from activities.letter_outcome import ACTION_WORDS, NOTHING_NEEDED
+from api.read_models.event_types import EVENT_WORDS
 from dsrflow.i18n import SOURCE_LANGUAGE, in_law_words, long_date
 from schemas.dataset_split import split_datasets
 from schemas.workflow import records_left
-
-EVENT_WORDS = {
-    "request.created": "Request opened",
-    "request.received": "Received; deadlines computed",
-    "request.start_swept": "Started by the sweep: stored, but its start had been lost",
-    "request.workflow_ended": "Stopped: its workflow ended while the request was open",
-    "request.workflow_failing": "Frozen: its workflow fails each time it tries to carry on; staff alerted",
-    "request.workflow_recovered": "Carries on: its workflow no longer fails",
-    "request.resumed": "Resumed: its workflow carries on from where it stopped",
-    "plan.created": "Plan made under the request's policy version",
-    "verification.succeeded": "Identity verified",
-    "verification.failed": "Wrong verification code",
-    "verification.locked": "Verification locked after too many wrong codes",
-    "verification.resent": "New verification code sent",
-    "deadline.extended": "Deadline extended", "deadline.clock_started": "Deadline counted from identity verification",
-    "deadline.overdue": "Due date passed",
-    "letter.sent": "Letter sent",
-    "letter.refused": "Letter refused for good by the mail relay",
-    "letter.suppressed": "Letter not sent (retention request)",
-    "letter.overtaken": "Progress letter not sent: the complaint was answered or closed first",
-    # workflows/complaint_progress.py ProgressByHand: who (the event's actor) and their note.
-    "complaint.progress_told": "Progress letter to the complainant, by staff",
-    # dsrflow/stores/accuracy_disputes.py: the subject's statement, as staff recorded it.
-    "dispute.recorded": "Subject's dispute of the accuracy of their data recorded",
-    # ... and that its recipients were told of it (event_lines.py names them, and says the note).
-    "dispute.recipients_told": "Recipients told of the dispute",
-    "package.built": "Access package built",
-    "package.downloaded": "Package downloaded by the subject",
-    "processor.callback": "Processor reported back",
-    "processor.callback_went_back": "Processor's callback not taken: it went back on a status on record",
-    "processor.confirmed": "Processor confirmed by e-mail link",
-    "processor.answer_told_late": "Processor's answer passed on to its task late, by the sweep",
-    "processor.asked": "Processor asked by e-mail",
-    "processor.reminded": "Processor reminded by e-mail",
-    "task.retried": "Task retried",
-    "task.resolved": "Task resolved by staff",
-    # An http run's changes its task's record kept when its request closed (migration 0049).
-    "task.partial_effect": "Changes made before the task stopped, kept on record",
-    "objection.decided": "Objection decided",
-    "package.reviewed": "Package downloaded for review",
-    "approval.granted": "Release approved",
-    "step.failed": "A step failed",
-    "step.resolved": "Failed step answered",
-    "retention.applied": "Retention rule applied",
-    "restriction.in_force": "Restriction in force",
-    "restriction.lift_requested": "Restriction lift decided; the subject is told first",
-    "restriction.lifted": "Restriction lifted in every system",
-    # activities/restrictions.py `lift_held_by` (another restriction of the subject, in force or under
-    # way, holds it), activities/held_lifts.py (that one ended without restricting the system).
-    "restriction.lift_held": "Lift left a system restricted: another restriction holds it there",
-    "restriction.lift_released": "Lift carried out late: the restriction that held the system never came into force there",
-    "restriction.lift_release_failing": "Lift carried out late failed at a system: tried again, staff asked after a day",
-    "restriction.kept_from_erasure": "Restricted records kept from an erasure",
-    "mail.converted": "Opened from an e-mail to the privacy address",
-    "mail.attached": "E-mail attached",
-    "package.purged": "Access package deleted",
-    "processor.export_received": "Processor's export received",
-    "processor_export.purged": "Processor's export deleted",
-    "legal_hold.placed": "Legal hold placed",
-    "legal_hold.released": "Legal hold released",
-    "suppression.lifted": "Taken off the direct-marketing list: the subject consented again",
-    "mail.resent": "Letter sent again",
-    "mail.unconfirmed": "Letter delivery not confirmed",
-    "letter.skip_settled": "Skipped letter settled",
-    "staff.assigned": "Assigned",
-    "staff.unassigned": "Assignment removed",
-    "staff.note_added": "Internal note added",
-    # An erasure a hold deferred, at a processor asked once the hold ended (activities/deferred_processors.py).
-    "erasure.deferred_submitted": "Processor asked to erase what a hold had kept",
-    "erasure.deferred_confirmed": "Processor confirmed the deferred erasure",
-    "erasure.deferred_failed": "Processor did not carry out the deferred erasure",
-    "erasure.deferred_retried": "Processor asked again to carry out the deferred erasure",
-    "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
-}
 
 # How the subject's identity was confirmed (workflows/verification.py records the first two).
 _METHOD_WORDS = {
