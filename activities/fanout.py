@@ -97,14 +97,32 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] 
     )
 
 
-def _closed_meanwhile(task: TaskInput) -> TaskResult:
-    """A task waiting on its SaaS (unreachable, or its quota used up) whose request was closed
-    meanwhile (withdrawn, cancelled, refused): nothing more is sent to the system. Not done: what its
-    run did before stands."""
+def closed_unanswered(task: TaskInput, row: dict[str, Any]) -> bool:
+    """Whether the task's request was closed unanswered (withdrawn, cancelled, refused, closed
+    unverified), so that nothing more may reach its system; never said of a restriction's lift,
+    which runs once its request ended (completed, or closed part-way with the restriction in force)."""
+    return row["closed_at"] is not None and row["status"] != "completed" and task.task.action != "lift_restriction"
+
+
+def _closed_meanwhile(task: TaskInput, row: dict[str, Any], tried: bool) -> TaskResult | None:
+    """The answer of a try that begins once its request was closed and sends its system nothing:
+    needing attention, what the task's runs did before standing. None for a try that goes on.
+    Every kind alike: before, only an http run stopped (its journal's `stops_on_close`), and a try
+    scheduled before the workflow heard of a withdrawal, a retry after a worker died, or a local
+    activity run again after its workflow task timed out erased in a `sql` system, e-mailed a
+    processor (with a link the close had expired) or submitted an OpenDSR job. `tried`: an earlier
+    try of this attempt was cut off before its answer, and may have acted."""
+    if task.after_outage and row["closed_at"] is not None and task.task.action != "lift_restriction":
+        # A task waiting on its SaaS (unreachable, or its quota used up): whatever the close.
+        message = "not tried again: the request was closed while the task waited for its system"
+    elif closed_unanswered(task, row):
+        message = ("not run: the request was closed before this try began, so it sent the system nothing"
+                   + ("; an earlier try, cut off before it answered, may have reached it" if tried else ""))
+    else:
+        return None
     return TaskResult(system=task.task.system, action=task.task.action, status="needs_attention",
                       attempt=task.attempt, recipient=task.task.recipient,
-                      message="not tried again: the request was closed while the task waited for its system; "
-                              "what the task had done before stands")
+                      message=f"{message}; what the task had done before stands")
 
 
 class FanoutActivities(ErasureEvidence):
@@ -183,12 +201,11 @@ class FanoutActivities(ErasureEvidence):
         earlier = stored_outcome(stored)
         if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
-        elif task.after_outage and row["closed_at"] is not None and task.task.action != "lift_restriction":
+        elif (closed := _closed_meanwhile(task, row, tried=earlier is not None)) is not None:
             # Not asked of an attempt whose effect committed (above): that one is done, and says so.
-            # Nor of a restriction's lift, which runs on its closed request (completed, or closed
-            # part-way with the restriction in force): before, a lift whose SaaS had been down was
-            # settled here unsent, and the data stayed restricted there.
-            result = _closed_meanwhile(task)
+            # Nor of a restriction's lift (`_closed_meanwhile`): before, a lift whose SaaS had been
+            # down was settled here unsent, and the data stayed restricted there.
+            result = closed
         else:
             # A system without a transaction may have done part of what the earlier try planned:
             # this try's outcome is reported together with that plan (every try's, if it dies too).
@@ -354,7 +371,8 @@ class FanoutActivities(ErasureEvidence):
         row = await self._row(task.request_id)
         try:
             async with heartbeating(), open_connector(self.ctx, task.policy_version, task.task.system) as connector:
-                subject = replace(subject_of(row), attempt=task.attempt)  # the attempt's http run goes on
+                # The attempt's http run goes on; on a request closed unanswered, nothing new is asked.
+                subject = replace(subject_of(row), attempt=task.attempt, closed=closed_unanswered(task, row))
                 if task.task.action == "erase" and connector.carries_on_erasing(task.external_id or ""):
                     # Not a status: an erasure, with its evidence, and as the holds stand now.
                     result = await self._erase(task, subject, connector, partial(_result, task), carrying_on=True)

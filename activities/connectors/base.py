@@ -38,6 +38,10 @@ class Subject:
     # Records kept under a hold, "system.dataset" -> record keys: minimised, they no longer carry
     # the identities, but they are still the subject's and an access request must show them.
     held: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    # Its request was closed unanswered (withdrawn, cancelled, refused) and the task is not a
+    # restriction's lift (activities/fanout.py `closed_unanswered`): a poll reads how a job stands
+    # and asks the system nothing new (manual_email: no reminder, no e-mail that had not gone).
+    closed: bool = False
 
 
 @dataclass(frozen=True)

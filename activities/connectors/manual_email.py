@@ -182,7 +182,8 @@ class ManualEmailConnector(Connector):
             row = await conn.fetchrow(
                 f"SELECT m.*, {_EXPORTED} FROM manual_tasks m WHERE external_id = $1 AND system = $2",
                 external_id, self.name)
-            due = None if row is None or row["confirmed_at"] is not None else await conn.fetchrow(
+            # None once the request was closed unanswered: not to be acted on, its link takes no answer.
+            due = None if row is None or row["confirmed_at"] is not None or subject.closed else await conn.fetchrow(
                 """SELECT * FROM manual_tasks WHERE external_id = $1 AND confirmed_at IS NULL
                      AND coalesce(last_reminded_at, sent_at) <= now() - make_interval(days => $2)""",
                 external_id, self.reminder_days,
@@ -196,6 +197,9 @@ class ManualEmailConnector(Connector):
                     in_reply_to=due["message_id"],
                 )
         if row is None:
+            if subject.closed:  # the e-mail had not gone: the processor was never asked, nor is now
+                return ActionOutcome(status="needs_attention", external_id=external_id, message=(
+                    f"not e-mailed to {self.env.system.label}: the request was closed before the e-mail went"))
             return await self._ask_unsent(subject, external_id)
         if row["confirmed_at"] is not None:
             return self._confirmed(row)
