@@ -21,8 +21,8 @@ import pytest
 
 from api.callbacks import processor_pages as pages
 from api.callbacks.export_files import ContentCheck, RefusedFile
+from api.callbacks.link_answers import refuse_if_closed
 from api.callbacks.link_refusals import UploadRefused, answered_already
-from api.callbacks.processor_uploads import refuse_if_closed
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.stores.requests_store import create_request
 from policy.exports import ProcessorExports

@@ -1,5 +1,5 @@
 """Why a processor's link takes no answer: its task answered already, settled by other means, its
-request closed or the link expired (api/callbacks/processor_uploads.py `refuse_if_closed`), or its
+request closed or the link expired (api/callbacks/link_answers.py `refuse_if_closed`), or its
 upload refused. In the words of the catalogs (`Said`), said on the link's page in the staff
 language and the words of the request's law (api/callbacks/processor_pages.py)."""
 

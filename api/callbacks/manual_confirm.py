@@ -34,17 +34,10 @@ from fastapi.responses import HTMLResponse
 
 from api.body_limits import read_capped
 from api.callbacks import processor_pages as pages
+from api.callbacks.link_answers import DEFERRED_WAITING, limits_of, plain_note, record_answer, refuse_if_closed
 from api.callbacks.link_refusals import UploadRefused, answered_already, settled_otherwise
 from api.callbacks.processor_pages import Reader, reader, reader_of
-from api.callbacks.processor_uploads import (
-    DEFERRED_WAITING,
-    keep_export,
-    limits_of,
-    plain_note,
-    receive_export,
-    record_answer,
-    refuse_if_closed,
-)
+from api.callbacks.processor_uploads import keep_export, receive_export
 from api.deps import Limiter, State
 from api.erasure_sweeps import sweep_for_processor_answer
 from api.problems import Problem

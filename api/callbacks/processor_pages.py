@@ -20,8 +20,9 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from activities.processor_mail import processor_words
+from api.callbacks.link_answers import NOTE_MAX, limits_of, refuse_if_closed
 from api.callbacks.link_refusals import UploadRefused
-from api.callbacks.processor_uploads import FILE_FIELD, NOTE_MAX, accepted_types, limits_of, refuse_if_closed
+from api.callbacks.processor_uploads import FILE_FIELD, accepted_types
 from api.pages import templates
 from api.ratelimit import wait_words
 from dsrflow.domain.references import short_reference
