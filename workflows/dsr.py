@@ -130,7 +130,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             watch.cancel()
         # A restriction stays in force until lifted; staff answers to the lift's tasks owe their
         # records meanwhile, so the owed steps run on until it ends.
+        first = self._tasks  # a lift replaces it; a task asked before the close is followed to its end
         await self.keep_restriction_until_lifted()
+        if first.left_running is not None:
+            await first.left_running
         if self._tasks.retries_running and workflow.patched(RETRIES_BEFORE_END):
             # A system asked again before the close may still act: its result is recorded, as the
             # first attempts' are, before the request ends.
@@ -199,7 +202,8 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             changes_first = self._require_facts().approval_required and workflow.patched(APPROVAL_BEFORE_CHANGES)
             if changes_first and not await self._await_approval({"what": "approval", "stage": "changes"}):
                 return
-            await self._tasks.run_and_settle(self._plan, lambda: self.closed, self._days_left)
+            await self._tasks.run_and_settle(self._plan, lambda: self.closed, self._days_left,
+                                             leave_on_close=self._plan.request_type == "restriction")
         if self.closed:
             return
         if (self._require_facts().approval_required and self._approval is None and workflow.patched(APPROVAL_GATE)

@@ -92,6 +92,11 @@ STAFF_EVENT_PREFIX = "staff-event-prefix"
 # Staff's resolution of a task waiting on an unreachable SaaS (workflows/system_task.py
 # `_unreached`, which tells the request's workflow) is sent to that task too, which then stops.
 RESOLUTION_TOLD_TO_TASK = "resolution-told-to-task"
+# Before this one, a restriction closed part-way while a processor's task was still asked (e-mailed,
+# not answered) followed that task to its end (its completion timeout, 14 days) before the
+# restriction went on record in force: until then no lift was possible. Now the fan-out returns at
+# the close, its tasks still running (`left_running`, which the request waits for before it ends).
+LEFT_RUNNING_ON_CLOSE = "left-running-on-close"
 
 
 class SystemTasks:
@@ -113,6 +118,8 @@ class SystemTasks:
         # Tasks staff resolved while they waited on an unreachable SaaS (system, attempt): their
         # resolution stands over whatever the task ended with meanwhile.
         self._resolved_waiting: set[tuple[str, int]] = set()
+        # The plan's first attempts, still running when the request closed (LEFT_RUNNING_ON_CLOSE).
+        self.left_running: asyncio.Task[None] | None = None
 
     @property
     def _busy(self) -> bool:
@@ -140,9 +147,11 @@ class SystemTasks:
     async def run_all(self, plan: Plan) -> None:
         await asyncio.gather(*(self._run(plan, task, 1) for task in plan.tasks))
 
-    async def run_and_settle(self, plan: Plan, closed: Callable[[], bool], days_left: Callable[[], int | None]) -> None:
+    async def run_and_settle(self, plan: Plan, closed: Callable[[], bool], days_left: Callable[[], int | None],
+                             *, leave_on_close: bool = False) -> None:
         """Every task of the plan, then `settle`; staff are told of a task that needs attention
-        as soon as it does, while the others still run."""
+        as soon as it does, while the others still run. With `leave_on_close` (a restriction,
+        whose close records what was reached), a close returns at once, the tasks left running."""
         if not workflow.patched(ALERT_WHILE_OTHERS_RUN):
             await self.run_all(plan)
             await self.settle(plan.request_id, closed, days_left)
@@ -151,6 +160,9 @@ class SystemTasks:
         while not running.done() and not closed():
             await self._alerts.alert(plan.request_id, self._stuck(), days_left)
             await workflow.wait_condition(lambda: running.done() or closed() or self._alerts.unalerted(self._stuck()))
+        if leave_on_close and not running.done() and workflow.patched(LEFT_RUNNING_ON_CLOSE):
+            self.left_running = running
+            return
         await running
         await self.settle(plan.request_id, closed, days_left)
 
