@@ -37,6 +37,23 @@ def said(text: str) -> str:
     return " ".join(text.split())
 
 
+async def withdrawn_in_force(http, pool, rid: str, agent: dict, timeout: float) -> dict:
+    """Staff record that the subject withdrew the restriction: its view once the restriction is on
+    record in force (where it was reached), the request cancelled."""
+    r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent,
+                        json={"reason": "The subject withdrew it by phone", "withdrawn_by_subject": True})
+    assert r.status_code == 200, r.text
+
+    async def in_force() -> dict | None:
+        view = await _view(http, pool, rid)
+        return view if (view["restriction"] or {}).get("status") == "active" else None
+
+    view = await _until(in_force, timeout)
+    assert view, await _view(http, pool, rid)
+    assert view["status"] == "cancelled"
+    return view
+
+
 async def test_a_withdrawn_restriction_stays_in_force_where_reached_until_lifted(postgres, settings, pool, dev_server,
                                                                                 tmp_path, mail_sink):
     """Analytics restricted, the e-mail processor's task needing staff: the subject withdraws the
@@ -57,17 +74,7 @@ async def test_a_withdrawn_restriction_stays_in_force_where_reached_until_lifted
                 return tasks.get("analytics") == "done" and tasks.get("email_marketing") == "needs_attention"
 
             assert await _until(part_way)
-            r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent,
-                                json={"reason": "The subject withdrew it by phone", "withdrawn_by_subject": True})
-            assert r.status_code == 200, r.text
-
-            async def in_force() -> dict | None:
-                view = await _view(http, pool, rid)
-                return view if (view["restriction"] or {}).get("status") == "active" else None
-
-            view = await _until(in_force, 20)
-            assert view, await _view(http, pool, rid)
-            assert view["status"] == "cancelled"
+            view = await withdrawn_in_force(http, pool, rid, agent, 20)
             assert "analytics" in view["restriction"]["systems"]
             assert "email_marketing" not in view["restriction"]["systems"]  # not reached: not on record
             assert [row["restricted"] for row in await fetch_rows(analytics, restricted)] == [True]

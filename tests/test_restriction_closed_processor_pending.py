@@ -17,6 +17,7 @@ from temporalio.worker import Replayer
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import console_sign_in, letters_for, staff_headers, text_of
+from tests.test_restriction_closed_partway import withdrawn_in_force
 from tests.test_restriction_lifecycle import LIFT, _until, _view
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -42,17 +43,7 @@ async def test_a_restriction_withdrawn_while_a_processor_is_asked_is_in_force_an
                         and bool(letters_for(mail_sink, rid, "processor_request")))
 
             assert await _until(part_way, 20), await _view(http, pool, rid)
-            r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent,
-                                json={"reason": "The subject withdrew it by phone", "withdrawn_by_subject": True})
-            assert r.status_code == 200, r.text
-
-            async def in_force() -> dict | None:
-                view = await _view(http, pool, rid)
-                return view if (view["restriction"] or {}).get("status") == "active" else None
-
-            view = await _until(in_force, 10)
-            assert view, await _view(http, pool, rid)
-            assert view["status"] == "cancelled"
+            view = await withdrawn_in_force(http, pool, rid, agent, 10)
             assert "analytics" in view["restriction"]["systems"]
             assert "surveys" not in view["restriction"]["systems"]  # asked, not known to be reached
             await console_sign_in(http, pool, "compliance")
