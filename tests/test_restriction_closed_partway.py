@@ -37,6 +37,15 @@ def said(text: str) -> str:
     return " ".join(text.split())
 
 
+async def restriction_opened(http, agent: dict) -> str:
+    """Staff open an attested restriction of the fan-out stack's tracked subject (legal claims)."""
+    r = await http.post("/v1/requests", headers=agent, json={
+        "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
+        "subject": {"email": "tracked@example.com"}, "identity_attested": True})
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
 async def withdrawn_in_force(http, pool, rid: str, agent: dict, timeout: float) -> dict:
     """Staff record that the subject withdrew the restriction: its view once the restriction is on
     record in force (where it was reached), the request cancelled."""
@@ -64,10 +73,7 @@ async def test_a_withdrawn_restriction_stays_in_force_where_reached_until_lifted
         restricted = "SELECT restricted FROM users WHERE email = 'tracked@example.com'"
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             agent, compliance = await staff_headers(pool, "agent"), await staff_headers(pool, "compliance")
-            r = await http.post("/v1/requests", headers=agent, json={
-                "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
-                "subject": {"email": "tracked@example.com"}, "identity_attested": True})
-            rid = r.json()["id"]
+            rid = await restriction_opened(http, agent)
 
             async def part_way() -> bool:
                 tasks = {t["system"]: t["status"] for t in (await _view(http, pool, rid)).get("results", [])}

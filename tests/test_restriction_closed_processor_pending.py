@@ -17,7 +17,7 @@ from temporalio.worker import Replayer
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import console_sign_in, letters_for, staff_headers, text_of
-from tests.test_restriction_closed_partway import withdrawn_in_force
+from tests.test_restriction_closed_partway import restriction_opened, withdrawn_in_force
 from tests.test_restriction_lifecycle import LIFT, _until, _view
 from workers.dsr_worker import build_worker
 from workflows.dsr import DataSubjectRequestWorkflow
@@ -32,10 +32,7 @@ async def test_a_restriction_withdrawn_while_a_processor_is_asked_is_in_force_an
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack:
         async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
             agent, compliance = await staff_headers(pool, "agent"), await staff_headers(pool, "compliance")
-            r = await http.post("/v1/requests", headers=agent, json={
-                "type": "restriction", "restriction_grounds": ["needed_for_legal_claims"],
-                "subject": {"email": "tracked@example.com"}, "identity_attested": True})
-            rid = r.json()["id"]
+            rid = await restriction_opened(http, agent)
 
             async def part_way() -> bool:
                 tasks = {t["system"]: t["status"] for t in (await _view(http, pool, rid)).get("results", [])}
