@@ -125,6 +125,17 @@ async def test_a_lift_held_by_a_restriction_that_restricted_the_system_before_it
         assert await _restricted(stack) == [True] and await _released(pool, first) == []
 
 
+async def _sweep_killed(stack, client, tmp_path, failpoints: str) -> None:
+    """A real start sweep on a worker killed at `failpoints`; the sweep's run then ended, so that
+    the test's next run (called as the sweep calls it) is its own."""
+    async with worker_to_kill(stack.settings, client, tmp_path, failpoints=failpoints) as worker:
+        sweep = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(),
+                                            id=f"held-lift-sweep-{uuid.uuid4().hex[:8]}",
+                                            task_queue=stack.settings.task_queue)
+        await died(worker, tmp_path)
+    await sweep.terminate("the test's next run is its own")
+
+
 async def test_a_held_lift_carried_out_by_a_sweep_killed_before_it_recorded_it_is_recorded_once(
         postgres, settings, dev_server, tmp_path):
     """A real sweep on a worker killed right after it lifted analytics, still holding the system's
@@ -135,14 +146,8 @@ async def test_a_held_lift_carried_out_by_a_sweep_killed_before_it_recorded_it_i
         fanout = FanoutActivities(activity_context(stack.settings, pool))
         first, second = await _held(fanout, pool, stack.settings)
         await pool.execute(ENDINGS["cancelled"], second)
-        async with worker_to_kill(stack.settings, client, tmp_path,
-                                  failpoints=f"restriction-acted~analytics:lift_restriction:{first}") as worker:
-            sweep = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(),
-                                                id=f"held-lift-sweep-{uuid.uuid4().hex[:8]}",
-                                                task_queue=stack.settings.task_queue)
-            await died(worker, tmp_path)
+        await _sweep_killed(stack, client, tmp_path, f"restriction-acted~analytics:lift_restriction:{first}")
         assert await _restricted(stack) == [False] and await _released(pool, first) == []
-        await sweep.terminate("the test's next run is its own")
         assert await asyncio.wait_for(release_held_lifts(fanout.ctx), 10) == 1
         assert await release_held_lifts(fanout.ctx) == 0
         (released,) = await _released(pool, first)  # analytics alone held here
@@ -160,13 +165,7 @@ async def test_a_sweep_killed_after_alerting_staff_to_lift_by_hand_records_it_on
         fanout = FanoutActivities(activity_context(stack.settings, pool))
         first, second = await _held(fanout, pool, stack.settings, also=("email_marketing",))
         await pool.execute(ENDINGS["cancelled"], second)
-        async with worker_to_kill(stack.settings, client, tmp_path,
-                                  failpoints=f"lift-by-hand-alerted~email_marketing:{first}") as worker:
-            sweep = await client.start_workflow(RequestStartSweepWorkflow.run, StartSweepInput(),
-                                                id=f"held-lift-sweep-{uuid.uuid4().hex[:8]}",
-                                                task_queue=stack.settings.task_queue)
-            await died(worker, tmp_path)
-        await sweep.terminate("the test's next run is its own")
+        await _sweep_killed(stack, client, tmp_path, f"lift-by-hand-alerted~email_marketing:{first}")
         assert [r["system"] for r in await _released(pool, first)] == ["analytics"]  # before the kill
         assert await asyncio.wait_for(release_held_lifts(fanout.ctx), 10) == 1
         assert await release_held_lifts(fanout.ctx) == 0
