@@ -49,7 +49,7 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request, get_request_with
 from dsrflow.stores.suppressions_store import suppression_key
-from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
+from schemas.workflow import RUNS_AFTER_CLOSE, Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
 # What each request type asks of every system.
 ACTIONS = {
@@ -101,7 +101,7 @@ def closed_unanswered(task: TaskInput, row: dict[str, Any]) -> bool:
     """Whether the task's request was closed unanswered (withdrawn, cancelled, refused, closed
     unverified), so that nothing more may reach its system; never said of a restriction's lift,
     which runs once its request ended (completed, or closed part-way with the restriction in force)."""
-    return row["closed_at"] is not None and row["status"] != "completed" and task.task.action != "lift_restriction"
+    return row["closed_at"] is not None and row["status"] != "completed" and task.task.action != RUNS_AFTER_CLOSE
 
 
 def _closed_meanwhile(task: TaskInput, row: dict[str, Any], tried: bool) -> TaskResult | None:
@@ -112,7 +112,7 @@ def _closed_meanwhile(task: TaskInput, row: dict[str, Any], tried: bool) -> Task
     activity run again after its workflow task timed out erased in a `sql` system, e-mailed a
     processor (with a link the close had expired) or submitted an OpenDSR job. `tried`: an earlier
     try of this attempt was cut off before its answer, and may have acted."""
-    if task.after_outage and row["closed_at"] is not None and task.task.action != "lift_restriction":
+    if task.after_outage and row["closed_at"] is not None and task.task.action != RUNS_AFTER_CLOSE:
         # A task waiting on its SaaS (unreachable, or its quota used up): whatever the close.
         message = "not tried again: the request was closed while the task waited for its system"
     elif closed_unanswered(task, row):

@@ -194,6 +194,13 @@ class ExtensionRecord(Contract):
 ASKED_BY_EMAIL = "manual_email"
 
 
+# The one task that runs on its closed request by design: a restriction's lift (its request
+# completed, or closed part-way with the restriction in force: workflows/restriction_lifecycle.py).
+# Every guard that stops a closed request's work (a try after the close, the http run journal, a
+# processor's link, the sweep telling a link's answer) lets it through.
+RUNS_AFTER_CLOSE = "lift_restriction"
+
+
 class SystemTask(Contract):
     """One system's part of a plan."""
 
@@ -224,7 +231,7 @@ class TaskInput(Contract):
     record: bool = False
     # A try after its SaaS could not be reached (workflows/system_task.py `_unreached`): made only
     # while the request is open, since nothing may reach a system for a withdrawn or refused one;
-    # a restriction's lift excepted, which runs on its closed request (activities/fanout.py).
+    # a restriction's lift excepted (RUNS_AFTER_CLOSE).
     after_outage: bool = False
 
 

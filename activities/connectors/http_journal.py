@@ -48,6 +48,7 @@ from dsrflow.domain.audit import append_event, lock_chain
 from dsrflow.infra.writes import Write, columns
 from dsrflow.settings import Settings
 from dsrflow.stores.requests_store import partial_effect
+from schemas.workflow import RUNS_AFTER_CLOSE
 
 _PURPOSE = "dsrflow-http-run-journal"
 _NONCE = 12
@@ -211,7 +212,7 @@ class Journal:
                       SELECT attempt, step, item, state, status, counted, read_bytes, sealed, config
                         FROM http_run_journal
                        WHERE request_id = $1 AND system = $2 AND run = $3 AND attempt <= $4) AS j ON true
-                ORDER BY j.attempt""", *key, after_close or journal._action == "lift_restriction")
+                ORDER BY j.attempt""", *key, after_close or journal._action == RUNS_AFTER_CLOSE)
         journal.stops_on_close = bool(rows[0]["stops_on_close"])
         for row in rows:
             if row["attempt"] is None:  # no row yet: the request's state alone
@@ -349,7 +350,7 @@ class Journal:
         waiting out a SaaS's outage or quota day) began again from nothing at each attempt, and
         one that needed more than a slice never ended. Not a hold's deferred erasure: no task's
         result ends its runs, and a later attempt of it goes on from nothing by design."""
-        return not self.stops_on_close and self._action == "lift_restriction"
+        return not self.stops_on_close and self._action == RUNS_AFTER_CLOSE
 
     async def _counted_after_close(self, late: int, heard: int) -> None:
         """Answers heard after the request's close, of changes on the wire then, whose rows the close

@@ -12,6 +12,7 @@ from api.callbacks.link_refusals import UploadRefused, answered_already, settled
 from policy.exports import ProcessorExports
 from schemas.plain_text import kept_text
 from schemas.requests import RequestStatus
+from schemas.workflow import RUNS_AFTER_CLOSE
 
 # A task in one of these has its answer (staff resolved it, or it settled otherwise): the link
 # records nothing more. A task waiting, or needing attention, still takes the processor's answer.
@@ -28,9 +29,8 @@ DEFERRED_WAITING = """EXISTS (SELECT 1 FROM deferred_erasures d WHERE d.external
 # restriction in force: workflows/restriction_lifecycle.py), so its link answers it until its task
 # settles, as an open request's does. Before, the page said the link had expired: the processor,
 # having lifted, could not say so, and the lift's task waited for its completion timeout and staff.
-LIFT = "lift_restriction"
 STILL_OPEN = f"""m.confirmed_at IS NULL AND ({DEFERRED_WAITING} OR (
-    (m.action = '{LIFT}'
+    (m.action = '{RUNS_AFTER_CLOSE}'
      OR NOT EXISTS (SELECT 1 FROM dsr_requests r WHERE r.id = m.request_id AND r.status = ANY($3::text[])))
     AND NOT EXISTS (SELECT 1 FROM system_tasks s WHERE (s.request_id, s.system, s.action) = (m.request_id, m.system, m.action)
                                                    AND s.status = ANY($4::text[]))))"""
@@ -63,11 +63,11 @@ def refuse_if_closed(task: dict[str, Any], limits: ProcessorExports) -> None:
     """An answered task takes no more files (409); a closed request, or a link not used within
     `link_days` of our last e-mail about it, has expired (403); a task settled otherwise (staff
     resolved it) records nothing more (409), unless the task is an erasure asked after a hold
-    ended (`deferred`, see DEFERRED_WAITING). A restriction's lift (`LIFT`) runs on its closed
+    ended (`deferred`, see DEFERRED_WAITING). A restriction's lift (`RUNS_AFTER_CLOSE`) runs on its closed
     request: its link is not refused for that. The same for an upload and a confirmation."""
     if task["confirmed_at"] is not None:
         raise answered_already()
-    if RequestStatus(task["request_status"]).is_closed and not task.get("deferred") and task.get("action") != LIFT:
+    if RequestStatus(task["request_status"]).is_closed and not task.get("deferred") and task.get("action") != RUNS_AFTER_CLOSE:
         raise UploadRefused(403, lambda t: t.gettext("This link has expired: the request it belongs to is closed."))
     if task.get("task_status") in SETTLED and not task.get("deferred"):
         raise settled_otherwise(lambda t: t.gettext(

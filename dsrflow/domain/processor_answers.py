@@ -21,7 +21,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from dsrflow.infra.temporal_client import ENGINE_CALL
-from schemas.workflow import SETTLING_STATUSES, EventRecord, ProcessorUpdate, task_workflow_id
+from schemas.workflow import RUNS_AFTER_CLOSE, SETTLING_STATUSES, EventRecord, ProcessorUpdate, task_workflow_id
 
 # SystemTaskWorkflow's signal, named: the core library does not import the workflows.
 PROCESSOR_UPDATE = "processor_update"
@@ -142,7 +142,7 @@ class UntoldAnswer:
 # request (workflows/restriction_lifecycle.py), is told too (its link takes the processor's answer:
 # api/callbacks/processor_uploads.py), where before it waited for its next poll. OpenDSR has no lift
 # (its task needs staff at once), so no callback answers one.
-_UNTOLD = """
+_UNTOLD = f"""
     SELECT DISTINCT ON (request_id, system, action) * FROM (
         SELECT s.request_id::text AS request_id, s.system, s.action, s.attempt, m.confirmed_at AS answered_at,
                'completed' AS status, NULL::int AS results_count, 'link' AS via
@@ -150,7 +150,7 @@ _UNTOLD = """
           JOIN system_tasks s ON s.request_id = r.id AND s.status = 'pending'
           JOIN manual_tasks m ON (m.request_id, m.system, m.action) = (s.request_id, s.system, s.action)
          WHERE (r.status IN ('awaiting_verification', 'in_progress', 'awaiting_approval')
-                OR s.action = 'lift_restriction')
+                OR s.action = '{RUNS_AFTER_CLOSE}')
            AND m.confirmed_at BETWEEN now() - $2::interval AND now() - $1::interval
         UNION ALL
         SELECT s.request_id::text, s.system, s.action, s.attempt, e.occurred_at,
