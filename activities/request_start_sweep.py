@@ -209,14 +209,21 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
             continue  # not a request's workflow: nothing of ours to flag
         with pieces.piece("ended_flagged", request_id):
             key = ended_trouble_key(ended.run_id)
-            unflagged = await ctx.pool.fetchval(
+            request = await ctx.pool.fetchrow(
                 f"""SELECT {STILL_RUNS} AND NOT EXISTS (SELECT FROM step_troubles s WHERE s.request_id = r.id
-                          AND (s.trouble_key = $2 OR s.trouble_key = $3 AND s.resolved_at IS NULL))
+                          AND (s.trouble_key = $2 OR s.trouble_key = $3 AND s.resolved_at IS NULL)) AS unflagged,
+                          r.closed_at IS NOT NULL AS closed
                    FROM dsr_requests r WHERE r.id = $1::uuid""", request_id, key, ENDED_TROUBLE)  # $3: as flagged before runs had keys
-            if not unflagged or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:
+            if request is None or not request["unflagged"] \
+                    or (await client.get_workflow_handle(ended.id).describe()).run_id != ended.run_id:
                 continue  # closed, not ours, flagged by an earlier run of the sweep, or resumed since
-            status = how_ended(ended.status)
-            message = (f"the request's workflow {status} while the request was open; no step of it runs any more "
+            status, closed = how_ended(ended.status), request["closed"]
+            # A closed request still runs only to keep its restriction until it is lifted: that is
+            # what stopped with it (it has no deadline left to run on).
+            message = (f"the request's workflow {status} after the request closed, with its restriction still in "
+                       "force; nothing lifts the restriction until compliance resumes it from the request's page"
+                       if closed else
+                       f"the request's workflow {status} while the request was open; no step of it runs any more "
                        "until compliance resumes it from the request's page")
             # The alert first (keyed: it goes once), then the record that ends the search for it: a
             # run that dies in between alerts nobody twice and flags the request on the next run. One
@@ -224,18 +231,19 @@ async def flag_ended_workflows(ctx: ActivityContext, client: Client, *, older_th
             await sweep_alert(ctx, LetterJob(
                 request_id=request_id, purpose="staff_alert", key=key, to_staff=True,
                 params={"kind": "needs_attention", "days_left": None,
-                        "facts": {"what": "workflow_ended", "ended": status}}))
+                        "facts": {"what": "workflow_ended", "ended": status, "closed": closed}}))
             failpoint("workflow-ended-alerted", request_id)  # staff told, the flag not yet on record
             async with ctx.pool.acquire() as conn:
                 await append_event(conn, event_key=f"{request_id}:{key}", request_id=request_id,
                                    event_type="request.workflow_ended", actor="sweep",
                                    # When it ended, from Temporal: the event's own time is when this sweep found it.
-                                   data={"ended": status, "ended_at": ended.close_time.isoformat()
+                                   data={"ended": status, "closed": closed, "ended_at": ended.close_time.isoformat()
                                          if ended.close_time else None},
                                    along=[Write("""INSERT INTO step_troubles (request_id, trouble_key, step, message, transient)
                                                    VALUES ($1::uuid, $2, 'workflow', $3, false) ON CONFLICT DO NOTHING""",
                                                 (request_id, key, message))])
-            activity.logger.error("request workflow ended while the request is open", extra={"request_id": request_id})
+            activity.logger.error("request workflow ended before its work was done",
+                                  extra={"request_id": request_id, "closed": closed})
             flagged += 1
     pieces.settle()
     return flagged
@@ -258,7 +266,8 @@ async def remind_stopped(ctx: ActivityContext, now: datetime) -> int:
         request_id = str(flag["request_id"])
         with pieces.piece("stopped_reminded", request_id):
             receipt = await _alert_staff(ctx, flag, request_id, f"{flag['trouble_key']}:day-{days}", now, {
-                "what": "still_stopped", "days": days, "ended": await _how_ended(ctx, request_id, flag["trouble_key"])})
+                "what": "still_stopped", "days": days, "ended": await _how_ended(ctx, request_id, flag["trouble_key"]),
+                "closed": flag["closed_at"] is not None})
             reminded += receipt is not None and not receipt.already_sent
         if activity.in_activity():  # the sweep's; a test or a tool calls this alone too
             activity.heartbeat(reminded)

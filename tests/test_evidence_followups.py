@@ -76,9 +76,9 @@ def test_a_stopped_request_and_a_restrictions_kept_records_read_as_words():
     """The console's history and the pack's audit table share these lines."""
     describe = event_lines.describe_event
     assert describe({"event_type": "request.workflow_ended", "data": {"ended": "timed_out"}}) == \
-        "Stopped: its workflow ended while the request was open (it had timed out)"
+        "Stopped: its workflow ended before its work was done (it had timed out)"
     assert describe({"event_type": "request.workflow_ended", "data": {"ended": "terminated"}}) == \
-        "Stopped: its workflow ended while the request was open (it had been terminated)"
+        "Stopped: its workflow ended before its work was done (it had been terminated)"
     # Frozen (the start sweep's alert: activities/request_start_sweep.py), by a bug or a dropped key.
     assert describe({"event_type": "request.workflow_failing", "data": {"attempts": 7, "unheld_key": None}}) == \
         "Frozen: its workflow fails each time it tries to carry on; staff alerted (7 attempts; the worker's log " \

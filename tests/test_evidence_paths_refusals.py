@@ -46,6 +46,10 @@ async def test_a_request_stopped_and_resumed_says_who_resumed_it_and_why(http, p
         await append_event(conn, event_key=f"{rid}:resumed:1", request_id=rid, event_type="request.resumed",
                            actor=actor, data={"reason": "The run timed out during the outage of 3 March",
                                               "ended": "timed_out", "from_event": 12})
+        # Later, closed with a restriction in force, its workflow (which lifts it) terminated.
+        await append_event(conn, event_key=f"{rid}:ended:2", request_id=rid, event_type="request.workflow_ended",
+                           actor="sweep", data={"ended": "terminated", "closed": True,
+                                                "ended_at": "2026-04-07T08:00:00+00:00"})
 
     page = (await http.get(f"/v1/requests/{rid}/evidence.html", headers=compliance)).text
 
@@ -56,3 +60,6 @@ async def test_a_request_stopped_and_resumed_says_who_resumed_it_and_why(http, p
                      f"\\(nothing of it ran meanwhile; its deadline ran on\\); resumed {LOCAL_TIME} by Jane Peeters "
                      "\\(compliance\\): “The run timed out during the outage of 3 March”, carrying on from where it "
                      "stopped", decisions), decisions
+    assert re.search(f"Stopped its workflow had been terminated 7 April 2026, 10:00 CEST \\(UTC\\+2\\) after the request "
+                     f"closed, its restriction in force, found by the sweep {LOCAL_TIME} \\(nothing could lift the "
+                     "restriction meanwhile\\); not resumed", decisions), decisions

@@ -159,8 +159,13 @@ async def test_a_restriction_in_force_whose_workflow_was_terminated_is_flagged_r
             return await flag_ended_workflows(ctx, client, older_than=timedelta(0)) == 1
 
         assert await _until(flagged, 20)
-        assert (await _view(http, pool, rid))["stopped"] is not None
-        assert len(letters_for(mail_sink, rid, "staff_alert")) == 2  # the restriction task's, the flag's
+        stopped = (await _view(http, pool, rid))["stopped"]
+        assert "after the request closed, with its restriction still in force" in stopped["message"], stopped
+        alerts = letters_for(mail_sink, rid, "staff_alert")
+        assert len(alerts) == 2  # the restriction task's, the flag's
+        # What stopped with it is the restriction's lift, not a deadline (it has none left to run on).
+        told = " ".join(text_of(next(m for m in alerts if "workflow" in text_of(m))).split())
+        assert "the restriction it put in place is still in force" in told and "deadline" not in told, told
         resumed = await http.post(f"/v1/requests/{rid}/resume", headers=compliance,
                                   json={"reason": "Terminated by mistake during maintenance"})
         assert resumed.status_code == 200, resumed.text

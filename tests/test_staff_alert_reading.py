@@ -83,6 +83,11 @@ ALERTS = [
     # activities/request_start_sweep.py: the request's workflow stopped.
     (ALERT_NEEDS_ATTENTION, None, {"what": "workflow_ended", "ended": "timed_out"}, "needs attention",
      ["Resume the request"]),
+    # ... after its request closed with a restriction in force, which only that workflow lifts.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "workflow_ended", "ended": "terminated", "closed": True},
+     "needs attention", ["Resume the request", "restriction it put in place is still in force"]),
+    (ALERT_NEEDS_ATTENTION, None, {"what": "still_stopped", "days": 3, "ended": "failed", "closed": True},
+     "needs attention", ["Resume the request", "3 days after it was flagged", "the restriction can then be lifted"]),
     # activities/request_start_sweep.py: the request's workflow task fails at every try, a key dropped too early.
     (ALERT_NEEDS_ATTENTION, 9, {"what": "workflow_failing", "since": datetime(2026, 3, 2, 8, 30, tzinfo=UTC),
                                 "attempts": 7, "days": 0, "unheld_key": None}, "needs attention",
@@ -128,6 +133,8 @@ def test_a_staff_alert_reads_as_sentences_without_codes(language, kind, days_lef
         # Steps and systems by their labels, the error as it came.
         for words in named:
             assert words in detail, detail
+        if facts.get("closed"):  # a closed request has no deadline left to run on
+            assert "deadline" not in detail and "was open" not in detail, detail
         if kind == ALERT_NEEDS_ATTENTION or days_left is not None and days_left < 0:
             # What staff can do, or that nothing is asked of them (a package's read is retried).
             assert "request's page" in detail or "Resume the request" in detail or "retried" in detail, detail

@@ -7,7 +7,7 @@ EVENT_WORDS = {
     "request.created": "Request opened",
     "request.received": "Received; deadlines computed",
     "request.start_swept": "Started by the sweep: stored, but its start had been lost",
-    "request.workflow_ended": "Stopped: its workflow ended while the request was open",
+    "request.workflow_ended": "Stopped: its workflow ended before its work was done",
     "request.workflow_failing": "Frozen: its workflow fails each time it tries to carry on; staff alerted",
     "request.workflow_recovered": "Carries on: its workflow no longer fails",
     "request.resumed": "Resumed: its workflow carries on from where it stopped",
@@ -47,6 +47,8 @@ EVENT_WORDS = {
     "step.resolved": "Failed step answered",
     "retention.applied": "Retention rule applied",
     "restriction.in_force": "Restriction in force",
+    # A task left running at a part-way close restricted the data afterwards (workflows/restriction_lifecycle.py).
+    "restriction.reached": "Restriction in force at one more system, reached after the close",
     "restriction.lift_requested": "Restriction lift decided; the subject is told first",
     "restriction.lifted": "Restriction lifted in every system",
     # activities/restrictions.py `lift_held_by` (another restriction of the subject, in force or under

@@ -111,8 +111,9 @@ def _in_part(events: list[dict[str, Any]], letters: list[dict[str, Any]], kept: 
 
 
 def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Each time the request's workflow ended while it was open (found by the start sweep) and
-    whether, when, by whom and why compliance resumed it."""
+    """Each time the request's workflow ended while it was open, or after it closed with its
+    restriction in force (found by the start sweep), and whether, when, by whom and why compliance
+    resumed it."""
     resumed = [e for e in events if e["event_type"] == "request.resumed"]
     stops = []
     for e in (e for e in events if e["event_type"] == "request.workflow_ended"):
@@ -120,7 +121,7 @@ def _interruptions(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if after is not None:
             resumed.remove(after)
         ended_at = e["data"].get("ended_at")  # Temporal's close time; events before it kept none
-        stops.append({"found_at": e["occurred_at"], "ended": e["data"].get("ended"),
+        stops.append({"found_at": e["occurred_at"], "ended": e["data"].get("ended"), "closed": e["data"].get("closed"),
                       "ended_at": datetime.fromisoformat(ended_at) if ended_at else None,
                       "resumed_at": after["occurred_at"] if after else None,
                       "resumed_by": after["actor"] if after else None,
