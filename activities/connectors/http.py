@@ -23,6 +23,7 @@ and erases what was added meanwhile (http_rounds.py).
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
@@ -30,7 +31,7 @@ from typing import Any
 
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
-from activities.connectors import expand_env
+from activities.connectors import expand_env, placeholder_names
 from activities.connectors.base import (
     AccessRecord,
     ActionHook,
@@ -89,7 +90,8 @@ class HttpConnector(Rounds, Connector):
         credentials = Credentials(self.name, self.config.service, self.config.auth, secrets, self._http)
         self.clock = ServiceClock()
         ledger = QuotaLedger(env.pool, f"{self.config.limits.key or self.name}", self.config.limits, self.clock)
-        self.exchange = HttpExchange(self.name, self.config, credentials, self._http, ledger)
+        settings_from = placeholder_names(json.dumps(env.system.config, default=str)) - set(self.config.env_names())
+        self.exchange = HttpExchange(self.name, self.config, credentials, self._http, ledger, settings_from=settings_from)
 
     @staticmethod
     def needs_preparation(system: System, action: str) -> bool:
@@ -334,13 +336,16 @@ class HttpConnector(Rounds, Connector):
             context = {**run.context, "item": {"type": row["id_type"], "value": row["value"]}}
             if not self.exchange.truthy(step.if_, context, where):
                 continue
+            # Through the run's journal as every change (http_steps.py `_change`): not sent once
+            # the request closed or the task ended, and counted by a close. Before, a GA4 erasure
+            # went on asking Google to delete after a withdrawal, uncounted. Named by the
+            # identifier's hash, not its place: the open ones shift as those before are accepted.
             try:
-                _, document = await self._send(step, where, context, run)
+                _, collected = await self._change(step, where, context, run, 0, {"identifier": row["value_hash"]})
             except QuotaExhausted as exc:
                 run.waiting = exc
                 return
-            await mark_accepted(self.env, subject.request_id, row["id_type"], row["value_hash"],
-                                self._collect(step, document, run))
+            await mark_accepted(self.env, subject.request_id, row["id_type"], row["value_hash"], collected)
             accepted += 1
             failpoint("http-identifier-accepted", f"{self.name}#{accepted}")  # the task's result not yet kept
 

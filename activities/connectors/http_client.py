@@ -105,8 +105,12 @@ class TemplateError(PermanentConnectorError):
 
 class HttpExchange:
     def __init__(self, system: str, config: HttpConfig, credentials: Credentials, http: httpx.AsyncClient,
-                 ledger: QuotaLedger, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+                 ledger: QuotaLedger, *, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 settings_from: Collection[str] = ()) -> None:
         self.system = system
+        # The environment variables the configuration's other values come from (`${VAR}`: base
+        # URL, ids), named with the credentials' when the service refuses them (`_refused_words`).
+        self.settings_from = sorted(settings_from)
         self.config = config
         self.credentials = credentials
         self.http = http
@@ -336,7 +340,7 @@ class HttpExchange:
             self.refused = None if self.unsure_before else code
             raise PermanentConnectorError(
                 f"system {self.system}: {self.config.service} answered HTTP {code} to {what}"
-                + self._error_code(response) + _hint(code))
+                + self._error_code(response) + self._refused_words(code))
 
     def _redirect_target(self, response: httpx.Response) -> str:
         target = response.headers.get("Location", "")
@@ -345,6 +349,18 @@ class HttpExchange:
         except ValueError:
             elsewhere = True
         return "to another host" if elsewhere else "elsewhere on its host"
+
+    def _refused_words(self, code: int) -> str:
+        """What staff are to check: for a 401 or 403 (a key expired, revoked or rolled, a scope or
+        role missing, another account or datacenter), the variables that hold the credentials and
+        the settings. Before, the message named neither, and staff had to find which of the
+        deployment's variables this system reads."""
+        if code not in (401, 403):
+            return ": the request was refused; check the system's configuration"
+        credentials = ", ".join(f"{name} ({field})" for name, field in sorted(self.config.env_names().items()))
+        settings = f" and the settings read from {', '.join(self.settings_from)}" if self.settings_from else ""
+        return (": the credentials were refused or lack a permission the request needs: check "
+                + (f"the credentials in {credentials}" if credentials else "its credentials") + settings)
 
     def _error_code(self, response: httpx.Response) -> str:
         if not self.config.error_code_path:
@@ -363,10 +379,6 @@ def _origin(url: str) -> tuple[str, str]:
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def _hint(code: int) -> str:
-    if code in (401, 403):
-        return ": the credentials were refused or lack a permission the request needs"
-    return ": the request was refused; check the system's configuration"
 
 
 def _plain(query: dict[str, Any]) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from activities.connectors.base import PermanentConnectorError
 from activities.connectors.http_answers import dig
 from activities.connectors.http_client import HttpExchange
 from activities.connectors.http_notes import kept_value
+from activities.connectors.http_quota import QuotaExhausted
 from activities.connectors.http_run import Run
 from dsrflow.infra.failpoints import failpoint
 from policy.http_model import HttpConfig, Step
@@ -99,7 +100,7 @@ class StepRunner:
             if left and isinstance(item, dict) and key_field and str(item.get(key_field)) in left:
                 run.count(source or "", "left")
                 continue
-            counted = not send or await self._change(step, where, context, run, index, item)
+            counted = not send or (await self._change(step, where, context, run, index, item))[0]
             if send and handled is not None and change is not None:
                 handled.add(change)
             if item is None and step.dataset:
@@ -119,15 +120,16 @@ class StepRunner:
                 run.erased.setdefault(target, []).append((str(item[key_field]), "deleted"))
 
     async def _change(self, step: Step, where: str, context: dict[str, Any], run: Run, index: int,
-                      item: Any) -> bool:
+                      item: Any) -> tuple[bool, dict[str, Any]]:
         """Send an action step's request for one item, unless an earlier attempt of the run had
-        its answer: whether it counts as the step's effect (not when the service says `missing`)."""
+        its answer: whether it counts as the step's effect (not when the service says `missing`),
+        and what the step collected from the answer."""
         journal, kept_as = run.journal, step.name + run.round
         name = journal.item(kept_as, index, item) if journal else ""
         entry = journal.entry(kept_as, name) if journal else None
         if entry is not None and entry.state == "answered":
             self._keep_collected(entry.value, run)
-            return bool(entry.counted)
+            return bool(entry.counted), entry.value or {}
         if journal is not None:
             await journal.check_time()
             await journal.sending(kept_as, name)  # refused once the task has ended (TaskEnded)
@@ -140,6 +142,12 @@ class StepRunner:
         except PermanentConnectorError:
             if journal is not None and self.exchange.refused is not None:
                 await journal.refused(kept_as, name, self.exchange.refused)
+            raise
+        except QuotaExhausted:
+            # The day's quota gone (our ledger's, before the request went; or the service's answer
+            # that it is): not made. Its "sending" row would say at a close that it may have been.
+            if journal is not None and entry is None and not self.exchange.unsure_before:
+                await journal.not_sent(kept_as, name)
             raise
         except asyncio.CancelledError:
             # Stopped (a worker shutting down, the attempt cancelled or timed out) before its
@@ -160,7 +168,7 @@ class StepRunner:
                    or self.exchange.unsure_before)
         if journal is not None:
             journal.answered(kept_as, name, status, counted, values)
-        return counted
+        return counted, values
 
     def _request_of(self, step: Step, context: dict[str, Any], where: str) -> str:
         """The change a step's request for an item makes (its method, path, query and body), to

@@ -9,7 +9,8 @@ refuses and a client could get wrong: a POST body that is not form-encoded, a qu
 list does not take, a `limit` outside 1-100, a malformed Stripe-Version; and it keeps Stripe's
 idempotency: a POST's Idempotency-Key (up to 255 characters) replays the first answer given to it
 (header Idempotent-Replayed: true), and the same key with other parameters is an
-idempotency_error."""
+idempotency_error. A key in `expired` is refused as Stripe refuses an expired one: 401, code
+api_key_expired."""
 
 from __future__ import annotations
 
@@ -34,9 +35,12 @@ FORM = "application/x-www-form-urlencoded"
 
 
 def _error(status: int, message: str) -> dict[str, Any]:
-    kind = {401: ("invalid_request_error", None), 404: ("invalid_request_error", "resource_missing"),
+    # A 403 is Stripe's permission error (a restricted key without the permission the request
+    # needs): no code, where the stand-in said `parameter_invalid`, a request staff would then fix.
+    kind = {401: ("invalid_request_error", None), 403: ("invalid_request_error", None),
+            404: ("invalid_request_error", "resource_missing"),
             429: ("invalid_request_error", "rate_limit")}.get(status, ("api_error", None))
-    if status not in (401, 404, 429) and status < 500:
+    if status not in (401, 403, 404, 429) and status < 500:
         kind = ("invalid_request_error", "parameter_invalid")
     body: dict[str, Any] = {"type": kind[0], "message": message}
     if kind[1]:
@@ -54,6 +58,8 @@ def _refusal(status: int, kind: str, message: str, code: str | None = None) -> J
 class StripeData:
     def __init__(self, api_key: str) -> None:
         self.api_key = api_key
+        # Keys Stripe knows and refuses as expired (rolled with an expiry, a CLI key's 90 days past).
+        self.expired: set[str] = set()
         self.customers: dict[str, dict[str, Any]] = {}
         self.invoices: dict[str, dict[str, Any]] = {}
         self.charges: dict[str, dict[str, Any]] = {}
@@ -90,20 +96,20 @@ def create_stripe_app(api_key: str = "sk_test_standin") -> Any:
     app = create_standin_app(standin)
     app.state.data = data
 
-    def authorised(request: Request) -> bool:
+    def key_of(request: Request) -> str | None:
         header = request.headers.get("authorization", "")
         if header.lower().startswith("basic "):
-            user = base64.b64decode(header[6:]).decode(errors="replace").split(":", 1)[0]
-            return user == data.api_key
-        return bearer(request) == data.api_key
-
-    def refuse() -> JSONResponse:
-        return standin.error(401, "Invalid API Key provided.")
+            return base64.b64decode(header[6:]).decode(errors="replace").split(":", 1)[0]
+        return bearer(request)
 
     def malformed(request: Request) -> JSONResponse | None:
         """What Stripe refuses before it looks at the object: a bad key, a malformed version."""
-        if not authorised(request):
-            return refuse()
+        key = key_of(request)
+        if key is not None and key in data.expired:  # Stripe's authentication error for it
+            return _refusal(401, "invalid_request_error", "Expired API Key provided: " + key[:8] + "****",
+                            "api_key_expired")
+        if key != data.api_key:
+            return standin.error(401, "Invalid API Key provided.")
         version = request.headers.get("stripe-version")
         if version is not None and not _VERSION.fullmatch(version):
             return _refusal(400, "invalid_request_error", f"Invalid Stripe API version: {version}")
