@@ -18,6 +18,7 @@ from dsrflow.domain.audit import append_event
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import ENGLISH, N_, Translator
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.writes import Write
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restricted_elsewhere, restriction_as_told
 from policy.model import Policy
@@ -118,11 +119,18 @@ class RestrictionActivities:
     @activity.defn(name="record_restriction")
     async def record_restriction(self, restriction: RestrictionInForce) -> None:
         """The restriction is in force: its grounds (from the request), the systems it reached and
-        whether, under the request's policy version, it keeps the records from every erasure."""
+        whether, under the request's policy version, it keeps the records from every erasure. Asked
+        again, once on record (a task left running at a part-way close restricted since), the
+        systems not on record yet are added, each with its event."""
         async with self.ctx.pool.acquire() as conn, conn.transaction():
             row = await get_request(conn, restriction.request_id)
             if row is None:
                 raise LookupError(f"request {restriction.request_id} not found")
+            on_record = await conn.fetchval("SELECT systems FROM restrictions WHERE request_id = $1 FOR UPDATE",
+                                            row["id"])
+            if on_record is not None:
+                await self._reached_late(conn, restriction, [s for s in restriction.systems if s not in on_record])
+                return
             policy = (await self.ctx.policy(row["policy_version"])).policy
             grounds = list((row["details"] or {}).get("restriction_grounds") or [])
             keeps = bool(set(grounds) & set(policy.restriction.keeps_from_erasure))
@@ -135,6 +143,16 @@ class RestrictionActivities:
                 conn, event_key=f"{restriction.request_id}:restriction:in_force", request_id=restriction.request_id,
                 event_type="restriction.in_force", actor="workflow",
                 data={"grounds": grounds, "systems": restriction.systems, "keeps_from_erasure": keeps})
+
+    @staticmethod
+    async def _reached_late(conn: Any, restriction: RestrictionInForce, systems: list[str]) -> None:
+        for system in systems:
+            await append_event(
+                conn, event_key=f"{restriction.request_id}:restriction:reached:{system}",
+                request_id=restriction.request_id, event_type="restriction.reached", actor="workflow",
+                data={"system": system}, along=[Write(
+                    "UPDATE restrictions SET systems = array_append(systems, $2) WHERE request_id = $1::uuid "
+                    "AND NOT $2 = ANY(systems)", (restriction.request_id, system))])
 
     @activity.defn(name="announce_restriction_lift")
     async def announce_lift(self, lift: LiftAnnounced) -> LiftSchedule:

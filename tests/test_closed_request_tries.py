@@ -84,11 +84,11 @@ async def test_a_try_that_begins_after_the_request_closed_reaches_no_system(stac
 
 async def test_a_processor_asked_by_e_mail_is_not_reminded_nor_first_asked_once_the_request_closed(
         stack, pool, mail_sink):
-    """The survey processor's task polls on after the withdrawal (its request's workflow follows a
-    processor asked before the close to its end): a poll past `reminder_days` sends no reminder,
-    and a task whose e-mail had not gone (the relay down) sends none now and needs attention,
-    the processor never asked. Before, both e-mailed the processor about a withdrawn request, with
-    a link that its close had expired."""
+    """The survey processor's task polled after the withdrawal (a poll under way at the close, or
+    the one its close asks: tests/test_closed_request_asked_tasks.py): a poll past `reminder_days`
+    sends no reminder and ends the task, not answered; a task whose e-mail had not gone (the relay
+    down) sends none now and needs attention, the processor never asked. Before, both e-mailed the
+    processor about a withdrawn request, with a link that its close had expired."""
     fanout = FanoutActivities(activity_context(stack.settings, pool))
     asked, unsent = [await stored_request(pool, stack.settings, label, "erasure", email=EMAIL)
                      for label in ("asked", "unsent")]
@@ -105,7 +105,7 @@ async def test_a_processor_asked_by_e_mail_is_not_reminded_nor_first_asked_once_
     for rid in (asked, unsent):
         await pool.execute(ENDINGS["withdrawn"], rid)
     polled = await fanout.poll_system_action(tasks[asked].model_copy(update={"external_id": first.external_id}))
-    assert polled.status == "pending", polled
+    assert polled.status == "needs_attention" and "not answered: the request was closed" in polled.message, polled
     assert letters_for(mail_sink, asked, "processor_reminder") == []
     # The unsent task's id, as its first try left it pending (the connector's own, known before sending).
     job = external_id_for(confirmation_token(fanout.ctx.secret, unsent, "surveys", "erase"))

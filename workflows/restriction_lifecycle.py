@@ -53,6 +53,11 @@ LIFT_NOTICE_FROM_LETTER = "lift-notice-from-letter"
 # workflow.patched id: before it, a restriction closed before it completed with systems already
 # restricted ended there: nothing on record, no lift offered, the systems restricted for good.
 RESTRICTION_CLOSED_PARTWAY = "restriction-closed-partway"
+# workflow.patched id: before it, a restriction closed part-way went on record once, at the close: a
+# task left running then (LEFT_RUNNING_ON_CLOSE) that restricted the data afterwards (a processor's
+# confirmation the task learnt of late, a run that committed) was missing from where it is in force
+# (the panel, the evidence pack); closed with no system reached yet, it never went on record at all.
+LATE_REACH_RECORDED = "restriction-late-reach-recorded"
 
 
 class RestrictionLifecycle:
@@ -87,14 +92,15 @@ class RestrictionLifecycle:
         if not completed and not await self._restricted_before_close():
             return
         self.keeping_restriction = True
-        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=self._reached()),
+        recorded = self._reached()
+        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=recorded),
                        skippable=False)
         self._restriction_phase = "active"
         # Closed part-way, a restriction's task may still need attention: staff no longer retry or
         # resolve it on a closed request (what is on record is what was reached) until the lift,
         # which reaches every system of the plan, replaces those tasks with its own.
         self.keeping_restriction = completed
-        await workflow.wait_condition(lambda: self._lift is not None)
+        await self._lift_decided(recorded)
         self.keeping_restriction = True
         lift = self._lift
         assert lift is not None
@@ -122,9 +128,33 @@ class RestrictionLifecycle:
     def _reached(self) -> list[str]:
         return sorted(r.system for r in self._tasks.results.values() if r.status == "done")
 
+    async def _lift_decided(self, recorded: list[str]) -> None:
+        """Until compliance lifts it, a task left running at the close that restricts the data goes
+        on record as the restriction's too (LATE_REACH_RECORDED), as the closing letter said it would
+        stay in force wherever the systems still asked carry it out."""
+        follows = self._tasks.left_running is not None
+        while True:
+            def lifted_or_reached(follows: bool = follows, recorded: list[str] = recorded) -> bool:
+                return self._lift is not None or (follows and not set(self._reached()) <= set(recorded))
+
+            await workflow.wait_condition(lifted_or_reached)
+            if self._lift is not None:
+                return
+            if not workflow.patched(LATE_REACH_RECORDED):
+                follows = False  # recorded once, at the close, as before
+                continue
+            recorded = sorted({*recorded, *self._reached()})
+            await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=recorded),
+                           skippable=False)
+
     async def _restricted_before_close(self) -> bool:
         """Closed before it completed: did a system restrict the data by then? Staff's retry of a
-        system still running on its own (a processor's) is waited for first: it may restrict too."""
+        system still running on its own (a processor's) is waited for first: it may restrict too;
+        and, none yet, the tasks left running at the close (their first to restrict puts it on record)."""
+        left = self._tasks.left_running
+        if (left is not None and not left.done() and not self._reached() and not self._tasks.retries_running
+                and workflow.patched(LATE_REACH_RECORDED)):
+            await workflow.wait_condition(lambda: bool(self._reached()) or left.done())
         if not (self._reached() or self._tasks.retries_running) or not workflow.patched(RESTRICTION_CLOSED_PARTWAY):
             return False
         await workflow.wait_condition(lambda: not self._tasks.retries_running)

@@ -89,6 +89,11 @@ HEEDS_LATE_RESOLUTION = "outage-late-resolution-heeded"
 # no try once the request is closed, a bound); before, the activity's retries waited up to 8 quota
 # days with nothing to show, then the task needed staff, who could only press Retry.
 QUOTA_WAITS = "http-quota-waits"
+# workflow.patched id: a processor asked by e-mail whose request closed unanswered (its link takes no
+# answer any more) is told so by the request's workflow (`request_closed`) and asks its status once
+# more, which ends it (the confirmation it may have recorded before the close, or not answered);
+# before, the task polled on to its completion timeout (14 days), holding the request's workflow.
+ENDS_ON_CLOSE = "manual-task-ends-on-close"
 
 
 def continues(error: BaseException) -> bool:
@@ -188,6 +193,7 @@ class SystemTaskWorkflow:
         # Since when, and why, the processor's status cannot be read (`_poll`), while it cannot.
         self._unread: tuple[datetime, str] | None = None
         self._waited = False  # whether it waited on its unreachable SaaS (`_unreached`)
+        self._request_closed = False  # told its request closed unanswered (ENDS_ON_CLOSE)
 
     @workflow.run
     async def run(self, task: TaskInput) -> TaskResult:
@@ -214,6 +220,11 @@ class SystemTaskWorkflow:
         self._update = update
 
     @workflow.signal
+    def request_closed(self) -> None:
+        """Its request closed unanswered while the processor was asked (workflows/task_fanout.py)."""
+        self._request_closed = True
+
+    @workflow.signal
     def staff_resolved(self, result: TaskResult) -> None:
         """Staff resolved the task while its SaaS was unreachable (workflows/task_fanout.py), their
         resolution on record by the request's workflow."""
@@ -238,8 +249,8 @@ class SystemTaskWorkflow:
                 })
             try:
                 await workflow.wait_condition(
-                    lambda: self._update is not None or (heeds and self._resolution is not None),
-                    timeout=min(interval, remaining))
+                    lambda: self._update is not None or (heeds and self._resolution is not None)
+                    or self._request_closed, timeout=min(interval, remaining))
             except TimeoutError:
                 polled = await self._poll(task, pending, give_up)
                 if polled.status != "pending":
@@ -249,6 +260,13 @@ class SystemTaskWorkflow:
             if heeds and self._resolution is not None:
                 self._recorded = True  # by the request's workflow, as in `_unreached`
                 return self._resolution
+            if self._request_closed and self._update is None:
+                self._request_closed = False  # asked once: a poll answering pending waits on as before
+                if workflow.patched(ENDS_ON_CLOSE):
+                    polled = await self._poll(task, pending, give_up)
+                    if polled.status != "pending":
+                        return polled
+                continue
             update, self._update = self._update, None
             assert update is not None
             if update.told_late is not None and workflow.patched(RECORDS_TOLD_LATE):

@@ -97,6 +97,10 @@ RESOLUTION_TOLD_TO_TASK = "resolution-told-to-task"
 # restriction went on record in force: until then no lift was possible. Now the fan-out returns at
 # the close, its tasks still running (`left_running`, which the request waits for before it ends).
 LEFT_RUNNING_ON_CLOSE = "left-running-on-close"
+# Before this one, a processor asked by e-mail that had not answered when its request closed
+# unanswered was polled to its completion timeout (14 days), though its link takes no answer any
+# more, and the request's workflow followed it that long. Now its task is told of the close, and ends.
+TASKS_TOLD_OF_CLOSE = "tasks-told-of-close"
 
 
 class SystemTasks:
@@ -120,6 +124,7 @@ class SystemTasks:
         self._resolved_waiting: set[tuple[str, int]] = set()
         # The plan's first attempts, still running when the request closed (LEFT_RUNNING_ON_CLOSE).
         self.left_running: asyncio.Task[None] | None = None
+        self._told_closed: set[tuple[str, int]] = set()  # tasks told of the close (TASKS_TOLD_OF_CLOSE)
 
     @property
     def _busy(self) -> bool:
@@ -160,11 +165,29 @@ class SystemTasks:
         while not running.done() and not closed():
             await self._alerts.alert(plan.request_id, self._stuck(), days_left)
             await workflow.wait_condition(lambda: running.done() or closed() or self._alerts.unalerted(self._stuck()))
+        await self._tell_closed(plan, closed)
         if leave_on_close and not running.done() and workflow.patched(LEFT_RUNNING_ON_CLOSE):
             self.left_running = running
             return
         await running
         await self.settle(plan.request_id, closed, days_left)
+        await self._tell_closed(plan, closed)  # a retry may have been asked while `settle` waited
+
+    async def _tell_closed(self, plan: Plan, closed: Callable[[], bool]) -> None:
+        """Closed unanswered: a processor asked by e-mail and not answered has a link that takes no
+        answer now, so nothing can end its task but its timeout; it is told, and asks once more."""
+        asked = [r for r in self.results.values() if r.status == "pending" and closed() and (r.system, r.attempt)
+                 not in self._told_closed and any(t.system == r.system and t.connector == ConnectorKind.manual_email
+                                                  for t in plan.tasks)]
+        if not asked or not workflow.patched(TASKS_TOLD_OF_CLOSE):
+            return
+        for r in asked:
+            self._told_closed.add((r.system, r.attempt))
+            try:
+                await workflow.get_external_workflow_handle(task_workflow_id(
+                    plan.request_id, r.system, r.action, r.attempt)).signal(SystemTaskWorkflow.request_closed)
+            except FailureError:
+                pass  # it ended meanwhile: its result stands
 
     async def _run(self, plan: Plan, task: SystemTask, attempt: int) -> None:
         self.results[task.system] = TaskResult(

@@ -176,13 +176,12 @@ class ManualEmailConnector(Connector):
         return await self._ask(subject, "access")
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
-        """Done once the processor confirmed; otherwise a reminder when `reminder_days` have
-        passed since the last e-mail, and still pending."""
+        """Done once the processor confirmed; else a reminder once `reminder_days` passed since the last
+        e-mail, still pending; ended on a request closed unanswered (its link takes no answer now)."""
         async with self.env.pool.acquire() as conn:
             row = await conn.fetchrow(
                 f"SELECT m.*, {_EXPORTED} FROM manual_tasks m WHERE external_id = $1 AND system = $2",
                 external_id, self.name)
-            # None once the request was closed unanswered: not to be acted on, its link takes no answer.
             due = None if row is None or row["confirmed_at"] is not None or subject.closed else await conn.fetchrow(
                 """SELECT * FROM manual_tasks WHERE external_id = $1 AND confirmed_at IS NULL
                      AND coalesce(last_reminded_at, sent_at) <= now() - make_interval(days => $2)""",
@@ -196,13 +195,15 @@ class ManualEmailConnector(Connector):
                     extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
                     in_reply_to=due["message_id"],
                 )
-        if row is None:
-            if subject.closed:  # the e-mail had not gone: the processor was never asked, nor is now
-                return ActionOutcome(status="needs_attention", external_id=external_id, message=(
-                    f"not e-mailed to {self.env.system.label}: the request was closed before the e-mail went"))
-            return await self._ask_unsent(subject, external_id)
-        if row["confirmed_at"] is not None:
+        if row is not None and row["confirmed_at"] is not None:
             return self._confirmed(row)
+        if subject.closed:  # its link takes no answer now: nothing can come, the task ends (asked or not)
+            return ActionOutcome(status="needs_attention", external_id=external_id, message=(
+                f"not e-mailed to {self.env.system.label}: the request was closed before the e-mail went"
+                if row is None else f"not answered: the request was closed before {self.env.system.label} "
+                f"confirmed the {TITLES[row['action']]}, and its link takes no answer any more"))
+        if row is None:
+            return await self._ask_unsent(subject, external_id)
         if due is None:
             return self._pending(row["action"], external_id)
 
