@@ -171,9 +171,14 @@ class Step(StrictModel):
     # A 2xx alone is no proof: Stripe answers a deletion it did not make with `deleted: false`.
     # Not checked for a `missing` status (already done).
     confirm: str | None = None
+    # A read step's records are kept only where this template, over `record` and the step's
+    # context, renders true: a search that matches more loosely than the subject (HubSpot's
+    # CONTAINS_TOKEN over a contact's secondary addresses) hands no other person's record to the
+    # access package or the erasure.
+    where: str | None = None
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-    _templates = field_validator("if_", "confirm")(_compiles)
+    _templates = field_validator("if_", "confirm", "where")(_compiles)
 
     @model_validator(mode="after")
     def _role(self) -> Self:
@@ -185,6 +190,8 @@ class Step(StrictModel):
             raise ValueError("only a step with records can paginate")
         if self.confirm is not None and self.effect is None:
             raise ValueError("only a step with an effect confirms it")
+        if self.where is not None and self.records is None:
+            raise ValueError("only a step with records keeps them where a template holds")
         return self
 
 

@@ -55,9 +55,12 @@ async def test_the_token_grant_and_the_search_are_what_hubspot_documents(hubspot
     assert (search.method, search.path, search.status) == ("POST", "/crm/v3/objects/contacts/search", 200)
     assert search.headers["content-type"] == "application/json"
     assert json.loads(search.body) == {
-        "filterGroups": [{"filters": [{"propertyName": "email", "operator": "EQ", "value": "ada@example.com"}]}],
-        "properties": ["email", "firstname", "lastname", "phone", "company", "jobtitle", "lifecyclestage",
-                       "createdate"],
+        "filterGroups": [  # ORed: the address, or among the secondary ones
+            {"filters": [{"propertyName": "email", "operator": "EQ", "value": "ada@example.com"}]},
+            {"filters": [{"propertyName": "hs_additional_emails", "operator": "CONTAINS_TOKEN",
+                          "value": "ada@example.com"}]}],
+        "properties": ["email", "hs_additional_emails", "firstname", "lastname", "phone", "company", "jobtitle",
+                       "lifecyclestage", "createdate"],
         "limit": 100}
     assert (links.method, links.path) == ("GET", f"/crm/v3/objects/contacts/{ada}/associations/notes")
     assert (read.method, read.path, read.query) == ("GET", f"/crm/v3/objects/notes/{note}",

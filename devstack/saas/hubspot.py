@@ -4,7 +4,8 @@ Documented behaviour it keeps: `POST /oauth/2026-03/token` and the deprecated `/
 (form; refresh_token or client_credentials grant; the versioned one with no parameter in the URL)
 answering {access_token, refresh_token, expires_in, token_type, hub_id, scopes}, refusals as
 RFC 6749's {error, error_description} with HubSpot's {status, message}; bearer tokens that expire
-(401, category EXPIRED_AUTHENTICATION); search with filterGroups, `limit` and `after`, answering
+(401, category EXPIRED_AUTHENTICATION); search with filterGroups (ORed, their filters ANDed; at most 5 of at most
+6 filters, 18 in all; EQ and CONTAINS_TOKEN, which matches tokens), `limit` and `after`, answering
 {total, results, paging.next.after}; association lists paged by `paging.next.{after, link}`;
 `POST /crm/v3/objects/contacts/gdpr-delete` {objectId, idProperty} answering 204, and adding an
 e-mail address that matches no contact to the blocklist; errors as
@@ -23,6 +24,7 @@ as HubSpot's reference examples do (`?after=...`)."""
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections import deque
@@ -50,6 +52,21 @@ def _error(status: int, message: str) -> dict[str, Any]:
                 "correlationId": str(uuid.uuid4()), "policyName": "SECONDLY"}
     return {"status": "error", "message": message, "correlationId": str(uuid.uuid4()),
             "category": _CATEGORY.get(status, "INTERNAL_ERROR")}
+
+
+def _tokens(text: Any) -> set[str]:
+    return set(re.findall(r"[a-z0-9]+", str(text or "").lower()))
+
+
+# EQ: the whole value, case aside; CONTAINS_TOKEN: every token of the value among the property's
+# (words and numbers: "ada@example.com" is in "x@y.com;ada@example.com", and in "ada@example.com.au").
+_OPERATORS = {"EQ": lambda have, want: str(have or "").lower() == str(want).lower(),
+              "CONTAINS_TOKEN": lambda have, want: _tokens(want) <= _tokens(have)}
+
+
+def _matches(contact: dict[str, Any], search_filter: dict[str, Any]) -> bool:
+    have = contact["properties"].get(search_filter.get("propertyName"))
+    return bool(_OPERATORS[search_filter["operator"]](have, search_filter.get("value")))
 
 
 def _stamp() -> str:
@@ -159,13 +176,14 @@ def create_hubspot_app(client_id: str = "standin-client", client_secret: str = "
             return throttled
         if int(query.get("limit") or 10) > 200:
             return standin.error(400, "limit: must be less than or equal to 200")
-        filters = [f for group in query.get("filterGroups", []) for f in group.get("filters", [])]
+        groups = [group.get("filters", []) for group in query.get("filterGroups", [])]
+        if len(groups) > 5 or any(len(g) > 6 for g in groups) or sum(map(len, groups)) > 18:
+            return standin.error(400, "at most 5 filterGroups of at most 6 filters each, 18 filters in all")
+        if unknown := {f.get("operator") for g in groups for f in g} - set(_OPERATORS):
+            return standin.error(400, f"operator {sorted(map(str, unknown))[0]} is not supported by the stand-in")
         lagging = [c for at, c in data.deleted_at.values() if time.monotonic() - at < app.state.search_lag]
-        rows = list(data.contacts.values()) + lagging
-        for f in filters:
-            if f.get("operator") != "EQ":
-                return standin.error(400, f"operator {f.get('operator')} is not supported by the stand-in")
-            rows = [r for r in rows if str(r["properties"].get(f["propertyName"], "")).lower() == str(f["value"]).lower()]
+        rows = [r for r in list(data.contacts.values()) + lagging
+                if not groups or any(all(_matches(r, f) for f in g) for g in groups)]  # groups ORed, filters ANDed
         start = int(query.get("after") or 0)
         limit = standin.page_size(query.get("limit"), 10, 200)
         page = rows[start:start + limit]
