@@ -4,9 +4,10 @@ compliance may lift it at once. Before, the workflow followed the processor's ta
 completion timeout, 14 days) before recording anything: meanwhile the console showed no restriction
 panel and `lift-restriction` was refused ("not in force").
 
-The processor's task is left as it stands: its link, like any closed request's own task's, records
-nothing ("Link expired"), and it is not on record as restricted (not known to be reached); the lift
-reaches every system of the plan, so the processor is asked to lift too."""
+The processor's task is not on record as restricted (not known to be reached): its link, like any
+closed request's own task's, records nothing ("Link expired"), so the close ends the task, not
+answered (tests/test_closed_request_asked_tasks.py); the lift reaches every system of the plan, so
+the processor is asked to lift too."""
 
 from __future__ import annotations
 
@@ -43,6 +44,12 @@ async def test_a_restriction_withdrawn_while_a_processor_is_asked_is_in_force_an
             view = await withdrawn_in_force(http, pool, rid, agent, 10)
             assert "analytics" in view["restriction"]["systems"]
             assert "surveys" not in view["restriction"]["systems"]  # asked, not known to be reached
+
+            async def ended_unanswered() -> bool:
+                (surveys,) = [t for t in (await _view(http, pool, rid))["results"] if t["system"] == "surveys"]
+                return surveys["status"] == "needs_attention" and "not answered" in surveys["message"]
+
+            assert await _until(ended_unanswered, 10), (await _view(http, pool, rid))["results"]
             await console_sign_in(http, pool, "compliance")
             page = (await http.get(f"/console/requests/{rid}")).text
             assert 'id="restriction"' in page and "Lift the restriction" in page
