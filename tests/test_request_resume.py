@@ -142,7 +142,8 @@ async def test_a_terminated_erasure_is_flagged_then_resumed_by_compliance_and_co
     assert kinds.count("request.workflow_ended") == 1 and kinds.count("request.resumed") == 1
     # When it ended, as Temporal recorded it: the event's own time is when the sweep found it.
     ended_event = events[kinds.index("request.workflow_ended")]
-    assert ended_event["data"] == {"ended": "terminated", "ended_at": terminated_at.isoformat()}
+    assert ended_event["data"] == {"ended": "terminated", "closed": False,
+                                  "ended_at": terminated_at.isoformat()}
     assert kinds.index("request.workflow_ended") < kinds.index("request.resumed") < kinds.index("status.completed")
     resumed_event = events[kinds.index("request.resumed")]
     assert describe_event(resumed_event) == ("Resumed: its workflow carries on from where it stopped "
