@@ -198,7 +198,7 @@ async def test_a_processors_e_mail_the_relay_could_not_take_goes_once_when_it_is
                                      label="Survey service provider"))
     down = FanoutActivities(activity_context(stack.settings.model_copy(update={"smtp_port": free_port()}), pool))
     waiting = await ActivityEnvironment().run(down.run_system_action, task)
-    assert waiting.status == "pending" and waiting.poll_after_seconds == 60, waiting
+    assert waiting.status == "pending" and waiting.poll_after_seconds == 15, waiting
     assert waiting.message.startswith("not yet e-mailed Survey service provider to carry out the erasure")
     await ActivityEnvironment().run(down.record_task_result, TaskRecord(request_id=rid, result=waiting))
     assert await pool.fetchval("SELECT state FROM mail_outbox WHERE mail_key = $1", _message_id(rid)) == "failed"
@@ -254,7 +254,7 @@ async def _cut_off_then_sent(pool, stack, rid: str, mail_sink) -> None:
                                      label="Survey service provider"))
     fanout = FanoutActivities(activity_context(stack.settings, pool))
     waiting = await ActivityEnvironment().run(fanout.run_system_action, task)
-    assert waiting.status == "pending" and waiting.poll_after_seconds == 60, waiting
+    assert waiting.status == "pending" and waiting.poll_after_seconds == 15, waiting
     assert waiting.message.startswith("not yet e-mailed Survey service provider to carry out the erasure "
                                       "(another attempt holds it"), waiting.message
     assert await _on_record_says(pool, request) == waiting.message

@@ -76,9 +76,10 @@ from dsrflow.domain.audit import append_event
 from dsrflow.infra.writes import Write
 
 TOKEN_PURPOSE = "manual-confirm"
-# The first check of a task whose e-mail did not go, in seconds; later ones back off from there
-# (workflows/system_task.py), so an outage of an hour delays the e-mail by about as long again.
-_UNSENT_CHECK = 60
+# The first check of a task whose e-mail did not go, in seconds (a relay's restart takes seconds;
+# at 60, the chaos suite's 4-second one delayed each processor asked meanwhile by 65 s); later ones
+# back off from there (workflows/system_task.py): an hour's outage delays it about as long again.
+_UNSENT_CHECK = 15
 # What keeps an e-mail from going for now: the relay unreachable, gone or answering 4yz, the
 # database down as the outbox claims it (TRANSIENT_DB_ERRORS holds OSError: refused, reset, timed
 # out). A relay's 5yz refusal (`refused_for_good`) stays an error.
