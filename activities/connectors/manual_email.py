@@ -42,7 +42,7 @@ import hashlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, parseaddr
+from email.utils import parseaddr
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -60,16 +60,14 @@ from activities.connectors.base import (
     PermanentConnectorError,
     Subject,
 )
+from activities.connectors.manual_email_message import Addressee, processor_message
 from activities.errors import TRANSIENT_DB_ERRORS, failure_message, refused_for_good
-from activities.letters import message_id_for
 from activities.outbox import OnSent, Sent, send_once
 from activities.processor_mail import (
     REMINDER_PURPOSE,
     REQUEST_PURPOSE,
     SCOPES,
     TITLES,
-    asked_of_processor,
-    render_processor_mail,
 )
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
@@ -311,56 +309,10 @@ class ManualEmailConnector(Connector):
         self, conn: Any, subject: Subject, purpose: str, action: str, *, scope: str | None, key: str,
         extra: dict[str, Any] | None = None, in_reply_to: str | None = None,
     ) -> EmailMessage:
-        request = await conn.fetchrow(
-            "SELECT details, current_due_date, regime FROM dsr_requests WHERE id = $1", subject.request_id)
-        if request is None:
-            raise PermanentConnectorError(f"system {self.name}: request {subject.request_id} not found")
-        details = request["details"] or {}
-        if action == "object":
-            scope = scope or details.get("objection_scope") or "direct_marketing"
-        # Processors read the controller's working language; the e-mail speaks the request's law.
-        title, instruction = asked_of_processor(action, scope, request["regime"], self.env.policy.languages.staff)
-        controller = self.env.policy.controller
-        token = self._token(subject.request_id, action)
-        # The date we must answer the subject by, while it is ahead: a lift, or an erasure asked
-        # once a hold ended, comes after that answer, and told the processor a date long past to
-        # act by (DPO audit).
-        due = request["current_due_date"]
-        zone = self.env.policy.defaults.timezone  # the controller's, as in every letter
-        if action == "lift_restriction" or (due is not None and due < datetime.now(ZoneInfo(zone)).date()):
-            due = None
-        context = {
-            "controller": controller.model_dump(mode="json"),
-            "processor": {"label": self.env.system.label, "contact_name": self.contact_name},
-            "request": {"id": subject.request_id, "due_date": due, "regime": request["regime"]},
-            "action": action,
-            "action_title": title,
-            "instruction": instruction,
-            "corrections": sorted((details.get("corrections") or {}).items()) if action == "rectify" else [],
-            "subject_email": subject.email,
-            "confirm_url": f"{self.env.settings.base_url}/v1/callbacks/manual/{token}",
-            "reminder_days": self.reminder_days,
-            "upload": self.env.policy.processor_exports.model_dump(mode="json") if action == "access" else None,
-            "timezone": zone,
-            **(extra or {}),
-        }
-        rendered = render_processor_mail(purpose, context, self.env.policy.languages.staff)
-        message = EmailMessage()
-        message["From"] = formataddr((controller.name, str(controller.sender_email)))
-        message["To"] = formataddr((self.contact_name, self.contact_email)) if self.contact_name else self.contact_email
-        message["Reply-To"] = str(controller.privacy_email)
-        message["Subject"] = rendered.subject
-        message["Date"] = formatdate(localtime=False)
-        message["Message-ID"] = message_id_for(key)
-        if in_reply_to:
-            message["In-Reply-To"] = in_reply_to
-            message["References"] = in_reply_to
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-DSR-Request-Id"] = subject.request_id
-        message["X-DSR-Purpose"] = purpose
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
-        return message
+        return await processor_message(
+            conn, self.env, Addressee(self.contact_email, self.contact_name, self.reminder_days), subject, purpose,
+            action, scope=scope, key=key, token=self._token(subject.request_id, action), extra=extra,
+            in_reply_to=in_reply_to)
 
     async def _audit(self, conn: Any, request_id: str, action: str, purpose: str, message_id: str,
                      key_suffix: str = "", along: Sequence[Write] = ()) -> None:
