@@ -87,6 +87,12 @@ async def test_the_stand_in_refuses_what_stripe_refuses(stripe):
         long_key = await http.post(f"/v1/customers/{customer}", content=urlencode({"phone": ""}),
                                    headers={"Idempotency-Key": "k" * 256,
                                             "Content-Type": "application/x-www-form-urlencoded"})
+        app.state.data.expired.add("sk_live_rolled")
+        expired = await http.get("/v1/customers", headers={"Authorization": "Bearer sk_live_rolled"})
+        app.state.standin.inject(403, path="/v1/customers")
+        forbidden = await http.get("/v1/customers")
+        app.state.standin.inject(429, path="/v1/customers")
+        throttled = await http.get("/v1/customers")
     assert as_json.status_code == 400 and "application/x-www-form-urlencoded" in as_json.json()["error"]["message"]
     assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "parameter_unknown"
     assert too_many.status_code == 400 and too_many.json()["error"]["type"] == "invalid_request_error"
@@ -96,3 +102,9 @@ async def test_the_stand_in_refuses_what_stripe_refuses(stripe):
     assert replay.json() == first.json() and "Idempotent-Replayed" not in first.headers
     assert other.status_code == 400 and other.json()["error"]["type"] == "idempotency_error"
     assert long_key.status_code == 400
+    # An expired key: Stripe's authentication error with its code. A restricted key without the
+    # permission: 403, no code (the stand-in said parameter_invalid). A rate limit: 429, no code
+    # since API version 2015-09-08 (the stand-in still said rate_limit).
+    assert expired.status_code == 401 and expired.json()["error"]["code"] == "api_key_expired"
+    assert forbidden.status_code == 403 and "code" not in forbidden.json()["error"]
+    assert throttled.status_code == 429 and "code" not in throttled.json()["error"]
