@@ -1,7 +1,8 @@
 """The tests the documents cite as evidence exist: every `tests/<module>.py`, and every test named
 after one (`tests/<module>.py::test_x`, then `::test_y` for another in the same module), in the
 README, the benchmark and reliability notes and docs/. A moved or renamed test otherwise leaves
-security.md pointing a reviewer at nothing."""
+security.md pointing a reviewer at nothing. And the reverse for metrics: every series
+dsrflow/infra/metrics.py defines has its row in docs/observability.md."""
 
 from __future__ import annotations
 
@@ -32,3 +33,17 @@ def _missing(document: Path) -> list[str]:
 def test_every_cited_test_exists():
     missing = [problem for document in DOCUMENTS for problem in _missing(document)]
     assert not missing, "\n".join(missing)
+
+
+def test_every_metric_dsrflow_defines_is_in_the_manuals_table():
+    """An operator reads docs/observability.md's table for what a series means: a gauge added to
+    dsrflow/infra/metrics.py without a row (`dsrflow_requests_unstarted`, which an alert reads) is a
+    name on a dashboard nobody can look up. A counter's row names it as Prometheus shows it (`_total`)."""
+    defined = set(re.findall(r"\"(dsrflow_[a-z0-9_]+)\"", (ROOT / "dsrflow/infra/metrics.py").read_text()))
+    page = (ROOT / "docs" / "observability.md").read_text()
+    section = page.split("### dsrflow's metrics", 1)[1].split("\n### ", 1)[0]
+    rows = "\n".join(line for line in section.splitlines() if line.startswith("| `dsrflow_"))
+    rows = re.sub(r"`(dsrflow_\w+)`, `\.\.\.(_\w+)`", r"`\1`, `\1\2`", rows)  # `x`, `..._oldest_seconds`
+    assert len(defined) > 15, defined
+    missing = sorted(name for name in defined if not re.search(rf"`{name}(_total)?`", rows))
+    assert not missing, f"not in docs/observability.md's table: {missing}"
