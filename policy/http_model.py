@@ -308,7 +308,8 @@ class HttpConfig(StrictModel):
     # naming the system, where a service answering pages without end held the worker's memory.
     max_read_mib: int = Field(32, ge=1, le=1024)
     max_records: int = Field(10_000, ge=1)
-    # Where a short error code sits in an error body (e.g. error.code); shown in messages.
+    # Where a short error code sits in an error body (e.g. error.code), or several such paths,
+    # comma-separated; each code found is shown in messages.
     error_code_path: str | None = None
     vars: dict[str, Any] = Field(default_factory=dict)
     limits: Limits = Limits()

@@ -110,7 +110,7 @@ async def test_a_refused_property_is_permanent_and_named(google, pool, tmp_path)
         await connector_.close()
     assert str(raised.value).startswith(
         "system ga4: Google Analytics 4 answered HTTP 403 to POST /userDeletion/userDeletionRequests:upsert "
-        "(erase.user_deletion) [PERMISSION_DENIED]")
+        "(erase.user_deletion) [PERMISSION_DENIED, insufficientPermissions]")
 
 
 @dataclass

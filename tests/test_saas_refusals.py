@@ -1,7 +1,7 @@
 """The four shipped SaaS configurations where their services' documented answers are not the happy
 path: a credential refused (Stripe's expired key, Mailchimp's key for another datacenter, a HubSpot
-app without a scope, a Google service account without the property) flags the task naming the
-variables staff must check; and a GA4 erasure under way when its request is withdrawn sends Google
+app without a scope, a Google service account without the property or without the API enabled in
+its project, which Google's reason tells apart) flags the task naming the variables staff must check; and a GA4 erasure under way when its request is withdrawn sends Google
 nothing more, its accepted deletions counted in the withdrawal letter, as every other change is
 (its deletion requests went around the run's journal). In-process, against the stand-ins."""
 
@@ -62,6 +62,20 @@ async def _ga4_property_not_granted(monkeypatch: Any, tmp_path: Any, pool: Any) 
         yield lambda: connector(loaded, "ga4", pool).erase(subject("tracked@example.com", rid))
 
 
+@asynccontextmanager
+async def _ga4_api_not_enabled(monkeypatch: Any, tmp_path: Any, pool: Any) -> AsyncIterator[Callable[[], Any]]:
+    async with google_served(monkeypatch, tmp_path) as (app, _):
+        app.state.data.api_enabled = False  # not in the service account's Cloud project
+        loaded = _policy(tmp_path)
+        rid = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.1.1")])
+        yield lambda: connector(loaded, "ga4", pool).erase(subject("tracked@example.com", rid))
+
+
+_GA4_CHECK = ("the credentials were refused or lack a permission the request needs: check the credentials in "
+              "GA4_SERVICE_ACCOUNT (auth.service_account_env) and the settings read from GA4_API_BASE, "
+              "GA4_PROPERTY_ID, GA4_TOKEN_URL")
+
+
 @pytest.mark.parametrize(("refused", "said"), [
     (_stripe_key_expired, "system billing_stripe: Stripe answered HTTP 401 to GET /v1/customers (access.customers) "
      "[api_key_expired]: the credentials were refused or lack a permission the request needs: check the "
@@ -74,10 +88,13 @@ async def _ga4_property_not_granted(monkeypatch: Any, tmp_path: Any, pool: Any) 
      "check the credentials in HUBSPOT_CLIENT_ID (auth.client_id_env), HUBSPOT_CLIENT_SECRET "
      "(auth.client_secret_env), HUBSPOT_REFRESH_TOKEN (auth.refresh_token_env) and the settings read from "
      "HUBSPOT_API_BASE, HUBSPOT_OAUTH_VERSION"),
+    # Both PERMISSION_DENIED to Google's status; its reason tells staff which to fix.
     (_ga4_property_not_granted, "system ga4: Google Analytics 4 answered HTTP 403 to POST "
-     "/userDeletion/userDeletionRequests:upsert (erase.user_deletion) [PERMISSION_DENIED]: the credentials were "
-     "refused or lack a permission the request needs: check the credentials in GA4_SERVICE_ACCOUNT "
-     "(auth.service_account_env) and the settings read from GA4_API_BASE, GA4_PROPERTY_ID, GA4_TOKEN_URL"),
+     "/userDeletion/userDeletionRequests:upsert (erase.user_deletion) [PERMISSION_DENIED, insufficientPermissions]: "
+     + _GA4_CHECK),
+    (_ga4_api_not_enabled, "system ga4: Google Analytics 4 answered HTTP 403 to POST "
+     "/userDeletion/userDeletionRequests:upsert (erase.user_deletion) [PERMISSION_DENIED, accessNotConfigured]: "
+     + _GA4_CHECK),
 ])
 async def test_a_refused_credential_flags_the_task_naming_what_to_check(pool, monkeypatch, tmp_path, refused, said):
     """A 401 or 403 the service answers once its credentials are sent is permanent (no retry for

@@ -84,7 +84,7 @@ async def test_a_property_id_that_is_not_the_number_is_refused_and_named(google,
         await _erase(pool, tmp, [("CLIENT_ID", "GA1.1.1.1")])
     assert str(raised.value).startswith(
         "system ga4: Google Analytics 4 answered HTTP 400 to POST /userDeletion/userDeletionRequests:upsert "
-        "(erase.user_deletion) [INVALID_ARGUMENT]")
+        "(erase.user_deletion) [INVALID_ARGUMENT, invalid]")
 
 
 async def test_the_stand_in_refuses_what_google_refuses(google):

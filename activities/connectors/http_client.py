@@ -365,9 +365,13 @@ class HttpExchange:
     def _error_code(self, response: httpx.Response) -> str:
         if not self.config.error_code_path:
             return ""
-        code = dig(error_document(response), self.config.error_code_path)
+        document = error_document(response)
+        # Each path's code (several, comma-separated: Google's status says PERMISSION_DENIED both
+        # for a property not granted and for the API not enabled, its reason tells them apart).
         # Only a short token-like code: a service's free-text message may quote the subject.
-        return f" [{code}]" if isinstance(code, (str, int)) and _CODE.fullmatch(str(code)) else ""
+        codes = [str(code) for path in self.config.error_code_path.split(",")
+                 if isinstance(code := dig(document, path.strip()), (str, int)) and _CODE.fullmatch(str(code))]
+        return f" [{', '.join(codes)}]" if codes else ""
 
 
 # Transport errors before the request left: the service cannot have carried it out.

@@ -10,7 +10,9 @@ resource with `deletionRequestTime`; errors as {"error": {code, message, status,
 What Google refuses and a client could get wrong: a body that is not application/json or names a
 field the resource does not have (Google's "Unknown name"), a property id that is not the GA4
 property's number ("properties/123", a "G-" measurement id), a Universal Analytics
-`webPropertyId` (those properties are gone), an assertion valid for more than an hour."""
+`webPropertyId` (those properties are gone), an assertion valid for more than an hour; with
+`api_enabled` false, every upsert as Google answers when the Google Analytics API is not enabled
+in the calling Cloud project (403, reason accessNotConfigured)."""
 
 from __future__ import annotations
 
@@ -85,6 +87,8 @@ class DeletionData:
     def __init__(self) -> None:
         self.accounts: dict[str, Any] = {}  # client_email -> public key
         self.properties: set[str] = set()  # properties the service account may use; empty: any
+        # Whether the Google Analytics API is enabled in the service account's Cloud project.
+        self.api_enabled = True
         self.requests: list[dict[str, Any]] = []
         # What the property holds, by (id type, id): Google accepts a deletion request for any
         # string, and only one naming a browser or user it knows deletes anything.
@@ -142,6 +146,11 @@ def create_ga4_app() -> Any:
             body = json.loads(await request.body())
         except ValueError:
             return standin.error(400, "Invalid JSON payload received.")
+        if not data.api_enabled:  # Google's answer, its reason accessNotConfigured
+            message = ("Google Analytics API has not been used in project 1234 before or it is disabled. "
+                       "Enable it by visiting the API Console, then retry.")
+            return JSONResponse({"error": {"code": 403, "message": message, "status": "PERMISSION_DENIED", "errors": [
+                {"message": message, "domain": "usageLimits", "reason": "accessNotConfigured"}]}}, status_code=403)
         if (problem := _refusal(body)) is not None:
             return standin.error(400, problem)
         identity, property_id = body["id"], body["propertyId"]
