@@ -21,6 +21,7 @@ _STATEMENT = "My date of birth is 12 March 1984, not 21 March 1984: the passport
 _NOTE = "E-mailed the CRM and accounting providers' DPO contacts on 7 December 2026 (ticket 4411)."
 _CRM = "Communication, e-mail server and client relationship management provider"
 _FINANCE = "Financial services and accounting provider"
+_REGISTRATION = "Account registration and authorisation provider"
 
 
 async def refused_correction(pool, settings, label: str) -> str:
@@ -93,6 +94,13 @@ async def test_compliance_records_whom_a_dispute_was_passed_on_to_once_and_page_
     await console_sign_in(http, pool, "compliance")  # who reads the timeline
     page = (await http.get(f"/console/requests/{rid}")).text
     assert 'id="dispute-owed"' not in page and line in readable(page)
+
+    # Told in two steps (one recipient today, another next week), the panel says both, not the last alone.
+    later = "Told the sign-in provider's DPO on 14 December 2026 (ticket 4419)."
+    assert (await http.post(url, json={"recipients": ["registration_authorization"], "note": later},
+                            headers=compliance)).status_code == 201
+    panel = readable((await http.get(f"/console/requests/{rid}")).text.split('id="dispute-told"')[1].split("</div>")[0])
+    assert f"{_CRM}; {_FINANCE} (“{_NOTE}”)" in panel and f"{_REGISTRATION} (“{later}”)" in panel, panel
 
 
 async def test_a_later_dispute_is_owed_again_and_the_consoles_form_records_none_to_tell(http, pool, settings):
