@@ -47,3 +47,26 @@ def test_every_metric_dsrflow_defines_is_in_the_manuals_table():
     assert len(defined) > 15, defined
     missing = sorted(name for name in defined if not re.search(rf"`{name}(_total)?`", rows))
     assert not missing, f"not in docs/observability.md's table: {missing}"
+
+
+# `api/staff_bodies.py` `resent_since`, `policy/remedies.py`, `Rectifiable`; `check_policy` in `api/request_form.py`.
+_NAMED_IN = re.compile(r"`((?:\w+/)+\w+\.py)`,?\s+`([A-Za-z_][\w.]*)(?:\([^`]*\))?`|`([A-Za-z_][\w.]*)` in `((?:\w+/)+\w+\.py)`")
+
+
+def _names_not_in_their_module(document: Path) -> list[str]:
+    wrong = []
+    for found in _NAMED_IN.finditer(document.read_text()):
+        path, name = (found.group(1), found.group(2)) if found.group(1) else (found.group(4), found.group(3))
+        module = ROOT / path
+        if not module.exists():
+            wrong.append(f"{document.name}: {path} does not exist")
+        elif not re.search(rf"\b{re.escape(name.split('.')[-1])}\b", module.read_text()):
+            wrong.append(f"{document.name}: {path} has no {name}")
+    return wrong
+
+
+def test_every_name_the_manual_places_in_a_module_is_there():
+    """A function renamed or moved left security.md's "Where" pointing a reviewer at
+    `api/request_form.py` `check_corrections` and legal.md at `policy/remedies.py`, `Policy.remedies_for`."""
+    wrong = [problem for document in DOCUMENTS for problem in _names_not_in_their_module(document)]
+    assert not wrong, "\n".join(wrong)
