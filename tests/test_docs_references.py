@@ -1,7 +1,8 @@
 """The tests the documents cite as evidence exist: every `tests/<module>.py`, and every test named
 after one (`tests/<module>.py::test_x`, then `::test_y` for another in the same module), in the
 README, the benchmark and reliability notes and docs/. A moved or renamed test otherwise leaves
-security.md pointing a reviewer at nothing. And the reverse for metrics: every series
+security.md pointing a reviewer at nothing. So does a name placed in a module (`api/staff_bodies.py`
+`resent_since`) that is no longer there. And the reverse for metrics: every series
 dsrflow/infra/metrics.py defines has its row in docs/observability.md."""
 
 from __future__ import annotations
