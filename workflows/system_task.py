@@ -94,6 +94,11 @@ QUOTA_WAITS = "http-quota-waits"
 # more, which ends it (the confirmation it may have recorded before the close, or not answered);
 # before, the task polled on to its completion timeout (14 days), holding the request's workflow.
 ENDS_ON_CLOSE = "manual-task-ends-on-close"
+# workflow.patched id, asked by the fan-out (workflows/task_fanout.py `_tell_closed`): an OpenDSR job
+# still at its processor when its request closed unanswered is told too, and its poll calls the job
+# off (activities/connectors/opendsr_calloff.py); before, it was left to run (an erasure the subject
+# withdrew carried out minutes later).
+JOBS_CALLED_OFF = "opendsr-jobs-called-off-on-close"
 
 
 def continues(error: BaseException) -> bool:

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.owed_steps import OwedSteps, answered_within
     from workflows.owed_steps import record as owed_record
-    from workflows.system_task import SystemTaskWorkflow, act, record
+    from workflows.system_task import JOBS_CALLED_OFF, SystemTaskWorkflow, act, record
     from workflows.task_alerts import TaskAlerts
 
     # Named here too, where the tests of staff alerts' words have always imported it from.
@@ -174,11 +174,12 @@ class SystemTasks:
         await self._tell_closed(plan, closed)  # a retry may have been asked while `settle` waited
 
     async def _tell_closed(self, plan: Plan, closed: Callable[[], bool]) -> None:
-        """Closed unanswered: a processor asked by e-mail and not answered has a link that takes no
-        answer now, so nothing can end its task but its timeout; it is told, and asks once more."""
+        """Closed unanswered: a processor asked (by e-mail, or an OpenDSR job) and not done is told, and
+        its task asks once more, which ends it (the link takes no answer now; the job is called off)."""
+        kinds = {t.system: t.connector for t in plan.tasks}
         asked = [r for r in self.results.values() if r.status == "pending" and closed() and (r.system, r.attempt)
-                 not in self._told_closed and any(t.system == r.system and t.connector == ConnectorKind.manual_email
-                                                  for t in plan.tasks)]
+                 not in self._told_closed and (kinds.get(r.system) == ConnectorKind.manual_email or (
+                     kinds.get(r.system) == ConnectorKind.opendsr and workflow.patched(JOBS_CALLED_OFF)))]
         if not asked or not workflow.patched(TASKS_TOLD_OF_CLOSE):
             return
         for r in asked:

@@ -61,6 +61,7 @@ from activities.connectors.opendsr_answers import (
     object_answer,
     results_answer,
 )
+from activities.connectors.opendsr_calloff import call_off
 from activities.connectors.opendsr_documents import (
     completion_time,
     datasets_of,
@@ -177,6 +178,8 @@ class OpenDsrConnector(Connector):
         return await self._submit(subject, "erasure", callbacks=True)
 
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
+        if subject.closed:  # its request closed unanswered: the job is called off (§ 9), not followed
+            return await call_off(self, subject, external_id)
         return outcome_from_status(await self._request_status(external_id))
 
     def job_id(self, subject: Subject, action: str) -> str | None:

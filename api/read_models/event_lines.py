@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from api.read_models.event_types import EVENT_WORDS
+from api.read_models.event_types import CALL_OFF_WORDS, EVENT_WORDS
 from api.read_models.event_words import (
     action_words,
     day_words,
@@ -160,6 +160,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # alone, and the actor beside them is a code (`processor:email_marketing`).
         "processor.asked": _asked(data, system, regime), "processor.reminded": _asked(data, system, regime),
         "processor.confirmed": system, "processor_export.purged": system,
+        # What the processor answered the call-off (activities/connectors/opendsr_calloff.py).
+        "processor.called_off": system and f"{system}: {CALL_OFF_WORDS.get(str(data.get('outcome')), 'no answer')}",
         "processor.callback": system and f"{system}: {status_words(str(data.get('status')))}" + (
             f", {data['results_count']} record(s)" if "results_count" in data else ""),
         # Once per job, however many such callbacks came (api/callbacks/opendsr.py).

@@ -36,6 +36,7 @@ EVENT_WORDS = {
     "processor.answer_told_late": "Processor's answer passed on to its task late, by the sweep",
     "processor.asked": "Processor asked by e-mail",
     "processor.reminded": "Processor reminded by e-mail",
+    "processor.called_off": "Processor's job called off, its request closed",
     "task.retried": "Task retried",
     "task.resolved": "Task resolved by staff",
     # An http run's changes its task's record kept when its request closed (migration 0049).
@@ -77,4 +78,13 @@ EVENT_WORDS = {
     "erasure.deferred_failed": "Processor did not carry out the deferred erasure",
     "erasure.deferred_retried": "Processor asked again to carry out the deferred erasure",
     "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
+}
+
+# What a processor answered when its job was called off at its request's close
+# (activities/connectors/opendsr_calloff.py `OUTCOMES`).
+CALL_OFF_WORDS = {
+    "cancelled": "cancelled before it acted",
+    "in_progress": "already under way, not cancelled: it may have acted",
+    "completed": "already carried out: it acted",
+    "unreachable": "not reached: it may still act, and must be told by hand",
 }

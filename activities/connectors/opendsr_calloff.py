@@ -1,0 +1,107 @@
+"""Calling off an OpenDSR job whose request closed unanswered (withdrawn, cancelled, denied) while the
+job was still at the processor: OpenDSR § 9, `DELETE .../requests/{subject_request_id}`, which a
+processor must accept and may honour while the job is `pending` (202, a signed body).
+
+Before, nothing told the processor: a subject who withdrew an erasure still had their data erased
+there minutes later. Now the task's poll on such a request (activities/fanout.py sets
+`Subject.closed`; the fan-out tells the task of the close, workflows/task_fanout.py) calls the job
+off, and the task ends saying what happened there:
+- 202: cancelled before the processor acted (the signature checked as every status answer's);
+- refused (400/409: no longer pending), the job's signed status says why: carried out (done, with
+  its count: it acted), under way (it may have acted), or cancelled already (our own earlier call,
+  whose answer a killed worker never recorded: DELETE is idempotent in effect, so its retry is
+  told the same);
+- the processor unreachable: retried as any poll is (the activity's retries), and on the last try
+  the task ends needing staff, who must tell the processor by hand. It never holds the close: the
+  request is closed, and its letter sent, before any of this.
+Each call-off is one audit event (`processor.called_off`, keyed per job: once, whatever the retries).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import httpx
+from temporalio import activity
+
+from activities.connectors.base import ActionOutcome, ConnectorEnv, Subject
+from activities.connectors.opendsr_answers import OpenDsrUnavailable, job_answer
+from activities.connectors.opendsr_documents import outcome_from_status
+from dsrflow.domain.audit import append_event
+from dsrflow.infra.failpoints import failpoint
+
+
+class OpenDsrConnector(Protocol):
+    """What the call-off needs of activities/connectors/opendsr.py's connector (which imports this)."""
+
+    env: ConnectorEnv
+    name: str
+    base_url: str
+
+    async def _call(self, method: str, url: str, *, json: dict[str, Any] | None = None, signed: bool | str = False,
+                    accept: tuple[int, ...] = ()) -> httpx.Response: ...
+
+    async def _request_status(self, external_id: str) -> dict[str, Any]: ...
+
+CALLED_OFF = "processor.called_off"
+# What the processor's answer to the call-off says of the job: the audit event's `outcome`.
+OUTCOMES = ("cancelled", "in_progress", "completed", "unreachable")
+
+
+def _last_try() -> bool:
+    """Whether this is the activity's last try (its retry policy's maximum attempts): then a
+    processor still unreachable ends the task rather than failing it."""
+    if not activity.in_activity():
+        return False
+    info = activity.info()
+    most = info.retry_policy.maximum_attempts if info.retry_policy is not None else 0
+    return most > 0 and info.attempt >= most
+
+
+async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -> ActionOutcome:
+    """Cancel the job at its processor; the task's outcome says what happened there."""
+    label = connector.env.system.label
+    url = f"{connector.base_url}/requests/{job_id}"
+    try:
+        response = await connector._call("DELETE", url, signed=True, accept=(400, 409))
+        if response.status_code == 202:
+            job_answer(connector.name, response, "a cancellation", job_id)  # about this job, signed
+            failpoint("opendsr-called-off", job_id)  # cancelled, and not yet on record
+            state = "cancelled"
+        else:  # no longer pending: its signed status says how far it went
+            document = await connector._request_status(job_id)
+            state = str(document.get("request_status"))
+    except OpenDsrUnavailable as exc:
+        if not _last_try():
+            raise
+        await _record(connector, subject, job_id, "unreachable")
+        return ActionOutcome(status="needs_attention", external_id=job_id, message=(
+            f"not called off: the request was closed unanswered, but {label} could not be reached to cancel "
+            f"the job ({exc}); it may still act on it: tell it by hand that the request was withdrawn"))
+    if state == "completed":
+        await _record(connector, subject, job_id, "completed")
+        done = outcome_from_status(document)
+        done.message = (f"carried out by {label} before the request was closed: the job could no longer "
+                        "be called off, and the processor acted")
+        return done
+    if state == "cancelled":
+        await _record(connector, subject, job_id, "cancelled")
+        return ActionOutcome(status="needs_attention", external_id=job_id, message=(
+            f"called off: the request was closed unanswered, and the job was cancelled at {label} before it acted"))
+    await _record(connector, subject, job_id, "in_progress")
+    return ActionOutcome(status="needs_attention", external_id=job_id, message=(
+        f"not called off: the request was closed unanswered while {label} was already carrying out the job "
+        "(no longer pending, so it could not be cancelled); it may have acted"))
+
+
+async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, outcome: str) -> None:
+    """The call-off's audit event, once per job (a connector built without the app database, as in
+    the protocol's own tests, records nothing)."""
+    pool = connector.env.pool
+    if pool is None:
+        return
+    async with pool.acquire() as conn:
+        await append_event(
+            conn, event_key=f"{subject.request_id}:called-off:{connector.name}:{job_id}",
+            event_type=CALLED_OFF, actor="system", request_id=subject.request_id,
+            data={"system": connector.name, "attempt": subject.attempt, "outcome": outcome})
