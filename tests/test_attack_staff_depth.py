@@ -39,6 +39,7 @@ async def test_the_consoles_own_idempotency_keys_are_refused_over_rest(http, poo
             "type": "access", "subject": {"email": unique_email("decoy")}, "identity_attested": True})
         body = assert_problem(answer, 422)
         assert [e["field"] for e in body["errors"]] == ["Idempotency-Key"], body
+        assert body["errors"][0]["message"].startswith("must not start with 'mailbox:' or 'console:': "), body
     assert await pool.fetchval("SELECT count(*) FROM dsr_requests WHERE idempotency_key LIKE $1",
                                f"%{message_id}") == 0
     await console_sign_in(http, pool, "agent")

@@ -54,7 +54,8 @@ async def create(
     DSRFLOW_RATE_STAFF_OPENS_PER_TOKEN requests (200 an hour): past it 429, nothing stored, and a
     repeat is not counted (api/staff_opens.py)."""
     if idempotency_key is not None and idempotency_key.startswith(CONSOLE_KEYS):
-        refused = f"must not start with {' or '.join(CONSOLE_KEYS)}: the console opens requests under those keys"
+        # Quoted: each prefix ends in a colon, and "console:: the console ..." read as a typo.
+        refused = f"must not start with {' or '.join(map(repr, CONSOLE_KEYS))}: the console opens requests under those keys"
         raise Problem(422, "Invalid request", f"Idempotency-Key: {refused}",
                       errors=[{"field": "Idempotency-Key", "message": refused}])
     row, created = await open_as_staff(state, limiter, staff, body, idempotency_key=idempotency_key)
