@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 from jinja2 import StrictUndefined, TemplateSyntaxError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -292,6 +292,9 @@ class Retry(StrictModel):
     backoff_seconds: float = Field(1.0, ge=0)
     # A longer Retry-After ends the activity attempt; Temporal retries it after that delay.
     max_inline_wait_seconds: float = Field(30, ge=0)
+    # Other statuses the service documents as worth trying again, retried as a 5xx is: Stripe's
+    # 409, a request whose Idempotency-Key another request still being carried out holds.
+    statuses: list[Annotated[int, Field(ge=400, le=499)]] = Field(default_factory=list)
 
 
 class HttpConfig(StrictModel):

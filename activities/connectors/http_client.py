@@ -322,7 +322,7 @@ class HttpExchange:
                 # Waiting minutes would not help: the day's quota is gone (another client of the
                 # same account or project may have used it). The run waits for the next day.
                 raise QuotaExhausted(self.ledger.bucket, self.config.limits.per_day or 0, self.ledger.next_day())
-            if code == 429 or limit == "rate" or code >= 500:
+            if code == 429 or limit == "rate" or code >= 500 or code in retry.statuses:
                 wait = retry_after(response, datetime.now(UTC)) if code < 500 else None
                 backoff = retry.backoff_seconds * 2 ** (attempt - 1)
                 if wait is not None and wait > retry.max_inline_wait_seconds:

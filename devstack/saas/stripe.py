@@ -39,9 +39,9 @@ def _error(status: int, message: str) -> dict[str, Any]:
     # needs): no code, where the stand-in said `parameter_invalid`, a request staff would then fix.
     # A rate limit's 429 has had no code since API version 2015-09-08 (it was `rate_limit`).
     kind = {401: ("invalid_request_error", None), 403: ("invalid_request_error", None),
-            404: ("invalid_request_error", "resource_missing"),
+            404: ("invalid_request_error", "resource_missing"), 409: ("idempotency_error", "idempotency_key_in_use"),
             429: ("invalid_request_error", None)}.get(status, ("api_error", None))
-    if status not in (401, 403, 404, 429) and status < 500:
+    if status not in (401, 403, 404, 409, 429) and status < 500:
         kind = ("invalid_request_error", "parameter_invalid")
     body: dict[str, Any] = {"type": kind[0], "message": message}
     if kind[1]:
