@@ -45,6 +45,17 @@ def compose_letter(policy: Policy, rendered: RenderedLetter, *, recipient: str, 
     return classic
 
 
+def set_subject(message: EmailMessage, subject: str) -> None:
+    """The Subject of a message the modern email API writes. Non-ASCII, it is stored as RFC 2047
+    encoded words folded between them, as `compose_letter` writes it: left to the policy that sends
+    it (aiosmtplib's `email.policy.SMTP`), a fold before an encoded word left two spaces where the
+    text had one ("(export)  — please send your export")."""
+    if subject.isascii():
+        message["Subject"] = subject
+    else:  # kept as written: a header stored raw is folded again only past the line limit
+        message.set_raw("Subject", Header(subject, "utf-8", header_name="Subject").encode())
+
+
 def _text_part(body: str, subtype: str) -> MIMENonMultipart:
     """Quoted-printable UTF-8: readable in the raw message, as the letters are mostly ASCII.
     Encoded by binascii (C) rather than the email package's encoder, a Python loop per character:

@@ -28,6 +28,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from activities.letter_message import set_subject
 from activities.letter_templates import render_template_set
 from activities.letters import message_id_for
 from activities.mail import Mailer
@@ -275,7 +276,7 @@ def _staff_mail(policy: Policy, key: str, template: str, context: dict[str, obje
     message = EmailMessage()
     message["From"] = formataddr((policy.controller.name, policy.controller.sender_email))
     message["To"] = policy.controller.staff_email
-    message["Subject"] = rendered.subject
+    set_subject(message, rendered.subject)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id_for(key)
     message["X-DSR-Purpose"] = "staff_alert"

@@ -10,11 +10,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from email import message_from_bytes
+from email import policy as email_policy
 from email.message import EmailMessage
 from html import unescape
 from typing import Any
 
 import pytest
+from aiosmtplib.email import flatten_message
 from fastapi import FastAPI
 from starlette.requests import Request
 
@@ -238,16 +241,20 @@ class _Request:
                 "regime": self.regime}
 
 
-async def composed_for_surveys(monkeypatch: pytest.MonkeyPatch, regime: str) -> EmailMessage:
-    """The objection e-mail the surveys processor (asked by e-mail) gets for a request under `regime`."""
+def _surveys(monkeypatch: pytest.MonkeyPatch) -> ManualEmailConnector:
+    """The surveys processor's connector (asked by e-mail), composing only."""
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", "privacy@surveys.example")
     policy = LOADED.policy
-    connector = ManualEmailConnector(ConnectorEnv(
+    return ManualEmailConnector(ConnectorEnv(
         system_name="surveys", system=policy.systems["surveys"], policy=policy, secret=b"k" * 32,
         settings=Settings(DSRFLOW_PUBLIC_URL="https://privacy.example.test"), callback_url="",
         pool=object(), mailer=object()))
-    return await connector._compose(_Request(regime), Subject(request_id=REQUEST_ID, email="jane@example.org"),
-                                    REQUEST_PURPOSE, "object", scope=None, key="k")
+
+
+async def composed_for_surveys(monkeypatch: pytest.MonkeyPatch, regime: str, action: str = "object") -> EmailMessage:
+    """The e-mail the surveys processor gets for `action` of a request under `regime`."""
+    return await _surveys(monkeypatch)._compose(_Request(regime), Subject(request_id=REQUEST_ID, email="jane@example.org"),
+                                                REQUEST_PURPOSE, action, scope=None, key="k")
 
 
 @pytest.mark.parametrize(("regime", "cited"), [
@@ -389,3 +396,15 @@ def test_the_policys_pipeda_remedies_cite_the_act_as_the_letters_do(language, ci
     texts = " ".join([remedies.complaint, remedies.judicial])
     assert all(c in texts for c in cited), texts
     assert not re.search(other_style, texts), texts
+
+
+@pytest.mark.parametrize("regime", ["gdpr", "ccpa"])
+async def test_the_processor_reads_the_subject_line_as_written(monkeypatch, regime):
+    """As the relay gets it (aiosmtplib's flattening) and a mail client shows it: before, a fold
+    before an encoded word left two spaces ("(export)  — please send your export")."""
+    for action in TITLES:
+        message = await composed_for_surveys(monkeypatch, regime, action)
+        written = str(message["Subject"])
+        for cte_type in ("8bit", "7bit"):
+            received = message_from_bytes(flatten_message(message, cte_type=cte_type), policy=email_policy.default)
+            assert str(received["Subject"]) == written, (action, received["Subject"])

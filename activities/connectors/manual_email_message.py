@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from activities.connectors.base import ConnectorEnv, PermanentConnectorError, Subject
+from activities.letter_message import set_subject
 from activities.letters import message_id_for
 from activities.processor_mail import asked_of_processor, render_processor_mail
 
@@ -65,7 +66,7 @@ async def processor_message(
     message["From"] = formataddr((controller.name, str(controller.sender_email)))
     message["To"] = formataddr((to.name, to.email)) if to.name else to.email
     message["Reply-To"] = str(controller.privacy_email)
-    message["Subject"] = rendered.subject
+    set_subject(message, rendered.subject)
     message["Date"] = formatdate(localtime=False)
     message["Message-ID"] = message_id_for(key)
     if in_reply_to:
