@@ -122,8 +122,8 @@ def longdatetime(value: datetime, language: str, timezone: str) -> str:
     return long_datetime(value, language, timezone)
 
 
-# The processor e-mails (activities/processor_mail.py) are rendered with these templates
-# but name no timezone yet: their one datetime (when we first asked) is given as its UTC date.
+# A context that names no timezone (a test's, a caller's that has none) reads its datetimes in UTC;
+# letters, staff alerts and processor e-mails each pass the controller's.
 _UNNAMED_TIMEZONE = "UTC"
 
 
