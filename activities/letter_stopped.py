@@ -42,6 +42,19 @@ def done_so_far(params: dict[str, Any], row: dict[str, Any]) -> tuple[list[str],
     return acted, [s for s in params.get("asked_in", []) if s not in done and s not in stopped]
 
 
+# The kinds of system whose job, still asked when its request closed unanswered, is called off there
+# (activities/connectors/opendsr_calloff.py): the letter says so, and that one which had begun may
+# have acted. A restriction is never called off: it stays in force wherever it was carried out.
+CALLED_OFF_KINDS = frozenset({"opendsr"})
+
+
+def called_off(asked: list[str], row: dict[str, Any], policy: Policy) -> tuple[list[str], list[str]]:
+    """A closing letter's systems still asked: (those that may still act, those being called off)."""
+    kinds = {name: system.connector for name, system in policy.systems.items()}
+    off = [] if row["request_type"] == "restriction" else [s for s in asked if kinds.get(s) in CALLED_OFF_KINDS]
+    return [s for s in asked if s not in off], off
+
+
 class Stopped(NamedTuple):
     system: str  # its id in the policy
     label: str

@@ -39,6 +39,7 @@ from activities.letter_refusals import (
 from activities.letter_stopped import (
     DONE_SYSTEMS,
     STOPPED_RUNS,
+    called_off,
     done_so_far,
     stopped_actions,
     stopped_runs,
@@ -187,8 +188,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params.update(progress_context(policy, row["regime"], receipt_date(row["received_at"], policy.defaults.timezone),
                                        params, remedies()))
     if job.purpose in _CLOSINGS:  # older workflows sent neither
-        # A system still asked (a job at the processor) is told of as one that may still act, not
-        # as one whose work stopped.
+        # A system still asked (a job at the processor) may still act, or is being called off: not stopped.
         acted, asked = done_so_far(params, row)
         params["stopped"] = [stopped_sentence(stopped, t) for stopped in stopped_runs(row, policy)
                              if stopped.system not in asked and stopped.system not in acted]
@@ -198,7 +198,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         if "acted_in" in params and row["request_type"] in _CHANGING:
             params["done_before_close"] = "part" if acted or asked or params["stopped"] else "nothing"
         params["acted_in"] = named_systems(acted, row, policy)
-        params["asked_in"] = named_systems(asked, row, policy)
+        params["asked_in"], params["called_off_in"] = (named_systems(s, row, policy) for s in called_off(asked, row, policy))
     if job.purpose == "response":
         report = params.pop("report", {})
         link, expires = None, None

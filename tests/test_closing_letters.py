@@ -13,6 +13,8 @@ from tests.letters_as_sent import LOADED, REGIMES, as_sent, both
 
 SENTENCE = "Before your request was closed, we had already acted on it in: %(systems)s."
 STILL_ASKED = "We had also asked these systems to act on it, and they may still do so: %(systems)s."
+CALLED_OFF = ("We had also asked these systems to act on it, and are now calling that off; any that had already begun "
+              "may have acted: %(systems)s.")
 CLOSINGS = {
     "withdrawn": ("cancellation", {"reason": "Withdrawn by phone", "withdrawn": True}),
     "cancelled": ("cancellation", {"reason": "A duplicate of an earlier request", "withdrawn": False}),
@@ -24,15 +26,29 @@ CLOSINGS = {
 @pytest.mark.parametrize("closing", CLOSINGS)
 async def test_a_closing_letter_names_the_systems_already_changed(closing, language):
     purpose, params = CLOSINGS[closing]
-    letter = await as_sent(purpose, "erasure", {**params, "acted_in": ["crm", "billing"], "asked_in": ["email_marketing"]},
-                           language=language)
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": ["crm", "billing"],
+                                                "asked_in": ["email_marketing", "surveys"]}, language=language)
     policy = LOADED.in_language(language)
     t = translations(language)
     for part in both(letter):
         assert t.gettext(SENTENCE).split(":")[0] in part
         assert policy.systems["crm"].label in part and policy.systems["billing"].label in part
-        # A processor at work when it closed may still act: the subject is told that too.
-        assert t.gettext(STILL_ASKED).split(":")[0] in part and policy.systems["email_marketing"].label in part
+        # A processor at work when it closed may still act: the subject is told that too. An OpenDSR
+        # job is called off at the close (activities/connectors/opendsr_calloff.py): it is told so.
+        still = part.split(t.gettext(STILL_ASKED).split(":")[0], 1)[1].split(".", 1)[0]
+        off = part.split(t.gettext(CALLED_OFF).split(":")[0], 1)[1].split(".", 1)[0]
+        assert policy.systems["surveys"].label in still and policy.systems["email_marketing"].label not in still
+        assert policy.systems["email_marketing"].label in off and policy.systems["surveys"].label not in off
+
+
+@pytest.mark.parametrize("closing", CLOSINGS)
+async def test_a_restriction_still_asked_is_not_called_off(closing):
+    """A restriction stays in force wherever it was carried out (workflows/restriction_lifecycle.py):
+    nothing is called off, and the letter says the systems asked may still act."""
+    purpose, params = CLOSINGS[closing]
+    letter = await as_sent(purpose, "restriction", {**params, "acted_in": [], "asked_in": ["email_marketing"]})
+    for part in both(letter):
+        assert "may still do so" in part and "calling that off" not in part, part
 
 
 @pytest.mark.parametrize("closing", CLOSINGS)
@@ -89,9 +105,9 @@ async def test_a_system_still_asked_is_not_said_to_have_stopped(closing):
     closes (asked: it may still act) is told of as one that may still act, not also as one whose
     work stopped: the two sentences together contradicted each other."""
     purpose, params = CLOSINGS[closing]
-    letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["email_marketing"]},
-                           stopped_runs=[["email_marketing", 2, "pending"], ["crm", 1, "needs_attention"]])
-    label = LOADED.policy.systems["email_marketing"].label
+    letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["surveys"]},
+                           stopped_runs=[["surveys", 2, "pending"], ["crm", 1, "needs_attention"]])
+    label = LOADED.policy.systems["surveys"].label
     for part in both(letter):
         assert "may still do so" in part and label in part
         assert f"Our automated work in {label} stopped" not in part, part

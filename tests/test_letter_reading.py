@@ -159,6 +159,11 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "cancellation-withdrawn": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
                                                     "withdrawn": True, "acted_in": ["CRM", "Billing"],
                                                     "asked_in": ["E-mail marketing"]}),
+        # A processor still asked by e-mail, and an OpenDSR job called off (activities/letter_stopped.py).
+        "cancellation-called-off": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
+                                                     "withdrawn": True, "acted_in": ["CRM"],
+                                                     "asked_in": ["Survey service provider"],
+                                                     "called_off_in": ["E-mail marketing"]}),
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
