@@ -142,6 +142,7 @@ class DeferredErasureActivities:
             # records only, not what the subject may have made since (a returning customer).
             subject = subject_of(request)
             context, _ = await self.evidence.erasure_context_for(version, system, subject)
+            context = replace(context, released_hold=True)
             # A system kept whole (a SaaS reached by identity: dataset "all") names no records:
             # its erasure runs by identity, as the request's would have.
             if all(row["dataset"] != "all" for row in due):

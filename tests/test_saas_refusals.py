@@ -3,20 +3,23 @@ path: a credential refused (Stripe's expired key, Mailchimp's key for another da
 app without a scope, a Google service account without the property or without the API enabled in
 its project, which Google's reason tells apart) flags the task naming the variables staff must check; and a GA4 erasure under way when its request is withdrawn sends Google
 nothing more, its accepted deletions counted in the withdrawal letter, as every other change is
-(its deletion requests went around the run's journal). In-process, against the stand-ins."""
+(its deletion requests went around the run's journal); the erasure of a GA4 kept whole under a
+hold released while its request is still open is no task's run and keeps no journal, and an
+identifier an unanswered close cleared is never sent. In-process, against the stand-ins."""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import date
 from typing import Any
 
 import pytest
 from temporalio.exceptions import ApplicationError
 
 import activities.connectors.http as http_connector
-from activities.connectors.base import PermanentConnectorError
+from activities.connectors.base import ErasureContext, PermanentConnectorError
 from dsrflow.stores.requests_store import set_status
 from schemas.requests import RequestStatus
 from tests.letters_as_sent import as_sent
@@ -141,3 +144,30 @@ async def test_a_ga4_erasure_under_way_sends_nothing_after_its_request_is_withdr
     # (The letter names the system as the default policy does, which has no ga4 of its own.)
     assert "Our automated work in ga4 stopped before it was finished; by then it had made 1 change to your " \
            "records there" in said, said
+
+
+async def test_a_ga4_kept_whole_is_erased_when_its_hold_is_released_while_the_request_is_open(
+        pool, monkeypatch, tmp_path):
+    """A legal-claims hold kept the GA4 identifiers (its task done, "kept under a legal-claims
+    hold"), and compliance releases it while the request still waits on another system: the
+    sweep's erasure by identity (activities/deferred.py, released_hold) sends them. A request
+    closed unanswered has cleared its identifiers' values: none is sent. Before, the erasure ran on
+    the task's journal, whose refusal (a result had ended that task) stopped it before its first
+    deletion request; and a cleared identifier went to Google as the text "None"."""
+    async with google_served(monkeypatch, tmp_path) as (app, _):
+        loaded = _policy(tmp_path)
+        open_ = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.1.1")])
+        await pool.execute("INSERT INTO system_tasks (request_id, system, action, status, attempt, message) "
+                           "VALUES ($1, 'ga4', 'erase', 'done', 1, 'kept under a legal-claims hold')", uuid.UUID(open_))
+        closed = await _request_with_identifiers(pool, loaded, [("CLIENT_ID", "GA1.1.2.2")])
+        async with pool.acquire() as conn:
+            await set_status(conn, closed, RequestStatus.denied, event_key=f"{closed}:test-denied", actor="test")
+        released = ErasureContext(today=date.today(), released_hold=True)
+        system = connector(loaded, "ga4", pool)
+        try:
+            outcome = await system.erase(subject("tracked@example.com", open_), released)
+            await system.erase(subject("tracked@example.com", closed), released)
+        finally:
+            await system.close()
+    assert outcome.status == "done" and outcome.datasets == {"identifiers": {"found": 1, "submitted": 1}}
+    assert [r["userId"] for r in app.state.data.requests] == ["GA1.1.1.1"]

@@ -82,6 +82,11 @@ class ErasureContext:
     # restriction's lift): a withdrawal's, a cancellation's or a denial's close means no further
     # action, however late a try, a retry or a run's next slice begins.
     after_close: bool = False
+    # A released hold's erasure (activities/deferred.py): no task's run. A SaaS run keeps no
+    # journal for it (activities/connectors/http.py): the task's result ended that journal, and on
+    # a request still open its refusal ("a result ended the task") stopped the erasure of a system
+    # kept whole before its first change.
+    released_hold: bool = False
 
     def allows(self, dataset: str, key: Any) -> bool:
         return self.only is None or str(key) in self.only.get(dataset, ())

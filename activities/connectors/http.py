@@ -123,7 +123,8 @@ class HttpConnector(Rounds, Connector):
         intent = self._intent(action, subject, context.before_commit if context else None, self._erasure_outcome)
         run = await self._run(action, subject, "erase", today=today, before_effects=intent,
                               only=context.only if context else None,
-                              after_close=context.after_close if context else False)
+                              after_close=context.after_close if context else False,
+                              journal=not (context and context.released_hold))
         return await self._erasure_outcome(action, run, subject)
 
     async def _erasure_outcome(self, action: Action, run: Run, subject: Subject) -> ActionOutcome:

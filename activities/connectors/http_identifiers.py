@@ -40,9 +40,12 @@ async def snapshot_identifiers(env: ConnectorEnv, identifiers: list[Identifier],
 
 
 async def open_identifiers(env: ConnectorEnv, request_id: str) -> list[dict[str, Any]]:
+    """Those not yet accepted, with their values: a request closed unanswered cleared its values
+    (dsrflow/stores/requests_store.py), which were then sent as the text "None"."""
     rows = await env.pool.fetch(
         """SELECT id_type, value_hash, value FROM http_identifiers
-           WHERE request_id = $1 AND system = $2 AND accepted_at IS NULL ORDER BY id_type, value_hash""",
+           WHERE request_id = $1 AND system = $2 AND accepted_at IS NULL AND value IS NOT NULL
+           ORDER BY id_type, value_hash""",
         request_id, env.system_name)
     return [dict(r) for r in rows]
 
