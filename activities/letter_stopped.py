@@ -43,9 +43,11 @@ def done_so_far(params: dict[str, Any], row: dict[str, Any]) -> tuple[list[str],
 
 
 # The kinds of system whose job, still asked when its request closed unanswered, is called off there
-# (activities/connectors/opendsr_calloff.py): the letter says so, and that one which had begun may
-# have acted. A restriction is never called off: it stays in force wherever it was carried out.
-CALLED_OFF_KINDS = frozenset({"opendsr"})
+# (an OpenDSR job cancelled: activities/connectors/opendsr_calloff.py; a processor asked by e-mail
+# told the request is withdrawn: manual_email.py `_withdraw`): the letter says so, and that one
+# which had begun may have acted. A SaaS job (http) is not. Nor is a restriction ever: it stays in
+# force wherever it was carried out.
+CALLED_OFF_KINDS = frozenset({"opendsr", "manual_email"})
 
 
 def called_off(asked: list[str], row: dict[str, Any], policy: Policy) -> tuple[list[str], list[str]]:

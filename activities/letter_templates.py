@@ -70,8 +70,9 @@ TEMPLATE_DIR = Path(__file__).resolve().parent / "templates" / "letters"
 # letter's times are written in.
 _COMMON = ("controller", "request", "subject", "portal_url", "timezone")
 
-#: The e-mails to a processor asked by e-mail (activities/processor_mail.py): its request and reminders.
-PROCESSOR_PURPOSES: tuple[str, str] = ("processor_request", "processor_reminder")
+#: The e-mails to a processor asked by e-mail (activities/processor_mail.py): its request, reminders,
+#: and the withdrawal of the request once it closed unanswered before the processor confirmed.
+PROCESSOR_PURPOSES: tuple[str, str, str] = ("processor_request", "processor_reminder", "processor_withdrawal")
 
 #: Top-level context keys each purpose needs (nested keys are checked by StrictUndefined).
 REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {

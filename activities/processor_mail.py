@@ -20,7 +20,7 @@ from activities.citations import IN_BRACKETS, CitedLabel, cited_label, processor
 from activities.letter_templates import PROCESSOR_PURPOSES, RenderedLetter, letter_wording, render_template_set
 from dsrflow.i18n import N_, SOURCE_LANGUAGE, Translator, worded
 
-REQUEST_PURPOSE, REMINDER_PURPOSE = PROCESSOR_PURPOSES
+REQUEST_PURPOSE, REMINDER_PURPOSE, WITHDRAWAL_PURPOSE = PROCESSOR_PURPOSES
 
 # What each action asks of the processor, citing the article of the request's law where it is the
 # GDPR's or the UK GDPR's (activities/citations.py); an objection's instruction names its scope,
@@ -94,5 +94,5 @@ def render_processor_mail(purpose: str, context: Mapping[str, Any], language: st
                                letter_wording(purpose, regime))
 
 
-__all__ = ["REMINDER_PURPOSE", "REQUEST_PURPOSE", "SCOPES", "TITLES", "asked_of_processor", "processor_words",
+__all__ = ["REMINDER_PURPOSE", "REQUEST_PURPOSE", "SCOPES", "WITHDRAWAL_PURPOSE", "TITLES", "asked_of_processor", "processor_words",
            "render_processor_mail"]

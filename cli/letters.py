@@ -36,10 +36,10 @@ _Purpose = Annotated[str | None, typer.Option(
 
 
 def _kinds() -> tuple[str, ...]:
-    from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
+    from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE, WITHDRAWAL_PURPOSE
     from schemas.vocabulary import PURPOSES
 
-    return (*PURPOSES, REQUEST_PURPOSE, REMINDER_PURPOSE)
+    return (*PURPOSES, REQUEST_PURPOSE, REMINDER_PURPOSE, WITHDRAWAL_PURPOSE)
 
 
 def _sink() -> Path:

@@ -4,7 +4,8 @@ A processor asked by e-mail (`manual_email`) that had not answered: its link tak
 the request closed, so nothing could end its task but its completion timeout. Before, the task polled
 on for those 14 days, the request's workflow followed it, and the request page showed it waiting.
 Now the close tells the task, which asks once more and ends, not answered (or with the confirmation
-it had recorded before the close), and the request's workflow ends.
+it had recorded before the close), and the request's workflow ends; the processor is told once, by
+e-mail, that the request is withdrawn and not to act on it.
 
 A restriction closed part-way goes on record in force where it was reached (workflows/
 restriction_lifecycle.py). Before, that record was made once, at the close: a task left running then
@@ -77,7 +78,18 @@ async def test_a_processor_asked_by_e_mail_ends_unanswered_when_the_request_is_w
             assert surveys["message"].startswith("not answered: the request was closed before Survey service provider "), \
                 surveys
             assert "its link takes no answer any more" in surveys["message"]
+            assert surveys["message"].endswith("; told by e-mail that the request is withdrawn, not to act on it")
             assert letters_for(mail_sink, rid, "processor_reminder") == []
+            # Told once, in reply to the e-mail that asked it, that the request is withdrawn; nothing
+            # about the subject but the reference (activities/connectors/manual_email.py `_withdraw`).
+            (asked,) = letters_for(mail_sink, rid, "processor_request")
+            (withdrawn,) = letters_for(mail_sink, rid, "processor_withdrawal")
+            assert SURVEYS_CONTACT in withdrawn["To"] and withdrawn["In-Reply-To"] == asked["Message-ID"]
+            said = " ".join(withdrawn.get_body(("plain",)).get_content().split())
+            assert "we withdraw our instruction: please do not act on it." in said, said
+            assert "tracked@example.com" not in said
+            assert await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1::uuid "
+                                       "AND event_type = 'processor.withdrawn'", rid) == 1
             await _replays(dev_server.client, workflow_id_for(rid), task_workflow_id(rid, "surveys", "erase", 1))
 
 

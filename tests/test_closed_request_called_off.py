@@ -144,3 +144,8 @@ def test_the_trail_says_what_the_processor_answered_the_call_off():
                                       {}, labels)
     assert line == ("Processor's job called off, its request closed "
                     "(E-mail marketing (newsletters): cancelled before it acted)")
+    # A processor asked by e-mail, told the request is withdrawn (activities/connectors/manual_email.py).
+    told = event_lines.describe_event({"event_type": "processor.withdrawn", "data": {
+        "system": "email_marketing", "action": "erase", "to": "privacy@processor.example"}}, {}, labels)
+    assert told == ("Processor told by e-mail not to act: the request was closed "
+                    "(E-mail marketing (newsletters), to erase)")

@@ -33,12 +33,11 @@ async def test_a_closing_letter_names_the_systems_already_changed(closing, langu
     for part in both(letter):
         assert t.gettext(SENTENCE).split(":")[0] in part
         assert policy.systems["crm"].label in part and policy.systems["billing"].label in part
-        # A processor at work when it closed may still act: the subject is told that too. An OpenDSR
-        # job is called off at the close (activities/connectors/opendsr_calloff.py): it is told so.
-        still = part.split(t.gettext(STILL_ASKED).split(":")[0], 1)[1].split(".", 1)[0]
+        # A processor at work when it closed is called off (an OpenDSR job cancelled, a processor
+        # asked by e-mail told not to act), and may have acted already: the subject is told that too.
         off = part.split(t.gettext(CALLED_OFF).split(":")[0], 1)[1].split(".", 1)[0]
-        assert policy.systems["surveys"].label in still and policy.systems["email_marketing"].label not in still
-        assert policy.systems["email_marketing"].label in off and policy.systems["surveys"].label not in off
+        assert policy.systems["email_marketing"].label in off and policy.systems["surveys"].label in off
+        assert t.gettext(STILL_ASKED).split(":")[0] not in part
 
 
 @pytest.mark.parametrize("closing", CLOSINGS)
@@ -102,14 +101,14 @@ async def test_a_letter_says_what_a_run_had_changed_before_its_task_stopped(clos
 @pytest.mark.parametrize("closing", CLOSINGS)
 async def test_a_system_still_asked_is_not_said_to_have_stopped(closing):
     """A system whose run changed something and that still has a job at the work when the request
-    closes (asked: it may still act) is told of as one that may still act, not also as one whose
-    work stopped: the two sentences together contradicted each other."""
+    closes (asked: it may still act; being called off, it may have acted) is told of so, not also as
+    one whose work stopped: the two sentences together contradicted each other."""
     purpose, params = CLOSINGS[closing]
     letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["surveys"]},
                            stopped_runs=[["surveys", 2, "pending"], ["crm", 1, "needs_attention"]])
     label = LOADED.policy.systems["surveys"].label
     for part in both(letter):
-        assert "may still do so" in part and label in part
+        assert "are now calling that off" in part and label in part
         assert f"Our automated work in {label} stopped" not in part, part
         assert "Our automated work in " + LOADED.policy.systems["crm"].label + " stopped" in part
 

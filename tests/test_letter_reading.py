@@ -27,6 +27,7 @@ from activities.processor_mail import REMINDER_PURPOSE as MANUAL_REMINDER
 from activities.processor_mail import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.processor_mail import SCOPES as MANUAL_SCOPES
 from activities.processor_mail import TITLES as MANUAL_ACTIONS
+from activities.processor_mail import WITHDRAWAL_PURPOSE as MANUAL_WITHDRAWAL
 from activities.processor_mail import asked_of_processor, render_processor_mail
 from activities.restrictions import GROUND_LABELS
 from api.legal_hold_body import LEGAL_CLAIMS
@@ -124,7 +125,8 @@ OBJECTION_SCOPE = "objection-scope"
 
 
 def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str, dict]:
-    extra = {"reminder_number": 2, "first_sent_at": date(2026, 2, 3)} if purpose == "processor_reminder" else {}
+    extra = {"reminder_number": 2, "first_sent_at": date(2026, 2, 3)} if purpose == "processor_reminder" else \
+        {"first_sent_at": date(2026, 2, 3)} if purpose == MANUAL_WITHDRAWAL else {}
     return purpose, {
         "processor": {"label": "Survey service provider", "contact_name": None},
         "action": action, OBJECTION_SCOPE: scope,
@@ -206,7 +208,7 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         days_left = int(kind.split("_")[2]) if kind.startswith("due_in_") else {"overdue": -3}.get(kind, 12)
         cases[f"staff_alert-{kind}"] = ("staff_alert", {"kind": kind, "days_left": days_left,
                                                         "detail": "Billing connector awaits a manual step."})
-    for purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
+    for purpose in (MANUAL_REQUEST, MANUAL_REMINDER, MANUAL_WITHDRAWAL):
         for action in MANUAL_ACTIONS:
             for scope in (MANUAL_SCOPES if action == "object" else [None]):
                 cases[f"{purpose}-{action}" + (f"-{scope}" if scope else "")] = _processor(purpose, action, scope)
@@ -219,7 +221,7 @@ LETTER_CASES = _letter_cases()
 def test_the_reading_check_covers_every_letter_purpose():
     """A purpose added later (a cancellation letter, say) must be added to the cases above."""
     covered = {purpose for purpose, _ in LETTER_CASES.values()}
-    assert covered == {*PURPOSES, MANUAL_REQUEST, MANUAL_REMINDER}
+    assert covered == {*PURPOSES, MANUAL_REQUEST, MANUAL_REMINDER, MANUAL_WITHDRAWAL}
 
 
 def _render_case(case: str, regime: str) -> RenderedLetter:
@@ -254,7 +256,7 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     if extra.pop(COMPLAINT_OF_REGIME, False) and _POLICY.remedies[regime].complaint_on_extension:
         extra["complaint"] = remedies_context(_POLICY, regime, "BE", appeal=False)
     ctx.update(extra)
-    if purpose in (MANUAL_REQUEST, MANUAL_REMINDER):
+    if purpose in (MANUAL_REQUEST, MANUAL_REMINDER, MANUAL_WITHDRAWAL):
         ctx["action_title"], ctx["instruction"] = asked_of_processor(ctx["action"], ctx.pop(OBJECTION_SCOPE), regime,
                                                                      "en")
         return render_processor_mail(purpose, ctx)

@@ -68,6 +68,7 @@ from activities.processor_mail import (
     REQUEST_PURPOSE,
     SCOPES,
     TITLES,
+    WITHDRAWAL_PURPOSE,
 )
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
@@ -89,6 +90,9 @@ _BUSY = "another attempt holds it, perhaps one a crash or a database restart cut
 class _NotYet(Exception):
     """An e-mail that did not go for now (`_NOT_YET`); its message says why, for the task's note."""
 
+# The audit event of each e-mail to the processor.
+_EVENT_TYPES = {REQUEST_PURPOSE: "processor.asked", REMINDER_PURPOSE: "processor.reminded",
+                WITHDRAWAL_PURPOSE: "processor.withdrawn"}
 # How many files a processor uploaded for the task (an access task answered without any: it holds no data).
 _EXPORTED = "(SELECT count(*) FROM processor_exports e WHERE e.external_id = m.external_id) AS exported_files"
 
@@ -197,10 +201,10 @@ class ManualEmailConnector(Connector):
         if row is not None and row["confirmed_at"] is not None:
             return self._confirmed(row)
         if subject.closed:  # its link takes no answer now: nothing can come, the task ends (asked or not)
-            return ActionOutcome(status="needs_attention", external_id=external_id, message=(
-                f"not e-mailed to {self.env.system.label}: the request was closed before the e-mail went"
-                if row is None else f"not answered: the request was closed before {self.env.system.label} "
-                f"confirmed the {TITLES[row['action']]}, and its link takes no answer any more"))
+            if row is None:
+                return ActionOutcome(status="needs_attention", external_id=external_id, message=(
+                    f"not e-mailed to {self.env.system.label}: the request was closed before the e-mail went"))
+            return await self._withdraw(subject, row)
         if row is None:
             return await self._ask_unsent(subject, external_id)
         if due is None:
@@ -218,6 +222,36 @@ class ManualEmailConnector(Connector):
         except _NotYet:
             return self._pending(row["action"], external_id)  # the next check reminds
         return self._pending(row["action"], external_id, reminded=reminded)
+
+    async def _withdraw(self, subject: Subject, row: Mapping[str, Any]) -> ActionOutcome:
+        """The processor was asked and has not confirmed, and its request closed unanswered: it is told
+        once (the outbox's key) that the request is withdrawn and not to act on it, and the task ends.
+        Not a restriction: it stays in force wherever it is carried out (the closing letter says so)."""
+        action, external_id = row["action"], row["external_id"]
+        ended = (f"not answered: the request was closed before {self.env.system.label} confirmed the "
+                 f"{TITLES[action]}, and its link takes no answer any more")
+        if action in ("restrict", "lift_restriction"):
+            return ActionOutcome(status="needs_attention", external_id=external_id, message=ended)
+        async with self.env.pool.acquire() as conn:
+            message = await self._compose(
+                conn, subject, WITHDRAWAL_PURPOSE, action, scope=None,
+                key=f"{subject.request_id}:{WITHDRAWAL_PURPOSE}:{self.name}:{action}",
+                extra={"first_sent_at": row["sent_at"]}, in_reply_to=row["message_id"])
+
+        async def record(c: Any, marked: Write) -> None:
+            await self._audit(c, subject.request_id, action, WITHDRAWAL_PURPOSE, message["Message-ID"], along=[marked])
+
+        try:
+            sent = await self._send(subject, message, record)
+        except _NotYet as not_yet:
+            sent, why = Sent.BUSY, str(not_yet)
+        else:
+            why = _BUSY
+        if sent is Sent.BUSY:  # the task's next check sends it (a told task checks at its next poll)
+            return ActionOutcome(status="pending", external_id=external_id, poll_after_seconds=_UNSENT_CHECK, message=(
+                f"{ended}; not yet told that the request is withdrawn ({why}): the task's next check tells it"))
+        return ActionOutcome(status="needs_attention", external_id=external_id,
+                             message=f"{ended}; told by e-mail that the request is withdrawn, not to act on it")
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
         """Nothing to read: the processor's uploaded export goes into the package as its files."""
@@ -318,7 +352,7 @@ class ManualEmailConnector(Connector):
                      key_suffix: str = "", along: Sequence[Write] = ()) -> None:
         await append_event(
             conn, event_key=f"{request_id}:{purpose}:{self.name}:{action}" + (f":{key_suffix}" if key_suffix else ""),
-            request_id=request_id, event_type=f"processor.{'reminded' if purpose == REMINDER_PURPOSE else 'asked'}",
+            request_id=request_id, event_type=_EVENT_TYPES[purpose],
             actor="workflow",
             data={"system": self.name, "action": action, "to": self.contact_email, "message_id": message_id},
             along=along,

@@ -159,6 +159,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).
         "processor.asked": _asked(data, system, regime), "processor.reminded": _asked(data, system, regime),
+        "processor.withdrawn": _asked(data, system, regime),
         "processor.confirmed": system, "processor_export.purged": system,
         # What the processor answered the call-off (activities/connectors/opendsr_calloff.py).
         "processor.called_off": system and f"{system}: {CALL_OFF_WORDS.get(str(data.get('outcome')), 'no answer')}",

@@ -36,6 +36,7 @@ EVENT_WORDS = {
     "processor.answer_told_late": "Processor's answer passed on to its task late, by the sweep",
     "processor.asked": "Processor asked by e-mail",
     "processor.reminded": "Processor reminded by e-mail",
+    "processor.withdrawn": "Processor told by e-mail not to act: the request was closed",
     "processor.called_off": "Processor's job called off, its request closed",
     "task.retried": "Task retried",
     "task.resolved": "Task resolved by staff",
