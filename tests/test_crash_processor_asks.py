@@ -10,8 +10,9 @@ letters' own path through the outbox is killed). The processor's e-mail records 
 asked once, its link works, each processor's task ends done and the request completes once the processor
 confirms. One stack for the four windows: each worker process is killed in turn on a request of
 its own, and one worker finishes them all, so the retries' heartbeat timeouts are waited for once.
-The processor's reminder, sent by the task's poll, is killed in a poll run as a process of its own;
-the relay down at the ask is a try run in this process."""
+The processor's reminder, sent by the task's poll, is killed in a poll run as a process of its own,
+as is the e-mail telling it the request was withdrawn; the relay down at the ask is a try run in
+this process."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.fanout import FanoutActivities
 from activities.letters import message_id_for
 from activities.outbox import SENDER_LIFETIME
-from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE
+from activities.processor_mail import REMINDER_PURPOSE, REQUEST_PURPOSE, WITHDRAWAL_PURPOSE
 from devstack.processes import free_port
 from schemas.workflow import SystemTask, TaskInput, TaskRecord, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
@@ -281,3 +282,42 @@ async def _on_record_says(pool, request: uuid.UUID) -> str:
     """What staff read of the survey provider's task."""
     return await pool.fetchval("SELECT message FROM system_tasks WHERE request_id = $1 AND system = 'surveys'",
                                request)
+
+
+async def test_a_poll_killed_around_telling_a_processor_the_request_is_withdrawn_tells_it_once(
+        asks, dev_server, pool, mail_sink):
+    """The erasure closed unanswered before the survey provider confirmed (closed as the withdrawal
+    records it, no worker running): the task's poll tells the provider the request is withdrawn
+    (activities/connectors/manual_email.py `_withdraw`). The poll dies with that e-mail claimed and
+    not yet handed to the relay, then (sending it again) accepted by the relay and not yet recorded;
+    the next poll records it and ends the task. The provider gets one such e-mail, one event."""
+    stack, http = asks["stack"], asks["http"]
+    async with build_worker(dev_server.client, stack.settings, pool):
+        rid = await attested_request(http, pool, "erasure", unique_email("withdrawn"))
+        await _on_record(pool, rid)
+    request = uuid.UUID(rid)
+    await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1", request)
+    task = TaskInput(request_id=rid, record=True, external_id=await pool.fetchval(
+                         "SELECT external_id FROM manual_tasks WHERE request_id = $1", request),
+                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
+                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
+                                     label="Survey service provider"))
+    withdrawal = message_id_for(f"{rid}:{WITHDRAWAL_PURPOSE}:surveys:erase")
+    await poll_killed_at(stack.settings, f"mail-claimed~{withdrawal}", task.model_dump_json())
+    await poll_killed_at(stack.settings, f"mail-accepted~{withdrawal}", task.model_dump_json())
+    poll = FanoutActivities(activity_context(stack.settings, pool)).poll_system_action
+
+    async def ended() -> bool:
+        # A poll while PostgreSQL still holds the dead poll's session hears its lock (busy: pending).
+        return (await ActivityEnvironment().run(poll, task)).status == "needs_attention"
+
+    await eventually(ended, 30)
+    result = await ActivityEnvironment().run(poll, task)  # and one after sends nothing
+    assert result.message is not None and result.message.endswith("told by e-mail that the request is withdrawn, "
+                                                                  "not to act on it"), result
+    assert [m["Message-ID"] for m in letters_for(mail_sink, rid, WITHDRAWAL_PURPOSE)] == [withdrawal]
+    events = await pool.fetch("SELECT event_type, data FROM audit_events WHERE request_id = $1 "
+                              "AND (event_type LIKE 'mail.%' OR event_type = 'processor.withdrawn') ORDER BY seq", request)
+    assert [e["event_type"] for e in events if e["event_type"] == "processor.withdrawn"] == ["processor.withdrawn"]
+    assert [e["event_type"] for e in events if e["event_type"].startswith("mail.")
+            and e["data"]["mail_key"] == withdrawal] == ["mail.resent", "mail.unconfirmed"]
