@@ -7,10 +7,11 @@ there minutes later. Now the task's poll on such a request (activities/fanout.py
 `Subject.closed`; the fan-out tells the task of the close, workflows/task_fanout.py) calls the job
 off, and the task ends saying what happened there:
 - 202: cancelled before the processor acted (the signature checked as every status answer's);
-- refused (400/409: no longer pending), the job's signed status says why: carried out (done, with
-  its count: it acted), under way (it may have acted), or cancelled already (our own earlier call,
-  whose answer a killed worker never recorded: DELETE is idempotent in effect, so its retry is
-  told the same);
+- refused (400/409: no longer pending; 404/405: a processor that does not take the call), the
+  job's signed status says why: carried out (done, with its count: it acted), under way (it may
+  have acted), cancelled already (our own earlier call, whose answer a killed worker never
+  recorded: DELETE is idempotent in effect, so its retry is told the same), or still pending (the
+  processor would not cancel it: it may still act, and must be told by hand);
 - the processor unreachable: retried as any poll is (the activity's retries), and on the last try
   the task ends needing staff, who must tell the processor by hand. It never holds the close: the
   request is closed, and its letter sent, before any of this.
@@ -45,7 +46,7 @@ class OpenDsrConnector(Protocol):
 
 CALLED_OFF = "processor.called_off"
 # What the processor's answer to the call-off says of the job: the audit event's `outcome`.
-OUTCOMES = ("cancelled", "in_progress", "completed", "unreachable")
+OUTCOMES = ("cancelled", "in_progress", "completed", "refused", "unreachable")
 
 
 def _last_try() -> bool:
@@ -63,7 +64,7 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
     label = connector.env.system.label
     url = f"{connector.base_url}/requests/{job_id}"
     try:
-        response = await connector._call("DELETE", url, signed=True, accept=(400, 409))
+        response = await connector._call("DELETE", url, signed=True, accept=(400, 404, 405, 409))
         if response.status_code == 202:
             job_answer(connector.name, response, "a cancellation", job_id)  # about this job, signed
             failpoint("opendsr-called-off", job_id)  # cancelled, and not yet on record
@@ -88,6 +89,12 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
         await _record(connector, subject, job_id, "cancelled")
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"called off: the request was closed unanswered, and the job was cancelled at {label} before it acted"))
+    if state == "pending":
+        await _record(connector, subject, job_id, "refused")
+        return ActionOutcome(status="needs_attention", external_id=job_id, message=(
+            f"not called off: the request was closed unanswered, but {label} refused to cancel the job (HTTP "
+            f"{response.status_code}) while it was still pending; it may still act on it: tell it by hand "
+            "that the request was withdrawn"))
     await _record(connector, subject, job_id, "in_progress")
     return ActionOutcome(status="needs_attention", external_id=job_id, message=(
         f"not called off: the request was closed unanswered while {label} was already carrying out the job "

@@ -87,5 +87,6 @@ CALL_OFF_WORDS = {
     "cancelled": "cancelled before it acted",
     "in_progress": "already under way, not cancelled: it may have acted",
     "completed": "already carried out: it acted",
+    "refused": "refused while the job was pending: it may still act, and must be told by hand",
     "unreachable": "not reached: it may still act, and must be told by hand",
 }
