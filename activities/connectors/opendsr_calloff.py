@@ -15,6 +15,8 @@ off, and the task ends saying what happened there:
 - the processor unreachable: retried as any poll is (the activity's retries), and on the last try
   the task ends needing staff, who must tell the processor by hand. It never holds the close: the
   request is closed, and its letter sent, before any of this.
+Staff are alerted (once, keyed) where the processor may still act and was not told: refused while
+pending, or unreachable; a closed request is in no queue, and nobody opens its page.
 Each call-off is one audit event (`processor.called_off`, keyed per job: once, whatever the retries).
 """
 
@@ -28,8 +30,11 @@ from temporalio import activity
 from activities.connectors.base import ActionOutcome, ConnectorEnv, Subject
 from activities.connectors.opendsr_answers import OpenDsrUnavailable, job_answer
 from activities.connectors.opendsr_documents import outcome_from_status
+from activities.context import ActivityContext
+from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
+from schemas.workflow import LetterJob
 
 
 class OpenDsrConnector(Protocol):
@@ -75,6 +80,7 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
     except OpenDsrUnavailable as exc:
         if not _last_try():
             raise
+        await _alert(connector, subject, str(exc))
         await _record(connector, subject, job_id, "unreachable")
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"not called off: the request was closed unanswered, but {label} could not be reached to cancel "
@@ -90,6 +96,7 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"called off: the request was closed unanswered, and the job was cancelled at {label} before it acted"))
     if state == "pending":
+        await _alert(connector, subject, f"HTTP {response.status_code}")
         await _record(connector, subject, job_id, "refused")
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"not called off: the request was closed unanswered, but {label} refused to cancel the job (HTTP "
@@ -99,6 +106,20 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
     return ActionOutcome(status="needs_attention", external_id=job_id, message=(
         f"not called off: the request was closed unanswered while {label} was already carrying out the job "
         "(no longer pending, so it could not be cancelled); it may have acted"))
+
+
+async def _alert(connector: OpenDsrConnector, subject: Subject, failed: str) -> None:
+    """Staff are told to tell the processor by hand, once (the alert's key), before the event that
+    ends the task: a worker that dies in between alerts nobody twice (activities/held_lifts.py does
+    the same). Without the app database and mail (the protocol's own tests) nobody is told."""
+    env = connector.env
+    if env.pool is None or env.mailer is None:
+        return
+    ctx = ActivityContext(pool=env.pool, settings=env.settings, mailer=env.mailer, secret=env.secret)
+    await sweep_alert(ctx, LetterJob(
+        request_id=subject.request_id, purpose="staff_alert", key=f"call-off-by-hand:{connector.name}:{subject.attempt}",
+        to_staff=True, params={"kind": "needs_attention", "days_left": None,
+                               "facts": {"what": "call_off_by_hand", "system": connector.name, "failed": failed}}))
 
 
 async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, outcome: str) -> None:

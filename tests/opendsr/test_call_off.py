@@ -17,6 +17,8 @@ from temporalio.testing import ActivityEnvironment
 from activities.connectors.base import Subject
 from activities.connectors.opendsr_answers import OpenDsrUnavailable
 from tests.opendsr.support import connector_for
+from tests.support import letters_for, stored_request
+from workers.dsr_worker import activity_context
 
 _BASE = "http://processor.test/opendsr"
 
@@ -35,15 +37,21 @@ def _processor(delete: int, state: str | None) -> httpx.MockTransport:
     return httpx.MockTransport(answer)
 
 
-async def _called_off(delete: int, state: str | None, *, last_try: bool = False):
+async def _called_off(delete: int, state: str | None, *, last_try: bool = False, context=None, request_id=None):
+    """The connector's status on a closed request; with `context` (an ActivityContext) it has the
+    app database and mail, as in a worker, and `request_id` is a stored request's."""
     connector = connector_for(_BASE, "", verify_signatures=False)
+    if context is not None:
+        connector.env = dataclasses.replace(connector.env, pool=context.pool, mailer=context.mailer,
+                                            settings=context.settings, secret=context.secret)
     connector._http = httpx.AsyncClient(transport=_processor(delete, state))
-    subject = Subject(request_id=str(uuid.uuid4()), email="jane@example.org", closed=True)
+    subject = Subject(request_id=request_id or str(uuid.uuid4()), email="jane@example.org", closed=True)
     environment = ActivityEnvironment()
     if last_try:
         environment.info = dataclasses.replace(environment.info, attempt=8, retry_policy=RetryPolicy(maximum_attempts=8))
     try:
-        return await environment.run(connector.status, subject, str(uuid.uuid4()))
+        job = str(uuid.uuid5(uuid.NAMESPACE_URL, subject.request_id))  # the task's one job, however often asked
+        return await environment.run(connector.status, subject, job)
     finally:
         await connector._http.aclose()
 
@@ -74,3 +82,20 @@ async def test_a_processor_down_is_retried_then_on_the_last_try_left_to_staff():
         "not called off: the request was closed unanswered, but Email marketing (demo) could not be reached to "
         "cancel the job (system email_marketing: DELETE ")
     assert outcome.message.endswith("it may still act on it: tell it by hand that the request was withdrawn")
+
+
+async def test_staff_are_told_once_to_tell_a_processor_that_could_not_be_reached(pool, settings, mail_sink):
+    """In a worker (the app database and mail): the last try alerts staff, once however often it runs
+    (the alert's key), and the trail holds one `processor.called_off`, outcome `unreachable`."""
+    rid = await stored_request(pool, settings, "call-off-down", type_="erasure")
+    context = activity_context(settings, pool)
+    for _ in range(2):  # a retry of the last try, say its record was lost
+        outcome = await _called_off(202, None, last_try=True, context=context, request_id=rid)
+        assert outcome.status == "needs_attention"
+    (alert,) = letters_for(mail_sink, rid, "staff_alert")
+    said = " ".join(alert.get_body(("plain",)).get_content().split())
+    # (The system by its id: the stored request's policy, the tests' own, has no such system to label.)
+    assert ("could not be told to stop (system email_marketing: DELETE " in said
+            and "by hand that the request was withdrawn and that it must not act on it" in said), said
+    assert await pool.fetchval("SELECT array_agg(data->>'outcome') FROM audit_events WHERE request_id = $1::uuid "
+                               "AND event_type = 'processor.called_off'", rid) == ["unreachable"]
