@@ -49,7 +49,8 @@ def _told(letters: list[dict[str, Any]], purpose: str) -> Any:
 def _so_far(events: list[dict[str, Any]], closing: dict[str, Any]) -> dict[str, list[str]]:
     """What the systems had done when staff closed the request, as its closing letter tells the
     subject (workflows/refusals.py `_done_so_far`): those whose task had changed something, and
-    those asked and still at work, which may still act. Closing undoes neither: the pack said only
+    those asked and still at work, called off at the close where they could be (an OpenDSR job, a
+    processor asked by e-mail), which may have acted. Closing undoes neither: the pack said only
     "closed unanswered" of a request whose erasure had gone through four systems."""
     last: dict[str, dict[str, Any]] = {}
     for e in events:
