@@ -68,7 +68,7 @@ def test_a_processor_is_told_the_request_is_withdrawn_in_its_language_and_the_la
 def test_the_withdrawal_reads_as_the_gdpr_and_the_ccpa_say_it():
     gdpr = " ".join(_withdrawal("erase", "gdpr", "en").text.split())
     assert ("On 3 February 2026 we asked you, as our processor (Survey service provider), to act on the "
-            "data-subject request below. That request is now closed without being carried out, and we "
+            "data-subject request below. That request is now closed, and we "
             "withdraw our instruction: please do not act on it.") in gdpr
     ccpa = _withdrawal("erase", "ccpa", "en")
     assert "as our service provider or contractor (Survey service provider), to act on the consumer request" in \
