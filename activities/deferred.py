@@ -6,7 +6,8 @@ falls under a statute is minimised and kept, and the rest goes; a processor we c
 by record is asked to erase, and followed until it confirms (activities/deferred_processors.py).
 Holds are re-checked first: a record another active hold still covers stays, and so does a record
 whose subject restricted its processing under a ground that keeps it from erasure
-(activities/restriction_guard.py).
+(activities/restriction_guard.py). What a legal-claims hold kept from an erasure then withdrawn,
+cancelled or denied is called off, not erased (dsrflow/stores/deferred_store.py `call_off_deferred`).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
+from dsrflow.stores.deferred_store import call_off_deferred, requests_to_call_off
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.sweep_runs import record_sweep_success
@@ -58,10 +60,17 @@ class DeferredErasureActivities:
         ctx = self.ctx
         as_of = sweep.as_of or datetime.now(UTC)
         await alert_unalerted(ctx)  # failures on record whose alert an earlier run could not send
+        # A request closed unanswered whose close did not call off what a legal-claims hold kept
+        # (killed first, or records kept by a try that ended after it): called off before anything
+        # is erased, and left below.
+        for request_id in await requests_to_call_off(ctx.pool, sweep.subject_hash):
+            async with ctx.pool.acquire() as conn:
+                await call_off_deferred(conn, request_id, actor="erasure-sweep")
         rows = await ctx.pool.fetch(
             """SELECT d.*, h.released_at FROM deferred_erasures d
                LEFT JOIN legal_holds h ON d.hold_kind = 'legal_claims' AND h.id::text = d.hold_ref
-               WHERE d.done_at IS NULL AND d.failed_at IS NULL AND ($1::text IS NULL OR d.subject_hash = $1)
+               WHERE d.done_at IS NULL AND d.failed_at IS NULL AND d.called_off_at IS NULL
+                 AND ($1::text IS NULL OR d.subject_hash = $1)
                ORDER BY d.id""",
             sweep.subject_hash,
         )

@@ -79,6 +79,8 @@ EVENT_WORDS = {
     "erasure.deferred_failed": "Processor did not carry out the deferred erasure",
     "erasure.deferred_retried": "Processor asked again to carry out the deferred erasure",
     "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
+    # The request closed unanswered: what a legal-claims hold kept is not erased when it ends (dsrflow/stores/deferred_store.py).
+    "erasure.deferred_called_off": "Deferred erasure called off: the request was closed unanswered",
 }
 
 # What a processor answered when its job was called off at its request's close

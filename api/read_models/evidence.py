@@ -194,7 +194,11 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                   -- other means, with the internal note that says how (dsrflow/stores/deferred_store.py)
                   max(attempt) AS attempts,
                   count(*) FILTER (WHERE settled_by IS NOT NULL) AS settled_by_staff,
-                  min(settled_by) AS settled_by, min(settled_note::text) AS settled_note
+                  min(settled_by) AS settled_by, min(settled_note::text) AS settled_note,
+                  -- called off by the request's close unanswered (dsrflow/stores/deferred_store.py
+                  -- `call_off_deferred`): not to be erased when the hold ends
+                  count(*) FILTER (WHERE called_off_at IS NOT NULL AND done_at IS NULL) AS called_off,
+                  min(called_off_at) AS called_off_at
              FROM deferred_erasures WHERE request_id = $1
             GROUP BY system, dataset, hold_kind, hold_ref, erase_after
             ORDER BY system, dataset""",

@@ -9,6 +9,7 @@ one more to ask, a settled row is done."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Literal, get_args
 
@@ -16,13 +17,16 @@ import asyncpg
 from pydantic import BaseModel, ConfigDict, Field
 
 from dsrflow.domain.audit import append_event, lock_chain
+from dsrflow.infra.failpoints import failpoint
+from dsrflow.infra.writes import Write
 from dsrflow.stores.team_store import TeamRefused, insert_note
 from schemas.staff_answers import STALE_ANSWER
 
 # Where a system's deferred erasure stands as staff answer it (`standing`), in the order that
 # decides it: a failure while any record failed (one to read before answering), else asked, else
-# held (kept still, or asked again and not yet sent), else erased or settled.
-DeferredState = Literal["failed", "asked", "held", "erased", "settled"]
+# held (kept still, or asked again and not yet sent), else erased or settled, else called off
+# (its request closed unanswered: `call_off_deferred`).
+DeferredState = Literal["failed", "asked", "held", "erased", "settled", "called_off"]
 _STANDING: tuple[DeferredState, ...] = get_args(DeferredState)
 
 
@@ -98,6 +102,7 @@ _STATE = """CASE WHEN done_at IS NOT NULL AND settled_by IS NOT NULL THEN 'settl
                  WHEN done_at IS NOT NULL THEN 'erased'
                  WHEN failed_at IS NOT NULL THEN 'failed'
                  WHEN submitted_at IS NOT NULL THEN 'asked'
+                 WHEN called_off_at IS NOT NULL THEN 'called_off'
                  ELSE 'held' END"""
 
 
@@ -257,3 +262,47 @@ async def settle_deferred(pool: asyncpg.Pool, request_id: str, system: str, note
                            data={"system": system, "note_id": note_id,
                                  "attempt": max(row["attempt"] for row in rows)})
     return note_id
+
+
+# A legal-claims hold's deferred erasure not yet begun (never asked, failed, asked again or done)
+# of a request closed unanswered (withdrawn, cancelled, denied): `call_off_deferred`'s.
+_CALLABLE_OFF = """d.hold_kind = 'legal_claims' AND d.called_off_at IS NULL AND d.done_at IS NULL
+    AND d.failed_at IS NULL AND d.submitted_at IS NULL AND d.retried_at IS NULL
+    AND EXISTS (SELECT FROM dsr_requests r WHERE r.id = d.request_id AND r.closed_at IS NOT NULL
+                                              AND r.status <> 'completed')"""
+
+
+async def call_off_deferred(conn: asyncpg.Connection, request_id: str, *, actor: str) -> dict[str, int]:
+    """Call off what a legal-claims hold kept from the erasure of a request closed unanswered:
+    the subject no longer asks for it, so the hold's release erases nothing of theirs (docs/holds.md
+    "A request closed unanswered"). The rows stay, marked, with one `erasure.deferred_called_off`
+    event in the statement that marks them: a process killed before it leaves them due, for the
+    close's retry or the sweep (`requests_to_call_off`) to call off. What a statute kept is not
+    called off: minimised already, it is kept for that obligation only, and its end is the end of
+    those records, which nothing else could erase (they no longer carry the subject's identities).
+    Returns the records called off per system (none: nothing left to call off)."""
+    found = f"SELECT id, system FROM deferred_erasures d WHERE d.request_id = $1 AND {_CALLABLE_OFF} ORDER BY id"
+    if not await conn.fetch(found, request_id):  # most closes: nothing kept, no lock taken
+        return {}
+    async with conn.transaction():
+        await lock_chain(conn, request_id)  # before the rows, as every step recording them takes them
+        rows = await conn.fetch(found + " FOR UPDATE", request_id)
+        if not rows:
+            return {}
+        systems = dict(sorted(Counter(row["system"] for row in rows).items()))
+        ids = [row["id"] for row in rows]
+        failpoint("deferred-called-off", request_id)  # found, and neither marked nor recorded
+        await append_event(conn, event_key=f"{request_id}:deferred:called_off:{ids[0]}", request_id=request_id,
+                           event_type="erasure.deferred_called_off", actor=actor, data={"systems": systems},
+                           along=[Write("UPDATE deferred_erasures SET called_off_at = now() WHERE id = ANY($1::bigint[])",
+                                        (ids,))])
+    return systems
+
+
+async def requests_to_call_off(pool: asyncpg.Pool, subject_hash: str | None = None) -> list[str]:
+    """The requests with a deferred erasure `call_off_deferred` would call off (a subject's, or
+    every one): closed without the call (a worker killed after the close, a try that kept records
+    after it), for the sweep to call off before it erases anything."""
+    rows = await pool.fetch(f"SELECT DISTINCT d.request_id FROM deferred_erasures d WHERE {_CALLABLE_OFF} "
+                            "AND ($1::text IS NULL OR d.subject_hash = $1)", subject_hash)
+    return [str(row["request_id"]) for row in rows]

@@ -15,6 +15,7 @@ from dsrflow.domain.audit import append_arguments, append_call, append_event
 from dsrflow.domain.deadlines import country_of_law
 from dsrflow.infra.metrics import request_opened
 from dsrflow.infra.writes import Write
+from dsrflow.stores.deferred_store import call_off_deferred
 from dsrflow.stores.request_lookup import lookup_keys
 from schemas.requests import NewRequest, RequestStatus
 
@@ -212,6 +213,9 @@ async def set_status(
     # cancelled, denied) has counts to add to the trail, and completions (every erasure's) skip the read.
     if status.is_closed and status != RequestStatus.completed:
         await _partial_effects(conn, request_id, actor)
+        # What a legal-claims hold kept from the erasure is not erased when it ends: the subject
+        # no longer asks for it (dsrflow/stores/deferred_store.py; the sweep calls off any left).
+        await call_off_deferred(conn, request_id, actor=actor)
 
 
 async def _partial_effects(conn: asyncpg.Connection, request_id: str, actor: str) -> None:
