@@ -85,6 +85,18 @@ async def _on_record(pool, rid: str) -> None:
     await eventually(waiting, 90)
 
 
+async def _surveys_task(pool, rid: str, *, asked: bool = False) -> TaskInput:
+    """The survey processor's erasure task of `rid` as its workflow runs it; `asked`: with the
+    external id its e-mail put on record (a poll's input)."""
+    request = uuid.UUID(rid)
+    external_id = await pool.fetchval("SELECT external_id FROM manual_tasks WHERE request_id = $1", request) \
+        if asked else None
+    return TaskInput(request_id=rid, record=True, external_id=external_id,
+                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
+                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
+                                     label="Survey service provider"))
+
+
 async def test_a_worker_killed_in_each_window_of_asking_a_processor_asks_it_once(
         asks, dev_server, pool, mail_sink, tmp_path):
     client, stack, http = dev_server.client, asks["stack"], asks["http"]
@@ -154,12 +166,8 @@ async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, 
         await _on_record(pool, rid)
     # No worker from here: the task's own poll (five minutes away) does not run beside these.
     request = uuid.UUID(rid)
-    external_id = await pool.fetchval("UPDATE manual_tasks SET sent_at = sent_at - interval '4 days' "
-                                      "WHERE request_id = $1 RETURNING external_id", request)
-    task = TaskInput(request_id=rid, record=True, external_id=external_id,
-                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
-                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
-                                     label="Survey service provider"))
+    await pool.execute("UPDATE manual_tasks SET sent_at = sent_at - interval '4 days' WHERE request_id = $1", request)
+    task = await _surveys_task(pool, rid, asked=True)
     reminder = message_id_for(f"{rid}:{REMINDER_PURPOSE}:surveys:erase:1")
     await poll_killed_at(stack.settings, f"mail-claimed~{reminder}", task.model_dump_json())
     await poll_killed_at(stack.settings, f"mail-accepted~{reminder}", task.model_dump_json())
@@ -193,10 +201,7 @@ async def test_a_processors_e_mail_the_relay_could_not_take_goes_once_when_it_is
     stack = asks["stack"]
     rid = await stored_request(pool, stack.settings, "relay-down", "erasure")
     request = uuid.UUID(rid)
-    task = TaskInput(request_id=rid, record=True,
-                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
-                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
-                                     label="Survey service provider"))
+    task = await _surveys_task(pool, rid)
     down = FanoutActivities(activity_context(stack.settings.model_copy(update={"smtp_port": free_port()}), pool))
     waiting = await ActivityEnvironment().run(down.run_system_action, task)
     assert waiting.status == "pending" and waiting.poll_after_seconds == 15, waiting
@@ -249,10 +254,7 @@ async def test_a_processors_e_mail_cut_off_by_a_crash_and_a_database_restart_wai
 
 async def _cut_off_then_sent(pool, stack, rid: str, mail_sink) -> None:
     request = uuid.UUID(rid)
-    task = TaskInput(request_id=rid, record=True,
-                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
-                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
-                                     label="Survey service provider"))
+    task = await _surveys_task(pool, rid)
     fanout = FanoutActivities(activity_context(stack.settings, pool))
     waiting = await ActivityEnvironment().run(fanout.run_system_action, task)
     assert waiting.status == "pending" and waiting.poll_after_seconds == 15, waiting
@@ -297,11 +299,7 @@ async def test_a_poll_killed_around_telling_a_processor_the_request_is_withdrawn
         await _on_record(pool, rid)
     request = uuid.UUID(rid)
     await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1", request)
-    task = TaskInput(request_id=rid, record=True, external_id=await pool.fetchval(
-                         "SELECT external_id FROM manual_tasks WHERE request_id = $1", request),
-                     policy_version=await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1", request),
-                     task=SystemTask(system="surveys", action="erase", connector="manual_email",
-                                     label="Survey service provider"))
+    task = await _surveys_task(pool, rid, asked=True)
     withdrawal = message_id_for(f"{rid}:{WITHDRAWAL_PURPOSE}:surveys:erase")
     await poll_killed_at(stack.settings, f"mail-claimed~{withdrawal}", task.model_dump_json())
     await poll_killed_at(stack.settings, f"mail-accepted~{withdrawal}", task.model_dump_json())
