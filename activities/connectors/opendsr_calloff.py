@@ -12,11 +12,17 @@ off, and the task ends saying what happened there:
   have acted), cancelled already (our own earlier call, whose answer a killed worker never
   recorded: DELETE is idempotent in effect, so its retry is told the same), or still pending (the
   processor would not cancel it: it may still act, and must be told by hand);
+- a 202 not taken (unsigned or signed by another key, about another job: a man in the middle, a
+  cache answering for the processor) or any other refusal of the DELETE: the job's signed status
+  decides as for a refusal (still pending: "not taken as a cancellation", outcome `unverified`);
+  a status that cannot be taken either (unsigned, another job's) leaves how the job stands unknown:
+  the same, staff alerted. Before, a 202 was the one answer not checked against the status, and a
+  refused answer failed the poll: the task needed attention on a page nobody opens, no alert;
 - the processor unreachable: retried as any poll is (the activity's retries), and on the last try
   the task ends needing staff, who must tell the processor by hand. It never holds the close: the
   request is closed, and its letter sent, before any of this.
 Staff are alerted (once, keyed) where the processor may still act and was not told: refused while
-pending, or unreachable; a closed request is in no queue, and nobody opens its page.
+pending, its answers not taken, or unreachable; a closed request is in no queue, and nobody opens its page.
 Each call-off is one audit event (`processor.called_off`, keyed per job: once, whatever the retries).
 """
 
@@ -27,7 +33,7 @@ from typing import Any, Protocol
 import httpx
 from temporalio import activity
 
-from activities.connectors.base import ActionOutcome, ConnectorEnv, Subject
+from activities.connectors.base import ActionOutcome, ConnectorEnv, PermanentConnectorError, Subject
 from activities.connectors.opendsr_answers import OpenDsrUnavailable, job_answer
 from activities.connectors.opendsr_documents import outcome_from_status
 from activities.context import ActivityContext
@@ -51,7 +57,7 @@ class OpenDsrConnector(Protocol):
 
 CALLED_OFF = "processor.called_off"
 # What the processor's answer to the call-off says of the job: the audit event's `outcome`.
-OUTCOMES = ("cancelled", "in_progress", "completed", "refused", "unreachable")
+OUTCOMES = ("cancelled", "in_progress", "completed", "refused", "unreachable", "unverified")
 
 
 def _last_try() -> bool:
@@ -68,13 +74,20 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
     """Cancel the job at its processor; the task's outcome says what happened there."""
     label = connector.env.system.label
     url = f"{connector.base_url}/requests/{job_id}"
+    distrusted = None  # why the DELETE's answer was not taken: then the job's signed status decides
     try:
-        response = await connector._call("DELETE", url, signed=True, accept=(400, 404, 405, 409))
-        if response.status_code == 202:
-            job_answer(connector.name, response, "a cancellation", job_id)  # about this job, signed
-            failpoint("opendsr-called-off", job_id)  # cancelled, and not yet on record
-            state = "cancelled"
-        else:  # no longer pending: its signed status says how far it went
+        try:
+            response = await connector._call("DELETE", url, signed=True, accept=(400, 404, 405, 409))
+            if response.status_code == 202:
+                job_answer(connector.name, response, "a cancellation", job_id)  # about this job, signed
+                failpoint("opendsr-called-off", job_id)  # cancelled, and not yet on record
+                state = "cancelled"
+        except PermanentConnectorError as exc:
+            # A 202 unsigned, signed by another key or about another job (a man in the middle, a
+            # cache answering for the processor), or any other refusal: not a cancellation. Taken
+            # for one, the task said "cancelled before it acted" while the job may still be pending.
+            distrusted = str(exc)
+        if distrusted is not None or response.status_code != 202:  # no longer pending, or not taken
             document = await connector._request_status(job_id)
             state = str(document.get("request_status"))
     except OpenDsrUnavailable as exc:
@@ -85,6 +98,16 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"not called off: the request was closed unanswered, but {label} could not be reached to cancel "
             f"the job ({exc}); it may still act on it: tell it by hand that the request was withdrawn"))
+    except PermanentConnectorError as exc:
+        # The job's status unsigned, about another job, or refused: how the job stands is unknown, and
+        # the poll's failure alone ended the task on a closed request's page nobody opens.
+        why = "; ".join(filter(None, (distrusted, str(exc))))  # the DELETE's answer, and the status's
+        await _alert(connector, subject, why)
+        await _record(connector, subject, job_id, "unverified")
+        return ActionOutcome(status="needs_attention", external_id=job_id, message=(
+            f"not called off: the request was closed unanswered, but {label}'s answers to the call-off could not "
+            f"be taken ({why}), so how the job stands is unknown; it may still act on it: tell it by "
+            "hand that the request was withdrawn"))
     if state == "completed":
         await _record(connector, subject, job_id, "completed")
         done = outcome_from_status(document)
@@ -96,7 +119,14 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"called off: the request was closed unanswered, and the job was cancelled at {label} before it acted"))
     if state == "pending":
-        await _alert(connector, subject, f"HTTP {response.status_code}")
+        failed = distrusted or f"HTTP {response.status_code}"
+        await _alert(connector, subject, failed)
+        if distrusted is not None:
+            await _record(connector, subject, job_id, "unverified")
+            return ActionOutcome(status="needs_attention", external_id=job_id, message=(
+                f"not called off: the request was closed unanswered, but {label}'s answer to the call-off was "
+                f"not taken as a cancellation ({distrusted}), and its signed status says the job is still pending; "
+                "it may still act on it: tell it by hand that the request was withdrawn"))
         await _record(connector, subject, job_id, "refused")
         return ActionOutcome(status="needs_attention", external_id=job_id, message=(
             f"not called off: the request was closed unanswered, but {label} refused to cancel the job (HTTP "

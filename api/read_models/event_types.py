@@ -91,4 +91,6 @@ CALL_OFF_WORDS = {
     "completed": "already carried out: it acted",
     "refused": "refused while the job was pending: it may still act, and must be told by hand",
     "unreachable": "not reached: it may still act, and must be told by hand",
+    # Its answer unsigned, about another job or refused, and its signed status not saying otherwise.
+    "unverified": "its answer not taken as a cancellation: it may still act, and must be told by hand",
 }
