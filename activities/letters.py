@@ -23,6 +23,7 @@ from activities.citations import regime_name
 from activities.context import ActivityContext
 from activities.heartbeat import heartbeating
 from activities.letter_closed_for import closed_for_context
+from activities.letter_kept_closed import KEPT_AT_CLOSE, kept_at_close
 from activities.letter_labels import denial_label, staff_type_label, type_label
 from activities.letter_message import compose_letter
 from activities.letter_objection import decision_summary
@@ -190,6 +191,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
     if job.purpose in _CLOSINGS:  # older workflows sent neither
         # A system still asked (a job at the processor) may still act, or is being called off: not stopped.
         acted, asked = done_so_far(params, row)
+        params["kept_at_close"], acted = kept_at_close(row, policy, loaded.policy, t, acted)  # what holds kept
         params["stopped"] = [stopped_sentence(stopped, t) for stopped in stopped_runs(row, policy)
                              if stopped.system not in asked and stopped.system not in acted]
         # A workflow that sends `acted_in` tells what was changed: the letter says plainly that
@@ -286,10 +288,9 @@ async def settle_letter(ctx: ActivityContext, job: LetterJob, *, secrets: dict[s
                         record=partial(deliver_letter, ctx, job, secrets=secrets))
 
 
-# What a letter reads with its request: whether it went already, the tasks that changed something
-# before they stopped, the systems done with changes (letter_stopped.py), the appeals closed for it.
+# Read with the request: whether the letter went, tasks stopped or done (letter_stopped.py), what holds kept, appeals.
 _LETTER_FACTS = ("jsonb_build_object('sent', EXISTS (SELECT FROM sent_letters WHERE letter_key = $2), "
-                 f"'stopped', {STOPPED_RUNS}, 'done', {DONE_SYSTEMS}, 'closed_for', {CLOSED_FOR})")
+                 f"'stopped', {STOPPED_RUNS}, 'done', {DONE_SYSTEMS}, 'kept', {KEPT_AT_CLOSE}, 'closed_for', {CLOSED_FOR})")
 
 
 async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any] | None) -> LetterReceipt:
@@ -299,8 +300,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
         row, facts = await get_request_with(conn, job.request_id, _LETTER_FACTS, letter_key)
         if row is None:
             raise LookupError(f"request {job.request_id} not found")
-        sent_before, row["stopped_runs"], row["done_systems"], row["closed_for"] = (
-            facts["sent"], facts["stopped"], facts["done"], facts["closed_for"])
+        sent_before, row["stopped_runs"], row["done_systems"], row["kept_at_close"], row["closed_for"] = (
+            facts["sent"], facts["stopped"], facts["done"], facts["kept"], facts["closed_for"])
         if sent_before:
             return LetterReceipt(letter_key=letter_key, message_id=message_id, already_sent=True)
         if not job.to_staff and not notifies_subject(row):

@@ -13,6 +13,7 @@ from typing import Any
 import activities.letters as letters
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
+from activities.letter_kept_closed import KEPT_AT_CLOSE
 from activities.letter_stopped import DONE_SYSTEMS, STOPPED_RUNS
 from activities.letter_templates import RenderedLetter, render_letter
 from dsrflow.domain.deadlines import compute_deadline, receipt_date_for
@@ -66,11 +67,11 @@ async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, re
     does, under the shipped policy unless `loaded` gives another. The tasks whose run changed
     something before they stopped, and the systems done with changes: `stopped_runs` ([[system,
     changes, status], ...]) and `done_systems` if given, else read from `pool` for the request `id`
-    as the activity reads them with the request, else none."""
+    as the activity reads them with the request (and the records holds kept, `kept_at_close`), else none."""
     request = request_row(regime, request_type, language, **row)
     if pool is not None and "stopped_runs" not in row:
-        request["stopped_runs"], request["done_systems"] = await pool.fetchrow(
-            f"SELECT {STOPPED_RUNS}, {DONE_SYSTEMS} FROM dsr_requests r WHERE r.id = $1", request["id"])
+        request["stopped_runs"], request["done_systems"], request["kept_at_close"] = await pool.fetchrow(
+            f"SELECT {STOPPED_RUNS}, {DONE_SYSTEMS}, {KEPT_AT_CLOSE} FROM dsr_requests r WHERE r.id = $1", request["id"])
     job = LetterJob(request_id=request["id"], purpose=purpose, key="1", params=params)
     context = await letters.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
     return render_letter(purpose, context, language)

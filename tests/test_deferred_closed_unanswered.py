@@ -9,6 +9,8 @@ close (one `erasure.deferred_called_off` event), and the hold's release erases n
 asks the processor to. What the statute kept, minimised already and kept for that obligation only,
 is still erased when its period ends (docs/holds.md "A request closed unanswered"). Before, the
 release erased her CRM contacts and e-mailed the survey processor to erase, against her withdrawal.
+Her closing letter says both, and no longer names the CRM, whose records the hold kept as they
+were, as acted on (before, it said nothing of what was kept).
 """
 
 from __future__ import annotations
@@ -121,11 +123,27 @@ async def test_a_withdrawal_calls_off_what_a_legal_claims_hold_kept_and_not_what
         panel = " ".join(re.sub(r"<[^>]+>", " ", page.split('<section id="deferred"', 1)[1].split("</table>")[0]).split())
         assert panel.count("not to be erased: the request was closed unanswered (called off)") == 2, panel
         assert 'id="deferred-retry-' not in page and 'id="deferred-settle-' not in page
-    # The cancellation letter names Billing as acted on, and promises no erasure when a hold ends.
-    letter = await as_sent("cancellation", "erasure", {"reason": "Withdrawn by phone", "withdrawn": True,
-                                                       "acted_in": [], "asked_in": []}, pool=pool, id=rid)
+    # The cancellation letter names Billing as acted on, not the CRM whose records the hold kept
+    # as they were, and says what was kept and what becomes of it: Billing's invoices deleted when
+    # the statute's period ends, the CRM's and the processor's data no longer erased with the claim.
+    params = {"reason": "Withdrawn by phone", "withdrawn": True, "acted_in": ["billing", "crm"], "asked_in": []}
+    letter = await as_sent("cancellation", "erasure", params, pool=pool, id=rid)
     for part in both(letter):
-        assert "Billing" in part and "when the hold" not in part and "Kept until" not in part, part
+        assert "when the hold" not in part and "Kept until" not in part, part
+        acted = part.split("we had already acted on it in: ", 1)[1].split(".", 1)[0]
+        assert acted.startswith("Billing") and "CRM" not in acted, acted
+        assert ("because the law requires us to (Belgian VAT Code Art. 60 §4" in part
+                and "we keep them, restricted and reduced to what the law needs, until 31 December 2035, and "
+                    "then delete them." in part), part
+        assert ("We had kept your personal data in CRM (contacts, support requests, live chat) and Survey service "
+                "provider because of a legal claim. As your request is closed, we will not erase it when the claim "
+                "ends: it stays as it is, and we keep it only as long as our privacy policy says.") in part, part
+    # In every language, and in the words of a law that deletes (the CCPA: "personal information").
+    for language, said in (("fr", "en raison d'une action en justice"), ("nl", "vanwege een rechtsvordering"),
+                           ("de", "wegen eines Rechtsanspruchs")):
+        assert said in (await as_sent("cancellation", "erasure", params, pool=pool, id=rid, language=language)).text
+    ccpa = (await as_sent("cancellation", "erasure", params, pool=pool, id=rid, regime="ccpa")).text
+    assert "We had kept your personal information in CRM" in ccpa and "we will not delete it when the claim" in ccpa
 
     await _release_and_sweep(stack, pool, hold)
     # Her CRM contacts stay, the survey processor is not asked; Billing's 2025 invoices, their
