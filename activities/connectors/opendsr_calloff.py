@@ -39,6 +39,7 @@ from activities.connectors.opendsr_documents import outcome_from_status
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.processor_answers import called_off_event_key
 from dsrflow.infra.failpoints import failpoint
 from schemas.workflow import LetterJob
 
@@ -160,6 +161,6 @@ async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, ou
         return
     async with pool.acquire() as conn:
         await append_event(
-            conn, event_key=f"{subject.request_id}:called-off:{connector.name}:{job_id}",
+            conn, event_key=called_off_event_key(subject.request_id, connector.name, job_id),
             event_type=CALLED_OFF, actor="system", request_id=subject.request_id,
             data={"system": connector.name, "attempt": subject.attempt, "outcome": outcome})

@@ -66,15 +66,26 @@ def count_event_key(request_id: str, system: str, external_id: str) -> str:
     return f"{callback_event_key(request_id, system, external_id, 'completed')}:count"
 
 
+def called_off_event_key(request_id: str, system: str, external_id: str) -> str:
+    """The key of the job's `processor.called_off` event, once per job: its call-off at its request's
+    close (activities/connectors/opendsr_calloff.py)."""
+    return f"{request_id}:called-off:{system}:{external_id}"
+
+
 async def recorded_statuses(conn: asyncpg.Connection | asyncpg.Pool, request_id: str, system: str,
                             external_id: str, attempt: int) -> OnRecord:
     """The statuses of the job's signed callbacks on record for the task's `attempt` (their events,
-    by `callback_event_key` and `count_event_key`), and whether a completion's count is."""
+    by `callback_event_key` and `count_event_key`), and whether a completion's count is. A call-off's
+    outcome is one of them where it is the job's signed status (cancelled, completed, in_progress):
+    a callback saying `pending` after it went on record as the job's status, unrefused."""
     keys = [callback_event_key(request_id, system, external_id, status) for status in _PROGRESS]
-    rows = await conn.fetch("SELECT data->>'status' AS status, (data->>'attempt')::int AS attempt, "
-                            "data ? 'results_count' AS counted FROM audit_events WHERE event_key = ANY($1::text[])",
-                            [*keys, count_event_key(request_id, system, external_id)])
-    ours = [row for row in rows if row["attempt"] == attempt]
+    rows = await conn.fetch("SELECT coalesce(data->>'status', data->>'outcome') AS status, "
+                            "(data->>'attempt')::int AS attempt, data ? 'results_count' AS counted "
+                            "FROM audit_events WHERE event_key = ANY($1::text[])",
+                            [*keys, count_event_key(request_id, system, external_id),
+                             called_off_event_key(request_id, system, external_id)])
+    # (A call-off refused, unverified or unreachable says nothing of the job's status.)
+    ours = [row for row in rows if row["attempt"] == attempt and row["status"] in _PROGRESS]
     return OnRecord({row["status"] for row in ours}, any(row["counted"] for row in ours))
 
 
