@@ -123,6 +123,10 @@ class ManualEmailConnector(Connector):
             )
         self.contact_email = contact
         self.contact_name = str(config["contact_name"]).strip() if config.get("contact_name") else None
+        if self.contact_name is not None and not self.contact_name.isprintable():
+            # A line break in it was a ValueError from the To header at each e-mail's composing,
+            # retried as a passing failure and naming neither the system nor the key to change.
+            raise PermanentConnectorError(f"system {self.name}: config.contact_name must be one line of text")
         try:
             self.reminder_days = int(config.get("reminder_days", 3))
         except (TypeError, ValueError):
