@@ -7,7 +7,8 @@ by record is asked to erase, and followed until it confirms (activities/deferred
 Holds are re-checked first: a record another active hold still covers stays, and so does a record
 whose subject restricted its processing under a ground that keeps it from erasure
 (activities/restriction_guard.py). What a legal-claims hold kept from an erasure then withdrawn,
-cancelled or denied is called off, not erased (dsrflow/stores/deferred_store.py `call_off_deferred`).
+cancelled or denied is called off, not erased (dsrflow/stores/deferred_store.py `call_off_deferred`),
+and its restricted mark lifted once the hold is released (activities/called_off_marks.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio import activity
 
+from activities.called_off_marks import lift_called_off_marks
 from activities.connectors.base import PermanentConnectorError
 from activities.context import ActivityContext
 from activities.deferred_processors import Followed, alert_unalerted, follow_processor_erasure, record_failure
@@ -66,6 +68,8 @@ class DeferredErasureActivities:
         for request_id in await requests_to_call_off(ctx.pool, sweep.subject_hash):
             async with ctx.pool.acquire() as conn:
                 await call_off_deferred(conn, request_id, actor="erasure-sweep")
+        # What they kept and a released hold had marked restricted goes back to ordinary use.
+        _, unable = await lift_called_off_marks(ctx, sweep.subject_hash)
         rows = await ctx.pool.fetch(
             """SELECT d.*, h.released_at FROM deferred_erasures d
                LEFT JOIN legal_holds h ON d.hold_kind = 'legal_claims' AND h.id::text = d.hold_ref
@@ -112,7 +116,6 @@ class DeferredErasureActivities:
         # One system that fails must not stop the others, for this subject or any other: a failure
         # retrying cannot cure fails its rows, for compliance to ask again or settle; another
         # leaves them due for the next run.
-        unable: dict[str, str] = {}
         for (version, system), due in statutory.items():
             try:
                 async with open_connector(ctx, version, system) as connector:

@@ -28,7 +28,7 @@ from activities.fanout import FanoutActivities
 from api.read_models.evidence import assemble_evidence
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.crypto.keys import load_secret_key
-from dsrflow.stores.deferred_store import deferred_erasures
+from dsrflow.stores.deferred_store import deferred_erasures, kept_records
 from dsrflow.stores.holds_store import release_hold
 from dsrflow.stores.requests_store import set_status
 from schemas.holds import SweepInput
@@ -183,3 +183,114 @@ async def test_a_sweep_killed_calling_off_a_denied_erasure_leaves_it_whole_for_t
     assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid "
                                "AND hold_kind = 'legal_claims' AND called_off_at IS NULL", rid) == 0
     assert subject_hash(load_secret_key(stack.settings), EMAIL) not in str(event["data"])
+
+
+# What a legal-claims hold kept in the CRM was marked restricted there (activities/connectors/sql_erasure.py).
+RESTRICTED = f"SELECT count(*) FILTER (WHERE restricted) AS marked, count(*) AS n FROM contacts WHERE email = '{EMAIL}'"
+UNRESTRICTED = ("SELECT data FROM audit_events WHERE request_id = $1 "
+                "AND event_type = 'erasure.called_off_unrestricted'")
+
+
+async def _withdrawn(stack, pool) -> tuple[str, dict, int]:
+    """Ada's erasure kept part-way (`_kept_part_way`), then withdrawn: its id, the hold, and how
+    many CRM contacts of hers the hold kept (restricted there)."""
+    rid, hold = await _kept_part_way(stack, pool)
+    (crm,) = await fetch_rows(stack.databases["crm"], RESTRICTED)
+    assert crm["marked"] == crm["n"] > 0
+    async with pool.acquire() as conn:
+        await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:closed", actor="subject")
+    return rid, hold, crm["n"]
+
+
+async def test_a_released_hold_lifts_the_restriction_on_what_a_called_off_erasure_kept(stack):
+    """Before, her CRM contacts stayed restricted for ever once the hold was released, no hold
+    nor request keeping them so; a correction of her phone number left them out as 'held'; and
+    the evidence pack's kept-records table still gave them until 'the hold's release'."""
+    stack, pool = stack
+    rid, hold, contacts = await _withdrawn(stack, pool)
+    version = str(await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1::uuid", rid))
+    # Called off, they are kept by no hold: neither a correction nor an access request leaves them out.
+    assert not [k for k in await kept_records(pool, system=("crm", version)) if k.startswith("crm.")]
+    held = await kept_records(pool, subject_hash=subject_hash(load_secret_key(stack.settings), EMAIL))
+    assert held and {k.split(".")[0] for k in held} == {"billing"}, held  # what the statute keeps still is
+    # The hold is still in force: what it kept stays restricted until it is released.
+    sweep = DeferredErasureActivities(activity_context(stack.settings, pool)).sweep
+    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=AS_OF))
+    assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == contacts
+    assert await pool.fetch(UNRESTRICTED, rid) == []
+
+    await _release_and_sweep(stack, pool, hold)
+    (crm,) = await fetch_rows(stack.databases["crm"], RESTRICTED)
+    assert (crm["marked"], crm["n"]) == (0, contacts)  # unrestricted, and kept as they were
+    (event,) = await pool.fetch(UNRESTRICTED, rid)
+    data = json.loads(event["data"]) if isinstance(event["data"], str) else event["data"]
+    assert data["system"] == "crm" and data["records"] >= contacts
+    await _release_and_sweep(stack, pool, hold)  # a sweep again: nothing more
+    assert len(await pool.fetch(UNRESTRICTED, rid)) == 1
+
+    # A correction of her phone number now reaches them.
+    fix = await stored_request(pool, stack.settings, "withdrawn", "rectification", email=EMAIL,
+                               corrections={"phone": "+32 470 12 34 56"})
+    fanout = FanoutActivities(activity_context(stack.settings, pool))
+    plan = await fanout._plan(StartRequest(request_id=fix, policy_version=version))
+    (task,) = [t for t in plan.tasks if t.system == "crm"]
+    result = await fanout._run(TaskInput(request_id=fix, policy_version=plan.policy_version, task=task, record=True))
+    assert result.status == "done" and result.changed >= contacts and "kept" not in (result.message or ""), result
+    phones = await fetch_rows(stack.databases["crm"], f"SELECT phone FROM contacts WHERE email = '{EMAIL}'")
+    assert {p["phone"] for p in phones} == {"+32 470 12 34 56"}
+
+    # The evidence pack's kept records no longer say 'until the hold's release'; the timeline says so.
+    async with api(stack) as http:
+        headers = await staff_headers(pool, "compliance")
+        text = readable((await http.get(f"/v1/requests/{rid}/evidence.html", headers=headers)).text)
+        await console_sign_in(http, pool, "compliance")  # and the request's page, no longer "then erased"
+        page = readable((await http.get(f"/console/requests/{rid}")).text)
+    assert page.count("Its erasure was called off on") == 4 and "what it kept is then erased" not in page, page
+    kept = section(text, "Holds and kept records", "Letters sent")
+    assert "the hold's release" not in kept, kept
+    assert kept.count("not erased when the hold ends: called off") == 4, kept
+    assert "Records of the called-off erasure no longer restricted: the hold was released" in text
+
+
+async def test_another_hold_or_her_restriction_keeps_a_called_off_erasures_records_restricted(stack):
+    """Released, the hold that kept them no longer does, but another placed over the CRM since
+    does, and then a restriction she asked for, in force there: they stay restricted until both
+    have ended."""
+    stack, pool = stack
+    rid, hold, contacts = await _withdrawn(stack, pool)
+    other = await place_claims_hold(pool, stack.settings, EMAIL, ["crm"])
+    restriction = await stored_request(pool, stack.settings, "withdrawn", "restriction", email=EMAIL,
+                                       restriction_grounds=["accuracy_contested"])
+    await pool.execute("""INSERT INTO restrictions (request_id, subject_hash, grounds, systems, keeps_from_erasure)
+                          VALUES ($1::uuid, $2, '{accuracy_contested}', '{crm}', false)""",
+                       restriction, subject_hash(load_secret_key(stack.settings), EMAIL))
+    await pool.execute("UPDATE dsr_requests SET status = 'completed', closed_at = now() WHERE id = $1::uuid",
+                       restriction)
+    for ended in (hold, other):
+        await _release_and_sweep(stack, pool, ended)
+        assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == contacts
+        assert await pool.fetch(UNRESTRICTED, rid) == []
+    await pool.execute("UPDATE restrictions SET lifted_at = now() WHERE request_id = $1::uuid", restriction)
+    await _release_and_sweep(stack, pool, other)
+    assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == 0
+    assert len(await pool.fetch(UNRESTRICTED, rid)) == 1
+
+
+async def test_a_sweep_killed_once_the_restriction_is_lifted_records_it_once_at_its_next_run(stack):
+    """Killed after the CRM committed and before the record: the next run lifts again (changing
+    nothing) and records it once; the rows are marked unrestricted only with that record."""
+    stack, pool = stack
+    rid, hold, contacts = await _withdrawn(stack, pool)
+    async with pool.acquire() as conn:
+        await release_hold(conn, hold["id"], "compliance:test", reason="The claim was settled out of court")
+    await sweep_killed_at(stack.settings, "called-off-unrestricted", AS_OF)
+    assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == 0
+    assert await pool.fetch(UNRESTRICTED, rid) == []
+    assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid "
+                               "AND unrestricted_at IS NOT NULL", rid) == 0
+    for _ in range(2):
+        await _release_and_sweep(stack, pool, hold)
+    assert len(await pool.fetch(UNRESTRICTED, rid)) == 1
+    assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid AND system = 'crm' "
+                               "AND unrestricted_at IS NULL", rid) == 0
+    assert dict((await fetch_rows(stack.databases["crm"], RESTRICTED))[0]) == {"marked": 0, "n": contacts}

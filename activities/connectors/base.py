@@ -234,6 +234,13 @@ class Connector(Protocol):
         `before_commit` with that result before it commits (activities/ledger.py)."""
         raise PermanentConnectorError("this system's connector cannot erase kept records by key")
 
+    async def unrestrict_keys(self, keys: Mapping[str, Sequence[str]]) -> int:
+        """Lift the restriction an erasure's hold set on these records, by dataset -> record keys,
+        once nothing keeps them so (activities/called_off_marks.py); the records changed. Only a
+        sql system's hold marks its records (a restricted column): a processor kept whole was
+        asked nothing, and a SaaS's statutory records are erased when their period ends."""
+        return 0
+
     async def export(self, subject: Subject, part: PartOpener) -> bool:
         """Write the package's parts straight from the store (see ExportPart); False: the package
         builder reads `access` instead."""

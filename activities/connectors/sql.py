@@ -67,6 +67,7 @@ from activities.connectors.sql_queries import (
     Plan,
     category_groups,
     erased_rules,
+    ident,
     linked_values,
     plain,
     select_fields,
@@ -286,6 +287,26 @@ class SqlConnector(Connector):
                     if before_commit is not None:
                         await before_commit(erased)
         return erased
+
+    async def unrestrict_keys(self, keys: Mapping[str, Sequence[str]]) -> int:
+        """Lift the restriction an erasure's hold set on these records (HoldAwareErasure.minimise)
+        once nothing keeps them so (activities/called_off_marks.py), in one transaction; the rows
+        changed. Un-restricting a row that is not restricted changes nothing: a run again is idle."""
+        changed = 0
+        async with self._connection() as conn:
+            with self._mapped():
+                async with conn.transaction():
+                    for dataset in self.plan.parents_first:
+                        wanted = list(keys.get(dataset.name, ()))
+                        if not wanted or not dataset.restricted_column:
+                            continue
+                        column = ident(dataset.restricted_column)
+                        with self._mapped(dataset.name):
+                            status = await conn.execute(
+                                f"UPDATE {ident(dataset.table)} SET {column} = false "
+                                f"WHERE {ident(dataset.key)}::text = ANY($1::text[]) AND {column}", wanted)
+                        changed += int(status.split()[-1])
+        return changed
 
     async def clear_fields(self, dataset: Dataset, keys: Sequence[str], rules: Mapping[str, FieldRule]) -> list[str]:
         """Apply these field rules (hash, null or a value) to the rows with these keys, in one

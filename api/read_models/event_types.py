@@ -81,6 +81,8 @@ EVENT_WORDS = {
     "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
     # The request closed unanswered: what a legal-claims hold kept is not erased when it ends (dsrflow/stores/deferred_store.py).
     "erasure.deferred_called_off": "Deferred erasure called off: the request was closed unanswered",
+    # Its hold released, the restriction it set on them lifted (activities/called_off_marks.py).
+    "erasure.called_off_unrestricted": "Records of the called-off erasure no longer restricted: the hold was released",
 }
 
 # What a processor answered when its job was called off at its request's close

@@ -223,9 +223,14 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
     def cut(system: str, dataset: str) -> dict[str, int] | None:
         return short.get(system) if dataset == WHOLE_SYSTEM else None
 
+    # A kept record whose erasure was called off (every row of it): its "until" is no longer the
+    # hold's release, which erases nothing of it now.
+    called_off = {(r["system"], r["dataset"], r["hold_ref"]): r["called_off_at"] for r in deferred
+                  if r["called_off"] and r["called_off"] == r["records"]}
     return {
         "kept_records": [{**kept, "as_told": _as_told(kept, None if loaded is None else loaded.policy, row["regime"]),
-                          "cut_short": cut(kept["system"], kept["dataset"])}
+                          "cut_short": cut(kept["system"], kept["dataset"]),
+                          "called_off_at": called_off.get((kept["system"], kept["dataset"], kept.get("hold_ref")))}
                          for task in tasks for kept in task["kept_records"]],
         "deferred_erasures": [{**dict(r), "cut_short": cut(r["system"], r["dataset"])} for r in deferred],
         "legal_claims_holds": [{**dict(r), "id": str(r["id"])} for r in legal],

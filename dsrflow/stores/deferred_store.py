@@ -124,13 +124,15 @@ async def kept_records(pool: asyncpg.Pool, *, subject_hash: str | None = None,
     given as (its name, a policy version), for a correction to leave them as the law keeps them.
     A record key names a row of the system as configured when it was kept: only the records kept
     while the system's configuration was the one of that version count (a system the policy
-    points at another database since has other rows under the same keys)."""
+    points at another database since has other rows under the same keys). A record whose erasure
+    was called off (its request closed unanswered: `call_off_deferred`) is kept by no hold: it is
+    the subject's like any other, found by their identities, and a correction changes it."""
     name, version = system or (None, None)
     rows = await pool.fetch(
         """SELECT d.system, d.dataset, array_agg(d.record_key) AS keys FROM deferred_erasures d
            LEFT JOIN policy_versions kept ON kept.version = d.policy_version
            LEFT JOIN policy_versions current ON current.version = $3
-           WHERE d.done_at IS NULL AND ($1::text IS NULL OR d.subject_hash = $1)
+           WHERE d.done_at IS NULL AND d.called_off_at IS NULL AND ($1::text IS NULL OR d.subject_hash = $1)
              AND ($2::text IS NULL OR (d.system = $2 AND kept.content->'systems'->d.system->'config'
                                        IS NOT DISTINCT FROM current.content->'systems'->d.system->'config'))
            GROUP BY d.system, d.dataset""", subject_hash, name, version)
