@@ -255,7 +255,8 @@ async def test_a_released_hold_lifts_the_restriction_on_what_a_called_off_erasur
 async def test_another_hold_or_her_restriction_keeps_a_called_off_erasures_records_restricted(stack):
     """Released, the hold that kept them no longer does, but another placed over the CRM since
     does, and then a restriction she asked for, in force there: they stay restricted until both
-    have ended."""
+    have ended. A new erasure of hers then erases them (so it did before: an erasure never read
+    what holds keep)."""
     stack, pool = stack
     rid, hold, contacts = await _withdrawn(stack, pool)
     other = await place_claims_hold(pool, stack.settings, EMAIL, ["crm"])
@@ -274,6 +275,17 @@ async def test_another_hold_or_her_restriction_keeps_a_called_off_erasures_recor
     await _release_and_sweep(stack, pool, other)
     assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == 0
     assert len(await pool.fetch(UNRESTRICTED, rid)) == 1
+
+    # A new erasure of hers, no hold in force now, erases them as any record of hers (it never read
+    # what holds keep: called off, they carry her identities still).
+    again = await stored_request(pool, stack.settings, "withdrawn", "erasure", email=EMAIL)
+    fanout = FanoutActivities(activity_context(stack.settings, pool))
+    plan = await fanout._plan(StartRequest(request_id=again, policy_version=str(await pool.fetchval(
+        "SELECT policy_version FROM dsr_requests WHERE id = $1::uuid", again))))
+    (task,) = [t for t in plan.tasks if t.system == "crm"]
+    result = await fanout._run(TaskInput(request_id=again, policy_version=plan.policy_version, task=task, record=True))
+    assert result.status == "done" and not result.kept, result
+    assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["n"] == 0
 
 
 async def test_a_sweep_killed_once_the_restriction_is_lifted_records_it_once_at_its_next_run(stack):
