@@ -41,6 +41,7 @@ from activities.task_outcomes import (
     stored_outcome,
 )
 from activities.task_results import result_on_record, store_task_result
+from activities.told_closed import once_closed
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
@@ -368,7 +369,7 @@ class FanoutActivities(ErasureEvidence):
 
     @activity.defn(name="poll_system_action")
     async def poll_system_action(self, task: TaskInput) -> TaskResult:
-        row = await self._row(task.request_id)
+        row = await once_closed(task, await self._row(task.request_id), self._row)
         try:
             async with heartbeating(), open_connector(self.ctx, task.policy_version, task.task.system) as connector:
                 # The attempt's http run goes on; on a request closed unanswered, nothing new is asked.

@@ -233,6 +233,9 @@ class TaskInput(Contract):
     # while the request is open, since nothing may reach a system for a withdrawn or refused one;
     # a restriction's lift excepted (RUNS_AFTER_CLOSE).
     after_outage: bool = False
+    # A poll its task makes on being told its request closed unanswered: the close may not be on
+    # record yet, and the poll waits a few seconds for it (activities/told_closed.py).
+    told_closed: bool = False
 
 
 class TaskResult(Contract):

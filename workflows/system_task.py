@@ -99,6 +99,10 @@ ENDS_ON_CLOSE = "manual-task-ends-on-close"
 # off (activities/connectors/opendsr_calloff.py); before, it was left to run (an erasure the subject
 # withdrew carried out minutes later).
 JOBS_CALLED_OFF = "opendsr-jobs-called-off-on-close"
+# workflow.patched id: the poll a task makes on being told its request closed says so
+# (`TaskInput.told_closed`), and waits for the close to be on record (activities/told_closed.py);
+# before, it could read the request open, and the job was called off only at the next poll.
+TOLD_POLL_AWAITS_CLOSE = "told-poll-awaits-close"
 
 
 def continues(error: BaseException) -> bool:
@@ -268,7 +272,9 @@ class SystemTaskWorkflow:
             if self._request_closed and self._update is None:
                 self._request_closed = False  # asked once: a poll answering pending waits on as before
                 if workflow.patched(ENDS_ON_CLOSE):
-                    polled = await self._poll(task, pending, give_up)
+                    told = task.model_copy(update={"told_closed": True}) \
+                        if workflow.patched(TOLD_POLL_AWAITS_CLOSE) else task
+                    polled = await self._poll(told, pending, give_up)
                     if polled.status != "pending":
                         return polled
                 continue
