@@ -34,7 +34,7 @@ import httpx
 from temporalio import activity
 
 from activities.connectors.base import ActionOutcome, ConnectorEnv, PermanentConnectorError, Subject
-from activities.connectors.opendsr_answers import OpenDsrUnavailable, job_answer
+from activities.connectors.opendsr_answers import OpenDsrMalformed, OpenDsrUnavailable, job_answer
 from activities.connectors.opendsr_documents import outcome_from_status
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
@@ -83,10 +83,11 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
                 job_answer(connector.name, response, "a cancellation", job_id)  # about this job, signed
                 failpoint("opendsr-called-off", job_id)  # cancelled, and not yet on record
                 state = "cancelled"
-        except PermanentConnectorError as exc:
-            # A 202 unsigned, signed by another key or about another job (a man in the middle, a
-            # cache answering for the processor), or any other refusal: not a cancellation. Taken
-            # for one, the task said "cancelled before it acted" while the job may still be pending.
+        except (PermanentConnectorError, OpenDsrMalformed) as exc:
+            # A 202 unsigned, signed by another key, about another job or naming none (a man in the
+            # middle, a cache's page answering for the processor), or any other refusal: not a
+            # cancellation. Taken for one, the task said "cancelled before it acted" while the job
+            # may still be pending; a malformed one was retried until the poll's last try.
             distrusted = str(exc)
         if distrusted is not None or response.status_code != 202:  # no longer pending, or not taken
             document = await connector._request_status(job_id)

@@ -83,13 +83,18 @@ async def test_the_processors_own_signed_202_still_calls_the_job_off():
     assert (outcome.status, outcome.message) == ("needs_attention", _CANCELLED)
 
 
-@pytest.mark.parametrize("forged", ["unsigned", "another key", "another job"])
+@pytest.mark.parametrize("forged", ["unsigned", "another key", "another job", "no job", "a page"])
 async def test_a_202_not_the_processors_own_about_this_job_is_no_cancellation(forged):
     """The job still pending at the processor (its signed status says so): the forged 202 is not
-    taken, and the task says it was not called off."""
+    taken, and the task says it was not called off (a 202 naming no job, or a cache's page, was
+    retried until the poll's last try before)."""
+    page = b"<html><body>Accepted</body></html>"
     delete = {"unsigned": lambda job: _accepted(job, None),
               "another key": lambda job: _accepted(job, _OTHER_KEY),
-              "another job": lambda job: _accepted(str(uuid.uuid4()), KEY)}[forged]
+              "another job": lambda job: _accepted(str(uuid.uuid4()), KEY),
+              "no job": lambda job: _answer(202, {"controller_id": "c"}, key=KEY),
+              "a page": lambda job: httpx.Response(202, content=page, headers={SIGNATURE_HEADER: sign(page, KEY)}),
+              }[forged]
     outcome = await _called_off(_processor(delete, "pending", status_key=KEY))
     assert outcome.status == "needs_attention"
     assert outcome.message is not None and outcome.message.startswith(
