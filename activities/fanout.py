@@ -299,10 +299,11 @@ class FanoutActivities(ErasureEvidence):
                     # this try did when it finds nothing left to change.
                     await save_outcome(self.ctx.pool, task, reported(outcome), committed=False)
 
-                if action == "rectify":
+                if action in ("rectify", "lift_restriction"):  # each leaves what a hold keeps as it is
                     # Whoever's they are: a customer number still names a record an erasure kept.
                     subject = replace(subject, held=await kept_records(
                         self.ctx.pool, system=(task.task.system, task.policy_version)))
+                if action == "rectify":
                     outcome = await connector.rectify(subject, details.get("corrections", {}), before_commit=keep)
                 elif action == "restrict":
                     outcome = await connector.restrict(subject, before_commit=keep)

@@ -47,6 +47,7 @@ sweep killed between the two lifts again, changing nothing, and records it.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -61,6 +62,7 @@ from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.pieces import Pieces
+from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request
 from dsrflow.stores.restrictions_store import restricted_elsewhere
 from schemas.workflow import LetterJob
@@ -180,8 +182,10 @@ async def _lifted(ctx: ActivityContext, policy_version: str, system: str, subjec
         # Bounded, and beating: a system that hangs (a SaaS's 30 s per request, tried four times)
         # would outlast the sweep's heartbeat timeout (a minute), the activity cancelled with no
         # failure of the lift's own on record, and so never handed to staff (`_failing_too_long`).
+        # What a hold keeps since an erasure stays restricted, as a task's lift leaves it (activities/fanout.py).
+        held = await kept_records(ctx.pool, system=(system, policy_version))
         async with heartbeating(), asyncio.timeout(LIFT_SECONDS), open_connector(ctx, policy_version, system) as connector:
-            outcome = await connector.lift_late(subject)
+            outcome = await connector.lift_late(replace(subject, held=held))
     except Exception as exc:
         # Not the connector's own error: a quota's `next_retry_delay` (or a non-retryable one)
         # would hold back the whole sweep, every part of it, until the system's next day.

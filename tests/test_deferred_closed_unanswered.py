@@ -306,3 +306,24 @@ async def test_a_sweep_killed_once_the_restriction_is_lifted_records_it_once_at_
     assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid AND system = 'crm' "
                                "AND unrestricted_at IS NULL", rid) == 0
     assert dict((await fetch_rows(stack.databases["crm"], RESTRICTED))[0]) == {"marked": 0, "n": contacts}
+
+
+async def test_lifting_her_restriction_leaves_restricted_what_a_hold_in_force_keeps(stack):
+    """Not a withdrawal: Ada's erasure kept her CRM contacts whole under a legal-claims hold still
+    in force (marked restricted there). She then restricts the CRM's processing of her data and
+    compliance lifts it: the lift leaves the hold's records restricted, at a task's lift as at the
+    start sweep's held one (both read `kept_records`). Before, the lift freed them, the hold in force."""
+    stack, pool = stack
+    rid, _ = await _kept_part_way(stack, pool)
+    (crm,) = await fetch_rows(stack.databases["crm"], RESTRICTED)
+    fanout = FanoutActivities(activity_context(stack.settings, pool))
+    restriction = await stored_request(pool, stack.settings, "withdrawn", "restriction", email=EMAIL,
+                                       restriction_grounds=["accuracy_contested"])
+    plan = await fanout._plan(StartRequest(request_id=restriction, policy_version=str(await pool.fetchval(
+        "SELECT policy_version FROM dsr_requests WHERE id = $1::uuid", rid))))
+    (task,) = [t for t in plan.tasks if t.system == "crm"]
+    for action in ("restrict", "lift_restriction"):
+        result = await fanout._run(TaskInput(request_id=restriction, policy_version=plan.policy_version, record=True,
+                                             task=task.model_copy(update={"action": action})))
+        assert result.status == "done", result
+    assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == crm["marked"] == crm["n"]

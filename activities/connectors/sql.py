@@ -329,7 +329,7 @@ class SqlConnector(Connector):
     async def _set_everywhere(self, subject: Subject, updates: dict[str, dict[str, Any]], message: str | None,
                               before_commit: ActionHook | None, *, leave_held: bool = False) -> ActionOutcome:
         """`leave_held`: rows kept under a hold since an erasure (`subject.held`) stay as the law
-        keeps them; a correction changes the rows in use only."""
+        keeps them; a correction, or a restriction's lift, changes the rows in use only."""
         counts: dict[str, dict[str, int]] = {}
         if not updates:
             return self._outcome(counts, message)
@@ -349,7 +349,10 @@ class SqlConnector(Connector):
                    for d in self.plan.parents_first if d.restricted_column}
         missing = [d.name for d in self.plan.parents_first if not d.restricted_column]
         message = f"no restriction column in: {', '.join(missing)}" if missing else None
-        return await self._set_everywhere(subject, updates, message, before_commit)
+        # A lift leaves the rows a hold keeps since an erasure (`subject.held`): the hold marked them
+        # restricted, and keeps them so until it ends. Before, lifting a restriction the subject had
+        # asked for freed them too, the hold still in force.
+        return await self._set_everywhere(subject, updates, message, before_commit, leave_held=not restricted)
 
     async def restrict(self, subject: Subject, *, before_commit: ActionHook | None = None) -> ActionOutcome:
         return await self._restriction(subject, True, before_commit)
