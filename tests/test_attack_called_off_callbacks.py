@@ -135,7 +135,7 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
     assert await _events(pool, open_id) == [
         ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1})]
     assert await _events(pool, completed_id) == [
-        ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "completed"}),
+        ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "completed", "results_count": 2}),
         ("processor.callback_went_back", {"system": PROCESSOR, "status": "pending", "after": "completed",
                                           "attempt": 1})]
     assert await _events(pool, cancelled_id) == [

@@ -28,6 +28,7 @@ Each call-off is one audit event (`processor.called_off`, keyed per job: once, w
 
 from __future__ import annotations
 
+import json
 from typing import Any, Protocol
 
 import httpx
@@ -35,11 +36,11 @@ from temporalio import activity
 
 from activities.connectors.base import ActionOutcome, ConnectorEnv, PermanentConnectorError, Subject
 from activities.connectors.opendsr_answers import OpenDsrMalformed, OpenDsrUnavailable, job_answer
-from activities.connectors.opendsr_documents import outcome_from_status
+from activities.connectors.opendsr_documents import outcome_from_status, reported_count
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import called_off_event_key
+from dsrflow.domain.processor_answers import called_off_event_key, went_back
 from dsrflow.infra.failpoints import failpoint
 from schemas.workflow import LetterJob
 
@@ -59,6 +60,8 @@ class OpenDsrConnector(Protocol):
 CALLED_OFF = "processor.called_off"
 # What the processor's answer to the call-off says of the job: the audit event's `outcome`.
 OUTCOMES = ("cancelled", "in_progress", "completed", "refused", "unreachable", "unverified")
+# The outcomes (and statuses) that are the job's signed status: those a later answer may go back on.
+_SIGNED_STATES = ("pending", "in_progress", "completed", "cancelled")
 
 
 def _last_try() -> bool:
@@ -76,6 +79,7 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
     label = connector.env.system.label
     url = f"{connector.base_url}/requests/{job_id}"
     distrusted = None  # why the DELETE's answer was not taken: then the job's signed status decides
+    document: dict[str, Any] = {}
     try:
         try:
             response = await connector._call("DELETE", url, signed=True, accept=(400, 404, 405, 409))
@@ -110,8 +114,9 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
             f"not called off: the request was closed unanswered, but {label}'s answers to the call-off could not "
             f"be taken ({why}), so how the job stands is unknown; it may still act on it: tell it by "
             "hand that the request was withdrawn"))
+    state, document = await _as_on_record(connector, subject, job_id, state, document)
     if state == "completed":
-        await _record(connector, subject, job_id, "completed")
+        await _record(connector, subject, job_id, "completed", reported_count(document))
         done = outcome_from_status(document)
         done.message = (f"carried out by {label} before the request was closed: the job could no longer "
                         "be called off, and the processor acted")
@@ -154,9 +159,28 @@ async def _alert(connector: OpenDsrConnector, subject: Subject, failed: str) -> 
                                "facts": {"what": "call_off_by_hand", "system": connector.name, "failed": failed}}))
 
 
-async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, outcome: str) -> None:
-    """The call-off's audit event, once per job (a connector built without the app database, as in
-    the protocol's own tests, records nothing)."""
+async def _as_on_record(connector: OpenDsrConnector, subject: Subject, job_id: str, state: str,
+                        document: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The job's state, or the one its call-off put on record when this answer goes back on it: a
+    retry (the first try's result lost with its worker) told `pending` after `completed` learns
+    nothing new of the job (`went_back`), and said the processor refused while the job was pending,
+    alerting staff, while the trail said it had acted. The record's count comes with it."""
+    pool = connector.env.pool
+    if pool is None or state not in _SIGNED_STATES:
+        return state, document
+    data = await pool.fetchval("SELECT data FROM audit_events WHERE event_key = $1",
+                               called_off_event_key(subject.request_id, connector.name, job_id))
+    data = json.loads(data) if isinstance(data, str) else data or {}
+    earlier = data.get("outcome")
+    if earlier not in _SIGNED_STATES or went_back(state, {earlier}) is None:
+        return state, document
+    return earlier, {"subject_request_id": job_id, "request_status": earlier, "results_count": data.get("results_count")}
+
+
+async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, outcome: str,
+                  count: int | None = None) -> None:
+    """The call-off's audit event, once per job, with a carried-out job's count (a connector built
+    without the app database, as in the protocol's own tests, records nothing)."""
     pool = connector.env.pool
     if pool is None:
         return
@@ -164,4 +188,5 @@ async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, ou
         await append_event(
             conn, event_key=called_off_event_key(subject.request_id, connector.name, job_id),
             event_type=CALLED_OFF, actor="system", request_id=subject.request_id,
-            data={"system": connector.name, "attempt": subject.attempt, "outcome": outcome})
+            data={"system": connector.name, "attempt": subject.attempt, "outcome": outcome,
+                  **({"results_count": count} if count is not None else {})})

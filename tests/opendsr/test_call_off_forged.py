@@ -149,3 +149,25 @@ async def test_staff_are_told_once_of_a_call_off_whose_answers_were_forged(pool,
     assert describe_event({"event_type": event["event_type"], "data": data}, {}, {}) == (
         "Processor's job called off, its request closed (email_marketing: its answer not taken as a cancellation: "
         "it may still act, and must be told by hand)")
+
+
+async def test_a_retry_told_the_job_went_back_answers_as_the_call_off_on_record(pool, settings, mail_sink):
+    """A processor that answered the call-off `completed` (its count 3), then, to the retry of a poll
+    whose result was lost with its worker, `pending`: before, the retry's task said the processor
+    refused while the job was pending and staff were alerted, while the trail said it had acted. Now
+    the retry answers as the call-off on record says, done with its count, and nobody is alerted."""
+    rid = await stored_request(pool, settings, "call-off-went-back", type_="erasure")
+    context = activity_context(settings, pool)
+
+    def refused(job: str) -> httpx.Response:
+        return httpx.Response(400, json={"error": {"code": 400, "message": "not pending"}})
+
+    first = await _called_off(_processor(refused, "completed", status_key=KEY), context=context, request_id=rid)
+    again = await _called_off(_processor(refused, "pending", status_key=KEY), context=context, request_id=rid)
+    assert (first.status, first.changed) == ("done", 3)
+    assert (again.status, again.changed, again.message) == ("done", 3, first.message)
+    assert letters_for(mail_sink, rid, "staff_alert") == []
+    rows = await pool.fetch("SELECT data FROM audit_events WHERE request_id = $1::uuid "
+                            "AND event_type = 'processor.called_off'", rid)
+    assert [json.loads(r["data"]) if isinstance(r["data"], str) else r["data"] for r in rows] == [
+        {"system": "email_marketing", "attempt": 1, "outcome": "completed", "results_count": 3}]
