@@ -159,13 +159,15 @@ async def test_a_retry_under_another_configuration_starts_afresh_and_says_so(poo
                 await system.erase(who)
         finally:
             await system.close()
-    async with mailchimp(monkeypatch) as elsewhere:  # a new base URL
-        member_of_lists(elsewhere, email, 3)
-        system = connector(loaded, "newsletter", pool)
-        try:
-            outcome = await system.erase(replace(who, attempt=who.attempt + 1))  # staff's retry
-        finally:
-            await system.close()
+        # A new base URL: opened while the first still serves, so that its port is another (the
+        # first's, freed, was once handed out again, and the retry rightly went on from the journal).
+        async with mailchimp(monkeypatch) as elsewhere:
+            member_of_lists(elsewhere, email, 3)
+            system = connector(loaded, "newsletter", pool)
+            try:
+                outcome = await system.erase(replace(who, attempt=who.attempt + 1))  # staff's retry
+            finally:
+                await system.close()
     assert outcome.datasets == {"members": {"found": 3, "deleted": 3}}
     assert "an earlier attempt made 6 change(s) at Mailchimp under another configuration" in outcome.message
 
