@@ -97,6 +97,24 @@ async def _surveys_task(pool, rid: str, *, asked: bool = False) -> TaskInput:
                                      label="Survey service provider"))
 
 
+async def _polls_killed_around_an_e_mail(asks, dev_server, pool, label: str, then: str, mail: str):
+    """An erasure whose survey processor was asked (a worker ran it, then none: the task's own poll,
+    minutes away, does not run beside these), `then` run on the request's id, and its task's poll
+    killed twice around the e-mail keyed `<request>:<mail>`: once it claimed it and before it went,
+    then (sending it again) once the relay accepted it and before its record. The request, its
+    task, the poll that carries on, and the e-mail's Message-ID."""
+    stack, http = asks["stack"], asks["http"]
+    async with build_worker(dev_server.client, stack.settings, pool):
+        rid = await attested_request(http, pool, "erasure", unique_email(label))
+        await _on_record(pool, rid)
+    await pool.execute(then, uuid.UUID(rid))
+    task = await _surveys_task(pool, rid, asked=True)
+    message = message_id_for(f"{rid}:{mail}")
+    for window in ("mail-claimed", "mail-accepted"):
+        await poll_killed_at(stack.settings, f"{window}~{message}", task.model_dump_json())
+    return rid, task, FanoutActivities(activity_context(stack.settings, pool)).poll_system_action, message
+
+
 async def test_a_worker_killed_in_each_window_of_asking_a_processor_asks_it_once(
         asks, dev_server, pool, mail_sink, tmp_path):
     client, stack, http = dev_server.client, asks["stack"], asks["http"]
@@ -160,18 +178,11 @@ async def test_a_poll_killed_around_a_processors_reminder_reminds_it_once(asks, 
     (sending it again) accepted by the relay and not yet recorded; the next poll records it. The
     processor gets one reminder, counted once (`reminders` 1, one `processor.reminded`), and a
     poll after that sends none: the next is three days away."""
-    stack, http = asks["stack"], asks["http"]
-    async with build_worker(dev_server.client, stack.settings, pool):
-        rid = await attested_request(http, pool, "erasure", unique_email("reminded"))
-        await _on_record(pool, rid)
-    # No worker from here: the task's own poll (five minutes away) does not run beside these.
+    rid, task, poll, reminder = await _polls_killed_around_an_e_mail(
+        asks, dev_server, pool, "reminded",
+        "UPDATE manual_tasks SET sent_at = sent_at - interval '4 days' WHERE request_id = $1",
+        f"{REMINDER_PURPOSE}:surveys:erase:1")
     request = uuid.UUID(rid)
-    await pool.execute("UPDATE manual_tasks SET sent_at = sent_at - interval '4 days' WHERE request_id = $1", request)
-    task = await _surveys_task(pool, rid, asked=True)
-    reminder = message_id_for(f"{rid}:{REMINDER_PURPOSE}:surveys:erase:1")
-    await poll_killed_at(stack.settings, f"mail-claimed~{reminder}", task.model_dump_json())
-    await poll_killed_at(stack.settings, f"mail-accepted~{reminder}", task.model_dump_json())
-    poll = FanoutActivities(activity_context(stack.settings, pool)).poll_system_action
 
     async def reminded_on_record() -> bool:
         # A poll while PostgreSQL has not yet ended the dead poll's session hears its lock (BUSY)
@@ -293,17 +304,11 @@ async def test_a_poll_killed_around_telling_a_processor_the_request_is_withdrawn
     (activities/connectors/manual_email.py `_withdraw`). The poll dies with that e-mail claimed and
     not yet handed to the relay, then (sending it again) accepted by the relay and not yet recorded;
     the next poll records it and ends the task. The provider gets one such e-mail, one event."""
-    stack, http = asks["stack"], asks["http"]
-    async with build_worker(dev_server.client, stack.settings, pool):
-        rid = await attested_request(http, pool, "erasure", unique_email("withdrawn"))
-        await _on_record(pool, rid)
+    rid, task, poll, withdrawal = await _polls_killed_around_an_e_mail(
+        asks, dev_server, pool, "withdrawn",
+        "UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1",
+        f"{WITHDRAWAL_PURPOSE}:surveys:erase")
     request = uuid.UUID(rid)
-    await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1", request)
-    task = await _surveys_task(pool, rid, asked=True)
-    withdrawal = message_id_for(f"{rid}:{WITHDRAWAL_PURPOSE}:surveys:erase")
-    await poll_killed_at(stack.settings, f"mail-claimed~{withdrawal}", task.model_dump_json())
-    await poll_killed_at(stack.settings, f"mail-accepted~{withdrawal}", task.model_dump_json())
-    poll = FanoutActivities(activity_context(stack.settings, pool)).poll_system_action
 
     async def ended() -> bool:
         # A poll while PostgreSQL still holds the dead poll's session hears its lock (busy: pending).
