@@ -19,6 +19,7 @@ from typing import Any, TypeAlias
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 ErrorBody = Callable[[int, str], dict[str, Any]]
 # What a stand-in's route answers: a JSON document, or a response of its own (an error, a 204).
@@ -33,6 +34,18 @@ class Fault:
     times: int = 1
     path: str | None = None  # only requests whose path contains this
     body: dict[str, Any] | None = None  # the error body (default: the service's for the status)
+
+
+class FaultRequest(BaseModel):
+    """`POST /_standin/faults`: a typed body, so a test or a user who leaves out `status` or
+    misspells a field hears a 422 naming it, not a bare 500."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: int = Field(ge=100, le=599)
+    retry_after: str | None = None
+    times: int = Field(1, ge=1)
+    path: str | None = None
+    body: dict[str, Any] | None = None
 
 
 @dataclass
@@ -166,10 +179,9 @@ def create_standin_app(standin: StandIn, *, media_type: str = "application/json"
         return response
 
     @app.post("/_standin/faults")
-    async def add_fault(request: Request) -> dict[str, Any]:
-        document = await request.json()
-        standin.inject(int(document["status"]), retry_after=document.get("retry_after"),
-                       times=int(document.get("times", 1)), path=document.get("path"), body=document.get("body"))
+    async def add_fault(fault: FaultRequest) -> dict[str, Any]:
+        standin.inject(fault.status, retry_after=fault.retry_after, times=fault.times, path=fault.path,
+                       body=fault.body)
         return {"faults": len(standin.faults)}
 
     @app.post("/_standin/expire-tokens")
