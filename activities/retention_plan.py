@@ -304,6 +304,11 @@ async def plan_retention(ctx: ActivityContext, loaded: LoadedPolicy, as_of: date
     return [await plan_rule(ctx, loaded, rule, as_of) for rule in rules_named(loaded, rules)]
 
 
+# What `held` counts (`holds_for`): a subject a restriction keeps from erasure is left alone as one
+# under a hold is, and the words must not tell an operator it is under a hold it is not under.
+_HELD = "under a legal-claims hold or a restriction that keeps them from erasure"
+
+
 def describe(planned: list[RetentionDue], as_of: datetime, loaded: LoadedPolicy) -> str:
     """The plan in words, for `dsrflow retention plan`: counts per system and dataset, no
     addresses."""
@@ -321,7 +326,7 @@ def describe(planned: list[RetentionDue], as_of: datetime, loaded: LoadedPolicy)
             reach = f"in {', '.join(rule.systems)}" if rule.systems else "in every system"
             lines.append(f"  {due.system}.{due.dataset}: {due.count} subject(s): an erasure request each, "
                          f"{reach} (records under a hold are kept){limit}")
-            lines.append(f"  left alone: {due.held} under a legal-claims hold, {due.in_progress} with an "
+            lines.append(f"  left alone: {due.held} {_HELD}, {due.in_progress} with an "
                          f"erasure request open, {due.already_erased} erased since their last activity, "
                          f"{due.unidentifiable} row(s) without a usable e-mail address")
             continue
@@ -329,6 +334,6 @@ def describe(planned: list[RetentionDue], as_of: datetime, loaded: LoadedPolicy)
         for name, n in (due.datasets or {due.dataset: 0}).items():
             rows += n
             lines.append(f"  {due.system}.{name}: {n} row(s): {what}{limit if name == due.dataset else ''}")
-        lines.append(f"  left alone: {due.held} row(s) under a legal-claims hold")
+        lines.append(f"  left alone: {due.held} row(s) {_HELD}")
     lines.append(f"total: {subjects} subject(s) to erase, {rows} row(s) to erase or clear")
     return "\n".join(lines)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 from dateutil.relativedelta import relativedelta
 
 from activities.restrictions import lift_letter_context
+from activities.retention_plan import current_policy, describe, plan_retention
 from devstack.demo.subjects import demo_subjects
 from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import get_request
@@ -129,6 +130,11 @@ async def test_restriction_is_shown_kept_from_retention_and_lifted_only_as_told(
             assert (await fetch_rows(analytics, old_logs, cutoff))[0]["n"] == tracked_old
             kept = [e for e in await _events(pool, rid) if e["event_type"] == "restriction.kept_from_erasure"]
             assert kept and kept[0]["data"]["rule"] == "web_logs" and kept[0]["data"]["records"] == tracked_old
+            # `dsrflow retention plan` counts them as left alone, in words true of a subject under no hold.
+            ctx = activity_context(stack.settings, pool)
+            loaded, now = current_policy(ctx), datetime.now(UTC)
+            said = describe(await plan_retention(ctx, loaded, now, ["web_logs"]), now, loaded)
+            assert "row(s) under a legal-claims hold or a restriction that keeps them from erasure" in said, said
 
             # Lifting needs compliance and a reason.
             no_reason = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json={})
