@@ -10,7 +10,8 @@ Before, nothing lifted the mark, so they stayed restricted for ever though nothi
 
 The erasure sweep lifts it (activities/deferred.py, before anything is erased), for each request
 and system whose called-off records' hold is released, unless something still keeps them so:
-- another legal-claims hold in force over the system (its release sweeps the subject again);
+- another legal-claims hold in force over the record's data (its system and one of its dataset's
+  categories, activities/hold_cover.py; its release sweeps the subject again);
 - a restriction of the subject's in force or under way at the system (`restricted_elsewhere`,
   checked under the restriction lock a lift takes, activities/restriction_lock.py: a restriction
   reaching the system meanwhile waits and restricts last); its own lift lifts them;
@@ -33,6 +34,7 @@ import asyncpg
 from activities.context import ActivityContext
 from activities.errors import failure_message
 from activities.fanout import open_connector, subject_of
+from activities.hold_cover import any_covers, dataset_categories
 from activities.restriction_lock import restriction_lock
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
@@ -81,9 +83,13 @@ async def lift_called_off_marks(ctx: ActivityContext, subject_hash: str | None) 
 
 async def _lift(ctx: ActivityContext, request_id: str, version: str, system: str,
                 rows: list[asyncpg.Record]) -> int:
+    # Another hold in force that covers a record's data keeps it restricted: its release sweeps the
+    # subject again. Judged per dataset's categories, as the erasure kept them, not per system.
     holds = await active_holds_for(ctx.pool, rows[0]["subject_hash"])
-    if any(not h["systems"] or system in h["systems"] for h in holds):
-        return 0  # another hold keeps them restricted: its release sweeps the subject again
+    policy = (await ctx.policy(version)).policy
+    rows = [r for r in rows if not any_covers(holds, system, dataset_categories(policy, system, r["dataset"]))]
+    if not rows:
+        return 0
     request = await get_request(ctx.pool, request_id)
     if request is None:
         raise LookupError(f"request {request_id} not found")

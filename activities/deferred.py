@@ -29,6 +29,7 @@ from activities.erasure_evidence import ErasureEvidence
 from activities.errors import failure_message, is_deterministic
 from activities.fanout import open_connector, subject_of
 from activities.heartbeat import heartbeating
+from activities.hold_cover import any_covers, dataset_categories
 from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.infra.failpoints import failpoint
@@ -93,7 +94,9 @@ class DeferredErasureActivities:
             policy = (await ctx.policy(row["policy_version"])).policy
             today = as_of.astimezone(ZoneInfo(policy.defaults.timezone)).date()
             holds = await active_holds_for(ctx.pool, row["subject_hash"])
-            covered = any(not h["systems"] or row["system"] in h["systems"] for h in holds)
+            # As the erasure that kept it judged it: by system and category (a hold over the CRM's
+            # marketing data keeps the contacts, not the support requests).
+            covered = any_covers(holds, row["system"], dataset_categories(policy, row["system"], row["dataset"]))
             if (covered or row["subject_hash"] in restricted) and row["unreached_since"] is not None:
                 held_again.append(row["id"])
             if covered:

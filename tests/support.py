@@ -280,11 +280,13 @@ def read_spool(spool) -> tuple[list, list[list[str]]]:
     return json.loads(archive.read("x.json")), rows
 
 
-async def place_claims_hold(pool: asyncpg.Pool, settings: Settings, email: str, systems: list[str]) -> dict:
-    """Compliance's Art. 17(3)(e) legal-claims hold on a subject's records in `systems`."""
+async def place_claims_hold(pool: asyncpg.Pool, settings: Settings, email: str, systems: list[str],
+                            categories: list[str] | None = None) -> dict:
+    """Compliance's Art. 17(3)(e) legal-claims hold on a subject's records in `systems` (of
+    `categories` only, where given)."""
     async with pool.acquire() as conn:
         hold, _ = await place_hold(conn, secret=load_secret_key(settings), email=email,
-                                   customer_id=None, systems=systems, categories=None,
+                                   customer_id=None, systems=systems, categories=categories,
                                    basis="Art. 17(3)(e) GDPR", reason="Dispute over a support contract, claim 2026/17",
                                    review_date=date.today() + timedelta(days=90), actor="compliance:test")
         return hold

@@ -327,3 +327,47 @@ async def test_lifting_her_restriction_leaves_restricted_what_a_hold_in_force_ke
                                              task=task.model_copy(update={"action": action})))
         assert result.status == "done", result
     assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == crm["marked"] == crm["n"]
+
+
+# Her CRM records per dataset: the contacts carry marketing data, her support requests and chats do not.
+PER_DATASET = f"""
+    SELECT 'contacts' AS dataset, count(*) FILTER (WHERE restricted) AS marked, count(*) AS n
+      FROM contacts WHERE email = '{EMAIL}'
+    UNION ALL SELECT 'support_requests', count(*) FILTER (WHERE s.restricted), count(*)
+      FROM support_requests s JOIN contacts c ON c.id = s.contact_id WHERE c.email = '{EMAIL}'
+    UNION ALL SELECT 'chat_transcripts', count(*) FILTER (WHERE t.restricted), count(*)
+      FROM chat_transcripts t JOIN contacts c ON c.id = t.contact_id WHERE c.email = '{EMAIL}'"""
+
+
+async def _per_dataset(stack) -> dict[str, tuple[int, int]]:
+    return {r["dataset"]: (r["marked"], r["n"]) for r in await fetch_rows(stack.databases["crm"], PER_DATASET)}
+
+
+@pytest.mark.parametrize("withdrawn", [True, False], ids=["called-off", "erasure"])
+async def test_another_hold_keeps_only_the_categories_it_covers(stack, withdrawn):
+    """Another hold over the CRM's marketing data only (her contacts carry it; her support requests
+    and chats do not) keeps what it covers, and nothing else, once the first hold is released: the
+    called-off erasure's support requests and chats are unrestricted, the open erasure's erased, and
+    her contacts stay restricted until it is released too. Before, any hold over the CRM kept all."""
+    stack, pool = stack
+    if withdrawn:
+        rid, hold, _ = await _withdrawn(stack, pool)
+    else:
+        rid, hold = await _kept_part_way(stack, pool)
+    before = await _per_dataset(stack)
+    assert all(n > 0 and marked == n for marked, n in before.values()), before
+    other = await place_claims_hold(pool, stack.settings, EMAIL, ["crm"], categories=["marketing"])
+    await _release_and_sweep(stack, pool, hold)
+    after = await _per_dataset(stack)
+    assert after["contacts"] == before["contacts"], after  # the marketing hold keeps them, restricted
+    others = ("support_requests", "chat_transcripts")
+    if withdrawn:
+        assert {d: after[d] for d in others} == {d: (0, before[d][1]) for d in others}, after
+        (event,) = await pool.fetch(UNRESTRICTED, rid)
+        data = json.loads(event["data"]) if isinstance(event["data"], str) else event["data"]
+        assert data["records"] == sum(before[d][1] for d in others), data
+    else:
+        assert {d: after[d][1] for d in others} == {d: 0 for d in others}, after  # erased as the hold ended
+    await _release_and_sweep(stack, pool, other)
+    last = await _per_dataset(stack)
+    assert last["contacts"] == ((0, before["contacts"][1]) if withdrawn else (0, 0)), last
