@@ -30,6 +30,7 @@ class AppState:
         self._pool: asyncpg.Pool | None = pool
         self._owns_pool = pool is None
         self._client: Client | None = temporal_client
+        self._connecting: asyncio.Future[Client] | None = None
         self._lock = asyncio.Lock()
         # Where packages and processors' uploads are kept (DSRFLOW_STORAGE); connects on first use.
         self.storage: BlobStore = open_storage(settings)
@@ -43,10 +44,16 @@ class AppState:
 
     async def temporal(self) -> Client:
         if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    # Bounded retries: each call answers a person (ANSWERING's comment).
-                    self._client = await connect_client(self.settings, patience=ANSWERING)
+            # One connect at a time, shared by every request waiting for it: queued one behind
+            # another on a lock, ten requests to an engine that does not answer waited ten
+            # connects' patience. A failed connect is answered to those waiting for it (an outage,
+            # api/outages.py); the next request tries again. Bounded: each call answers a person.
+            if self._connecting is None or self._connecting.done():
+                self._connecting = asyncio.ensure_future(connect_client(self.settings, patience=ANSWERING))
+                # Its error read even when everyone waiting left (asyncio would log it as lost).
+                self._connecting.add_done_callback(lambda done: done.cancelled() or done.exception())
+            # Shielded: a person leaving (a cancelled request) must not cancel the others' connect.
+            self._client = await asyncio.shield(self._connecting)
         return self._client
 
     @cached_property

@@ -201,6 +201,42 @@ async def test_workflow_engine_down_answers_503_naming_it_within_seconds(setting
     assert "same Idempotency-Key" in stored.json()["detail"]
 
 
+async def test_an_engine_that_takes_connections_but_never_answers_is_an_outage_within_seconds(settings, pool,
+                                                                                              task_queue):
+    """A hung engine (it accepts the connection, never answers: starting, overloaded) held the
+    API's first connect for the SDK's 30 s, and every request queued behind it another 30 s each.
+    Now the requests waiting share one connect of ANSWERING's `first_answer` (5 s) and each is told
+    the engine is down; the next request tries again."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def take_and_say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    hung = await asyncio.start_server(take_and_say_nothing, "127.0.0.1", 0)
+    address = f"127.0.0.1:{hung.sockets[0].getsockname()[1]}"
+    agent = await staff_headers(pool, "agent")
+    try:
+        async with api_client(settings.model_copy(update={"temporal_address": address}), None, task_queue) as http:
+            def opening() -> Awaitable[httpx.Response]:
+                return http.post("/v1/requests", headers=agent, json={
+                    "type": "erasure", "subject": {"email": unique_email("hung")}})
+            started = time.monotonic()
+            answers = await asyncio.gather(*(opening() for _ in range(4)))
+            took = time.monotonic() - started
+            again, took_again = await _timed(opening())
+    finally:
+        hung.close()
+        for writer in held:
+            writer.close()
+    for answer in (*answers, again):
+        assert_unavailable(answer, "workflow engine")
+        assert "same Idempotency-Key" in answer.json()["detail"]
+    # One shared connect for the four (four in a row would be 20 s), and a fresh one for the next.
+    assert took < 15, took
+    assert took_again < 15, took_again
+    assert len(held) >= 2  # the next request connected again rather than reuse the failure
+
+
 def test_errors_that_are_no_outage_stay_errors():
     assert unavailable_component(ValueError("bad input")) is None
     assert unavailable_component(RuntimeError("a bug")) is None

@@ -6,6 +6,7 @@ attributes) so nothing one process writes is unreadable, or readable in the clea
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Sequence
 from datetime import timedelta
@@ -14,7 +15,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes
 from temporalio.runtime import Runtime
-from temporalio.service import RetryConfig
+from temporalio.service import RetryConfig, RPCError, RPCStatusCode
 
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.crypto.payload_codec import EncryptionCodec
@@ -50,6 +51,10 @@ class Patience:
 
     retry: RetryConfig | None = None  # None: the SDK's (10 s, 10 retries)
     connect: timedelta | None = None
+    # The connect's own first call (GetSystemInfo), which the SDK gives 30 s: an engine that takes
+    # the connection but never answers (hung, starting, overloaded) held the API's first request,
+    # and every request queued behind its client, that long. None: the SDK's.
+    first_answer: timedelta | None = None
 
 
 # A worker, the CLI, a sweep: nobody waits at a screen, and riding out a restart of the engine is
@@ -61,7 +66,8 @@ PATIENT = Patience()
 # down, and to try again in RETRY_AFTER seconds (api/outages.py). A call the engine took keeps
 # the patience its caller set (api/service.py QUERY_PATIENCE, ACTION_PATIENCE): load only slows.
 ANSWERING = Patience(RetryConfig(initial_interval_millis=100, multiplier=1.5, max_interval_millis=1000,
-                                 max_elapsed_time_millis=2000), connect=timedelta(seconds=2))
+                                 max_elapsed_time_millis=2000), connect=timedelta(seconds=2),
+                     first_answer=timedelta(seconds=5))
 
 
 async def connect_client(settings: Settings, *, address: str | None = None,
@@ -70,7 +76,7 @@ async def connect_client(settings: Settings, *, address: str | None = None,
     tracing is on (workers built from the client inherit it), `patience` with an engine that
     does not answer and, for a worker, the runtime that publishes the SDK's metrics
     (dsrflow/infra/metrics.py)."""
-    return await Client.connect(
+    connecting = Client.connect(
         address or settings.effective_temporal_address,
         namespace=settings.temporal_namespace,
         data_converter=data_converter_for(settings),
@@ -79,6 +85,16 @@ async def connect_client(settings: Settings, *, address: str | None = None,
         retry_config=patience.retry,
         connect_timeout=patience.connect,
     )
+    if patience.first_answer is None:
+        return await connecting
+    limit = patience.first_answer.total_seconds()
+    try:
+        return await asyncio.wait_for(connecting, limit)
+    except TimeoutError:
+        # What the SDK raises for a call the engine took and did not answer in time, so the API's
+        # outage handler names the engine (api/outages.py) as it does for any such call.
+        raise RPCError(f"the workflow engine took the connection but did not answer in {limit:g} s",
+                       RPCStatusCode.DEADLINE_EXCEEDED, b"") from None
 
 
 # What the SDK's connect says (in its RuntimeError's message) when nothing answers at the address
