@@ -77,7 +77,7 @@ async def test_erasure_waits_for_the_processor_to_confirm_by_link(stack, pool, d
         reference = short_reference(rid)
         assert reference in mail["Subject"] and f"Our request reference: {reference}" in " ".join(body.split())
         assert rid not in body and rid not in mail.get_body(preferencelist=("html",)).get_content()
-        # The request's law (the GDPR here) is the one cited: tests/test_regime_citations.py has the others.
+        # The request's law (the GDPR here) is the one cited: tests/test_regime_citations_processor_mail.py has the others.
         assert "as our data processing agreement and Art. 28(3)(e) GDPR provide" in " ".join(body.split())
         link, token = _LINK.search(body).groups()
         assert link.startswith(stack.settings.base_url)

@@ -6,7 +6,7 @@ the "organisation" responsible for the "personal information" and the "third par
 it under PIPEDA. In every staff language, which is the one processors read.
 
 Every processor e-mail (request and reminder, each action, each objection's scope) is rendered as
-the connector renders it (tests/test_regime_citations.py `processor_mail`), in process, and read
+the connector renders it (tests/test_regime_citations_processor_mail.py `processor_mail`), in process, and read
 as its reader reads it: its subject line, its text and its HTML's text.
 """
 
@@ -24,7 +24,8 @@ from activities.processor_mail import REQUEST_PURPOSE
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import CONSUMER, DELETION, LOCALES, SERVICE_PROVIDER, THIRD_PARTY, catalog_path
 from schemas.vocabulary import Language, Regime
-from tests.test_regime_citations import _EVERY_PROCESSOR_MAIL, REQUEST_ID, composed_for_surveys, processor_mail, read
+from tests.test_regime_citations import REQUEST_ID, read
+from tests.test_regime_citations_processor_mail import _EVERY_PROCESSOR_MAIL, composed_for_surveys, processor_mail
 
 LANGUAGES = [language.value for language in Language]
 WORDINGS = {Regime.vcdpa: CONSUMER, Regime.ctdpa: CONSUMER, Regime.cpa: CONSUMER, Regime.ccpa: SERVICE_PROVIDER,
@@ -135,7 +136,7 @@ BESIDE_THE_CONTRACT = {"en": "and {} provide", "fr": "et à la loi ({})", "nl": 
 @pytest.mark.parametrize("language", LANGUAGES)
 @pytest.mark.parametrize("regime", [*WORDINGS, Regime.lgpd])
 def test_processor_emails_cite_the_laws_duty_to_assist(regime, language):
-    """Outside the GDPR and the UK GDPR (tests/test_regime_citations.py), an e-mail cites the
+    """Outside the GDPR and the UK GDPR (tests/test_regime_citations_processor_mail.py), an e-mail cites the
     provision of its law that obliges the processor to assist, with the contract, in its text and
     its HTML; where the law has none for the action, it rests on the contract and cites no code."""
     for purpose, action, scope in _EVERY_PROCESSOR_MAIL:
