@@ -8,7 +8,8 @@ what the hold kept is called off (dsrflow/stores/deferred_store.py `call_off_def
 release erases nothing, and the records go back to their system's ordinary use and retention.
 Before, nothing lifted the mark, so they stayed restricted for ever though nothing kept them so.
 
-The erasure sweep lifts it (activities/deferred.py, before anything is erased), for each request
+The erasure sweep lifts it (activities/deferred.py, before anything is erased), and so does the
+close of a request whose hold was released before it closed (`lift_at_close`), for each request
 and system whose called-off records' hold is released, unless something still keeps them so:
 - another legal-claims hold in force over the record's data (its system and one of its dataset's
   categories, activities/hold_cover.py; its release sweeps the subject again);
@@ -26,6 +27,7 @@ records it once. A system that fails is left for the next run, and said in the s
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from typing import Any
 
@@ -46,6 +48,9 @@ from dsrflow.stores.restrictions_store import restricted_elsewhere
 
 log = get_logger(__name__)
 
+# The close runs as a short step (workflows/dsr_steps.py SHORT: 10 s), its status written first.
+AT_CLOSE_WITHIN = 5.0
+
 # Called-off records a released legal-claims hold had marked, not yet unmarked: a processor kept
 # whole (dataset "all") was asked nothing and marked nothing.
 _DUE = """
@@ -54,7 +59,7 @@ _DUE = """
       FROM deferred_erasures d JOIN legal_holds h ON h.id::text = d.hold_ref
      WHERE d.hold_kind = 'legal_claims' AND d.called_off_at IS NOT NULL AND d.done_at IS NULL
        AND d.unrestricted_at IS NULL AND d.dataset <> 'all' AND h.released_at IS NOT NULL
-       AND ($1::text IS NULL OR d.subject_hash = $1)
+       AND ($1::text IS NULL OR d.subject_hash = $1) AND ($2::uuid IS NULL OR d.request_id = $2::uuid)
      ORDER BY d.id"""
 
 # Of these rows' records, those another erasure still keeps (not erased, not called off).
@@ -64,11 +69,12 @@ _KEPT_ELSEWHERE = """
        AND (d.dataset, d.record_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"""
 
 
-async def lift_called_off_marks(ctx: ActivityContext, subject_hash: str | None) -> tuple[int, dict[str, str]]:
-    """Lift the marks due (one subject's, or everyone's): the records unmarked now, and the
-    systems that could not be reached this run, with why (for the sweep's report)."""
+async def lift_called_off_marks(ctx: ActivityContext, subject_hash: str | None,
+                                request_id: str | None = None) -> tuple[int, dict[str, str]]:
+    """Lift the marks due (one subject's, or everyone's; one request's): the records unmarked
+    now, and the systems that could not be reached this run, with why (for the sweep's report)."""
     groups: dict[tuple[str, str, str], list[asyncpg.Record]] = defaultdict(list)
-    for row in await ctx.pool.fetch(_DUE, subject_hash):
+    for row in await ctx.pool.fetch(_DUE, subject_hash, request_id):
         groups[(row["request_id"], row["policy_version"], row["system"])].append(row)
     lifted, unable = 0, {}
     for (request_id, version, system), rows in groups.items():
@@ -79,6 +85,26 @@ async def lift_called_off_marks(ctx: ActivityContext, subject_hash: str | None) 
                         error=type(exc).__name__)
             unable[system] = f"called-off records not yet unrestricted, tried again next run: {failure_message(exc)}"
     return lifted, unable
+
+
+async def lift_at_close(ctx: ActivityContext, request_id: str) -> int:
+    """At the close of a request closed unanswered (activities/lifecycle.py `transition`), lift
+    the marks of what it just called off whose hold was released before it closed (the release's
+    sweep could not erase them: the system unreachable then, the sweep not started, or a task's
+    try that kept them after the release). Before, only the next daily sweep did, a day later:
+    the release's sweep had run already and nothing else sweeps the subject. Bounded, as the close
+    is a short step: a system slow to answer is left, like one unreachable, to the daily sweep.
+    The records lifted now."""
+    try:
+        async with asyncio.timeout(AT_CLOSE_WITHIN):
+            lifted, unable = await lift_called_off_marks(ctx, None, request_id)
+    except TimeoutError:
+        log.warning("called-off records not unrestricted at the close; the daily sweep does", request_id=request_id)
+        return 0
+    if unable:
+        log.warning("called-off records not unrestricted at the close; the daily sweep does", request_id=request_id,
+                    systems=sorted(unable))
+    return lifted
 
 
 async def _lift(ctx: ActivityContext, request_id: str, version: str, system: str,

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 import asyncpg
 from temporalio import activity
 
+from activities.called_off_marks import lift_at_close
 from activities.context import ActivityContext
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.deadlines import Deadline, compute_deadline, receipt_date_for
@@ -179,6 +180,10 @@ class LifecycleActivities:
                 # Here rather than in the workflow: running requests replay unchanged, and a retry
                 # finds the files already gone (dsrflow/stores/kept_copies.py).
                 await purge_subject_copies(conn, self.ctx.storage, change.request_id)
+        if change.status.is_closed and change.status != "completed":
+            # What it called off of a hold already released is kept by nothing now: unrestricted
+            # here, not at the next daily sweep. A retry after a kill above lifts them then.
+            await lift_at_close(self.ctx, change.request_id)
 
     @activity.defn(name="record_event")
     async def record_event(self, event: EventRecord) -> None:

@@ -158,3 +158,33 @@ async def poll_killed_at(settings: Settings, failpoint: str, task: str) -> None:
     killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _POLL, task],
                                      env=env, capture_output=True, text=True, timeout=120)
     assert killed.returncode == -9, killed.stderr[-3000:]
+
+
+# A request's status step (activities/lifecycle.py `transition`) as a process of its own, to be
+# killed at a failpoint: the close on record, what follows it not yet done.
+_TRANSITION = """
+import asyncio, sys
+from temporalio.testing import ActivityEnvironment
+from activities.lifecycle import LifecycleActivities
+from dsrflow.infra.db import create_pool
+from dsrflow.settings import load_settings
+from schemas.workflow import Transition
+from workers.dsr_worker import activity_context
+
+async def main():
+    settings = load_settings()
+    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
+    step = LifecycleActivities(activity_context(settings, pool)).transition
+    await ActivityEnvironment().run(step, Transition.model_validate_json(sys.argv[1]))
+
+asyncio.run(main())
+"""
+
+
+async def transition_killed_at(settings: Settings, failpoint: str, change: str) -> None:
+    """Run a status step (`change`: its Transition as JSON) in a process of its own and check the
+    failpoint killed it there."""
+    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
+    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _TRANSITION, change],
+                                     env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-3000:]
