@@ -43,13 +43,13 @@ with workflow.unsafe.imports_passed_through():
         PACKAGING,
         PLANNING,
         RequestClosed,
-        event_record,
         record_transition,
         run_step,
         send_letter,
     )
     from workflows.extension import Extension
-    from workflows.owed_steps import OWED_STEPS, OwedSteps, record
+    from workflows.objection_decision import ObjectionDecisions
+    from workflows.owed_steps import OwedSteps
     from workflows.processor_exports import collect_exports
     from workflows.refusals import Refusals
     from workflows.restriction_lifecycle import RestrictionLifecycle
@@ -67,7 +67,8 @@ ANSWER_AFTER_EXTENSION = "answer-after-extension"  # before it, a new due date c
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
-class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension, Approval, ProgressByHand):
+class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extension, Approval, ObjectionDecisions,
+                                 ProgressByHand):
     def __init__(self) -> None:
         self.request_id = ""
         self._policy_version = ""
@@ -194,8 +195,10 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
         elif self._plan.request_type in ("access", "portability"):
             if not await collect_exports(self._tasks, self._plan, lambda: self.closed, self._days_left):
                 return
-            self._package = await run_step("build_package", self._plan, result_type=PackageInfo,
-                                           timeouts=PACKAGING, skippable=False)
+            package = await run_step("build_package", self._plan, result_type=PackageInfo,
+                                     timeouts=PACKAGING, skippable=False)
+            # One not built (its request closed unanswered meanwhile) is no package: none to show.
+            self._package = None if package.stopped else package
         else:
             # A change to the systems (a rectification, an attested erasure) is approved before
             # any system is touched, not after: afterwards there would be nothing left to stop.
@@ -294,36 +297,6 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             # Each code takes `max_attempts` guesses: capped per request, whatever the client.
             raise ValueError(f"no more codes can be sent for this request ({sent} have been, the most a "
                              "subject can ask for); staff can send one")
-
-    @workflow.update
-    async def decide_objection(self, decision: ObjectionDecision) -> RequestState:
-        self._decision = decision
-        recorded = event_record(self.request_id, "objection.decided", "objection-decision",
-                                {"compelling_grounds": decision.compelling_grounds,
-                                 "explanation": decision.explanation}, decision.actor)
-        if workflow.patched(OWED_STEPS):
-            # Taken now; the main line goes on once it is on record (workflows/owed_steps.py).
-            self._decision_owed = self._owed.owe(record("record_event", recorded))
-            await self._owed.until_done_or_troubled(self._decision_owed)
-            return self.state()
-        await run_step("record_event", recorded)
-        return self.state()
-
-    @decide_objection.validator
-    def _validate_decision(self, decision: ObjectionDecision) -> None:
-        self._require_open()
-        if not self._needs_decision() or self._decision is not None:
-            raise ValueError("this request is not an objection awaiting a decision")
-
-    def _decided(self) -> bool:
-        """The objection is decided, and the decision on record (older histories: once taken)."""
-        mark = self._decision_owed
-        return self._decision is not None and (mark is None or self._owed.done(mark))
-
-    def _needs_decision(self) -> bool:
-        plan = self._plan
-        return (plan is not None and plan.request_type == "objection"
-                and any(t.scope == "legitimate_interest" for t in plan.tasks))
 
     @workflow.query
     def state(self) -> RequestState:
