@@ -2,52 +2,96 @@
 systems had kept under a hold before the close (docs/holds.md "A request closed unanswered"): what a
 statute kept is still erased when its period ends, what a legal-claims hold kept is no longer erased
 when the claim ends (the close calls it off). Before, the letter said neither, and named a system
-whose records the hold had kept entirely as "acted on"."""
+whose records the hold had kept entirely as "acted on".
+
+The letter says what is true when it is written, read from each kept record's deferred erasure
+(`fate`): a hold released while the request was open has had its records erased, or asked of the
+processor, already; a statute's period may have ended since; a hold released since the close leaves
+them as they are. Before, the letter said "we will not erase it when the claim ends" of data erased
+days before, and gave each statute end date a sentence of its own, the same but for the date."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from activities.letter_outcome import _kept_item as kept_item
 from dsrflow.i18n import Translator
 from policy.model import Policy
 
+# Where a kept record's deferred erasure stands when the letter is written: `erased` (all its rows
+# done: by the sweep, a processor's confirmation or staff's record), `asked` (a processor asked and
+# not yet confirmed, failed, or asked again), `released` (its legal-claims hold released, nothing
+# erased: called off, or to be by the sweep before it erases), else `kept` (no row found: as kept).
+_FATE = """(SELECT CASE WHEN bool_and(d.done_at IS NOT NULL) THEN 'erased'
+                        WHEN bool_or(d.done_at IS NULL AND (d.submitted_at IS NOT NULL OR d.failed_at IS NOT NULL
+                                                            OR d.retried_at IS NOT NULL)) THEN 'asked'
+                        WHEN bool_or(h.released_at IS NOT NULL) THEN 'released' ELSE 'kept' END
+              FROM deferred_erasures d
+              LEFT JOIN legal_holds h ON d.hold_kind = 'legal_claims' AND h.id::text = d.hold_ref
+             WHERE d.request_id = r.id AND d.system = t.system AND d.dataset = k->>'dataset'
+               AND d.hold_ref = k->>'hold_ref' AND (d.hold_kind = 'legal_claims') = (k->>'hold_kind' = 'legal_claims')
+               AND (d.hold_kind = 'legal_claims' OR d.erase_after = (k->>'until')::date + 1))"""
+
 # The request's erasure tasks done with records kept, as [{system, whole, kept}, ...] (`whole`: the
-# hold kept all it found there, or the system whole at a processor): an SQL expression over the
-# request's row `r`, read with it in the letter's one round trip (activities/letters.py `_deliver`).
-KEPT_AT_CLOSE = """(SELECT coalesce(jsonb_agg(jsonb_build_object(
-                              'system', system, 'kept', kept_records,
-                              'whole', kept >= found OR kept_records @> '[{"dataset": "all"}]') ORDER BY system), '[]')
-                      FROM system_tasks WHERE request_id = r.id AND action = 'erase' AND status = 'done'
-                       AND jsonb_array_length(kept_records) > 0)"""
+# hold kept all it found there, or the system whole at a processor; each kept record with its
+# `fate`): an SQL expression over the request's row `r`, read with it in the letter's one round trip
+# (activities/letters.py `_deliver`).
+KEPT_AT_CLOSE = f"""(SELECT coalesce(jsonb_agg(jsonb_build_object(
+                              'system', t.system,
+                              'kept', (SELECT jsonb_agg(k || jsonb_build_object('fate', {_FATE}))
+                                         FROM jsonb_array_elements(t.kept_records) k),
+                              'whole', t.kept >= t.found OR t.kept_records @> '[{{"dataset": "all"}}]')
+                              ORDER BY t.system), '[]')
+                      FROM system_tasks t WHERE t.request_id = r.id AND t.action = 'erase' AND t.status = 'done'
+                       AND jsonb_array_length(t.kept_records) > 0)"""
+
+# What a legal-claims hold kept, by where it stands (`_FATE`): the letter's sentence for each.
+CLAIMS_FATES = ("kept", "released", "asked", "erased")
+
+
+def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str) -> None:
+    """One statute's kept record into its law's entry: one statement per law, whatever its end
+    dates (documents of different years), with the dates still to come and those past and erased."""
+    law = item["law"] or item["basis"]
+    entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "restricted": True,
+                                     "foreign_law": item["foreign_law"]})
+    entry["systems"] += [] if label in entry["systems"] else [label]
+    dates: list[date] = entry["deleted" if fate == "erased" else "until"]
+    dates += [] if item["until"] is None or item["until"] in dates else [item["until"]]
+    # A processor's records were neither reduced nor restricted, nor those of a dataset with no
+    # column to mark them restricted: the letter does not say they were.
+    entry["restricted"] = entry["restricted"] and not item["processor"] and not item["unrestricted"]
 
 
 def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Translator,
                   acted: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The closing letter's kept records, in the response letter's terms (`kept_item`: the statute's
-    law in the letter's language, its end date): `by_law`, one entry per law and end date with the
-    systems and whether all of it is ours and restricted; `for_claims`, the systems a legal-claims
-    hold kept in; and `acted` (system ids) without those whose records a legal-claims hold kept
-    entirely, as they were: not acted on (a statute's records were reduced, which is acting on them)."""
+    law in the letter's language, its end dates): `by_law`, one entry per law with its systems, its
+    end dates still to come (`until`) and those past, their records deleted (`deleted`), whether all
+    of it is ours and restricted, and the name of a law that is no obligation of ours under the
+    request's (`foreign_law`: the UK GDPR's letter gives our basis and the objection); `for_claims`,
+    the systems a legal-claims hold kept in, per fate (CLAIMS_FATES); and `acted` (system ids)
+    without those whose records a legal-claims hold kept entirely, as they were: not acted on (a
+    statute's records were reduced, which is acting on them)."""
+    claims: dict[str, list[str]] = {fate: [] for fate in CLAIMS_FATES}
     if row["request_type"] != "erasure":
-        return {"by_law": [], "for_claims": []}, acted
-    by_law: dict[tuple[str, Any], dict[str, Any]] = {}
-    for_claims: list[str] = []
+        return {"by_law": [], "for_claims": claims}, acted
+    by_law: dict[str, dict[str, Any]] = {}
     for task in row.get("kept_at_close") or []:
         for kept in task["kept"]:
             item = kept_item(kept, policy, row["regime"], t, source)
-            label = policy.system_label(task["system"])
+            label, fate = policy.system_label(task["system"]), kept.get("fate") or "kept"
             if item["reviewed"]:  # a legal-claims hold's: its date is a review, not an end
-                for_claims += [] if label in for_claims else [label]
-                continue
-            entry = by_law.setdefault((item["law"] or item["basis"], item["until"]),
-                                      {"law": item["law"] or item["basis"], "until": item["until"],
-                                       "systems": [], "restricted": True})
-            entry["systems"] += [] if label in entry["systems"] else [label]
-            # A processor's records were neither reduced nor restricted, nor those of a dataset with no
-            # column to mark them restricted: the letter does not say they were.
-            entry["restricted"] = entry["restricted"] and not item["processor"] and not item["unrestricted"]
+                claims[fate] += [] if label in claims[fate] else [label]
+            else:
+                _by_law(by_law, item, label, fate)
+    for entry in by_law.values():
+        entry["until"].sort()
+        entry["deleted"].sort()
+        # Nothing left to object to once a foreign law's records are all deleted.
+        entry["foreign_law"] = entry["foreign_law"] if entry["until"] else None
     whole = {task["system"] for task in row.get("kept_at_close") or []
              if task["whole"] and all(k["hold_kind"] == "legal_claims" for k in task["kept"])}
-    return ({"by_law": sorted(by_law.values(), key=lambda e: (str(e["until"]), e["law"])), "for_claims": for_claims},
-            [s for s in acted if s not in whole])
+    laws = sorted(by_law.values(), key=lambda e: (str(min(e["until"] + e["deleted"], default="")), e["law"]))
+    return {"by_law": laws, "for_claims": claims}, [s for s in acted if s not in whole]

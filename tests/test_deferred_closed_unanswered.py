@@ -133,8 +133,8 @@ async def test_a_withdrawal_calls_off_what_a_legal_claims_hold_kept_and_not_what
         acted = part.split("we had already acted on it in: ", 1)[1].split(".", 1)[0]
         assert acted.startswith("Billing") and "CRM" not in acted, acted
         assert ("because the law requires us to (Belgian VAT Code Art. 60 §4" in part
-                and "we keep them, restricted and reduced to what the law needs, until 31 December 2035, and "
-                    "then delete them." in part), part
+                and "we keep them, restricted and reduced to what the law needs, each until the end of its period "
+                    "(31 December 2035 and 31 December 2036), and then delete them." in part), part  # one statement
         assert ("We had kept your personal data in CRM (contacts, support requests, live chat) and Survey service "
                 "provider because of a legal claim. As your request is closed, we will not erase it when the claim "
                 "ends: it stays as it is, and we keep it only as long as our privacy policy says.") in part, part

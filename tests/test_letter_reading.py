@@ -14,6 +14,7 @@ from html import unescape
 import pytest
 
 from activities.citations import cited_label, regime_name
+from activities.letter_kept_closed import kept_at_close
 from activities.letter_labels import LETTER_TYPE_LABELS, denial_label, staff_type_label
 from activities.letter_objection import decision_summary
 from activities.letter_outcome import response_outcome
@@ -65,6 +66,32 @@ _KEPT_RECORDS = [
      "law": "Belgian Civil Code Art. 2262bis", "until": "2027-06-30"},
 ]
 
+# Billing's records kept under two laws, one of them at two end dates (documents of two years),
+# and a legal-claims hold over the CRM and the survey processor: as `kept_summary` stores them.
+_TAX_LAW = "Belgian Income Tax Code (CIR 92) Art. 315: 10 years"  # a statute no longer in the policy: as stored
+_ACCOUNTING = {"hold_kind": "statutory", "hold_ref": "be_accounting", "basis": _POLICY.statutory_holds["be_accounting"].basis,
+               "law": _POLICY.statutory_holds["be_accounting"].law}
+_TWO_LAWS = [
+    {"system": "billing", "dataset": "invoices", "records": 2, **_ACCOUNTING, "until": "2029-12-31"},
+    {"system": "billing", "dataset": "invoices", "records": 1, **_ACCOUNTING, "until": "2033-12-31"},
+    {"system": "billing", "dataset": "payments", "records": 1, "hold_kind": "statutory", "hold_ref": "be_tax",
+     "basis": _KEPT_RECORDS[0]["basis"], "law": _TAX_LAW, "until": "2036-12-31"},
+]
+_CLAIMS_AT = {system: [{"system": system, "dataset": "all", "records": 0, "hold_kind": "legal_claims",
+                        "hold_ref": "0b9f8f1e-1111-4222-8333-444455556666", "basis": LEGAL_CLAIMS,
+                        "law": "a legal claim (establishment, exercise or defence of legal claims)",
+                        "until": "2027-06-30"}] for system in ("crm", "surveys", "work_management")}
+
+
+def _kept_at(fates: dict[str, str] | None = None) -> list[dict]:
+    """The erasure tasks' kept records as the closing letter reads them (letter_kept_closed.py
+    KEPT_AT_CLOSE), each with its `fate` ("<system>" or "<system> <until>" -> fate; else kept)."""
+    fates = fates or {}
+    return [{"system": system, "whole": system != "billing", "kept": [
+        {**k, "fate": fates.get(f"{system} {k['until']}", fates.get(system, "kept"))} for k in kept]}
+        for system, kept in (("billing", _TWO_LAWS), *((s, _CLAIMS_AT[s]) for s in ("crm", "surveys", "work_management")))]
+
+
 _REPORTS = {
     "erasure": {"results": [
         _task("crm", "erase", changed=3, datasets={"contacts": {"erased": 2}, "support_requests": {"erased": 1}},
@@ -74,6 +101,11 @@ _REPORTS = {
         _task("surveys", "erase", changed=1, recipient="surveys",
               note="The survey provider confirmed that your answers will be gone from its backups by 1 May 2026."),
     ]},
+    "erasure-two-laws": {"results": [
+        _task("billing", "erase", changed=1, datasets={"customers": {"erased": 1}}, kept=4, kept_records=_TWO_LAWS,
+              recipient="financial_services"),
+        _task("crm", "erase", kept=1, kept_records=_CLAIMS_AT["crm"], recipient="communication_crm"),
+        _task("surveys", "erase", kept=1, kept_records=_CLAIMS_AT["surveys"], recipient="surveys")]},
     "access": {"results": [_task("crm", "access", found=3, datasets={"contacts": {"found": 3}})],
                "package": {"package_id": "pkg-1", "systems": {"crm": 3, "billing": 2}}},
     # A processor without an API sent its export; staff resolved the other's task without one.
@@ -118,6 +150,11 @@ LIFT_GROUNDS = "lift-grounds"
 # A case's marker for a letter of an appeal (its `appeal_of`), without remedies of its own.
 OF_AN_APPEAL = "of-an-appeal"
 
+
+
+# A closing letter's kept records (`_kept_at`'s tasks), worded in each render's regime as
+# activities/letters.py words them (`kept_at_close`).
+KEPT_AT_CLOSE_OF = "kept-at-close-of"
 
 
 # A processor e-mail's objection scope: its title and instruction are worded in the regime's law.
@@ -166,6 +203,22 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
                                                      "withdrawn": True, "acted_in": ["CRM"],
                                                      "asked_in": ["Survey service provider"],
                                                      "called_off_in": ["E-mail marketing"]}),
+        # Records kept under two laws (one at two end dates) and a legal-claims hold at three systems,
+        # as they stand when the letter is written (activities/letter_kept_closed.py): kept still...
+        "cancellation-withdrawn-kept": ("cancellation", {"reason": "The subject withdrew it by phone on 3 February.",
+                                                         "withdrawn": True, "acted_in": ["billing", "crm"],
+                                                         "asked_in": [], KEPT_AT_CLOSE_OF: _kept_at()}),
+        # ... or a statute's period ended, one claim ended before the close and its data erased, another's
+        # asked of the processor, a third's released since the close, not erased.
+        "cancellation-by-staff-kept-since": ("cancellation", {
+            "reason": EXTRA["cancellation"]["reason"], "withdrawn": False, "acted_in": ["billing"], "asked_in": [],
+            REMEDIES_OF_REGIME: True, KEPT_AT_CLOSE_OF: _kept_at({
+                "billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked", "work_management": "released"})}),
+        "denial-kept-all-deleted": ("denial", {
+            "reason_code": "other", REMEDIES_OF_REGIME: True, "acted_in": ["billing"], "asked_in": [],
+            "explanation": "We reviewed the request and found it was made on behalf of someone else without a mandate.",
+            KEPT_AT_CLOSE_OF: _kept_at({"billing": "erased", "crm": "released"})}),
+        "response-erasure-two-laws": _response("erasure", report="erasure-two-laws"),
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
@@ -243,6 +296,10 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     if purpose in ("denial", "cancellation"):
         extra.setdefault("acted_in", [])  # a request closed before any system was changed
         extra.setdefault("asked_in", [])
+    if KEPT_AT_CLOSE_OF in extra:  # as activities/letters.py builds it, the systems named by their labels
+        row = {"request_type": request_type, "regime": regime, "kept_at_close": extra.pop(KEPT_AT_CLOSE_OF)}
+        extra["kept_at_close"], acted = kept_at_close(row, _POLICY, _POLICY, ENGLISH, extra["acted_in"])
+        extra["acted_in"] = [_POLICY.system_label(s) for s in acted]
     if purpose == "denial":
         extra["reason_label"] = denial_label(extra["reason_code"], regime)
     if extra.pop(REMEDIES_OF_REGIME, False):

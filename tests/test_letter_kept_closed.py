@@ -1,0 +1,111 @@
+"""The closing letter of an erasure closed unanswered says what became of what its holds kept as
+it stands when the letter is written (activities/letter_kept_closed.py): Ada's erasure, run in
+Billing (invoices kept under the accounting statute), the CRM and the survey processor (kept whole
+under a legal-claims hold), as tests/test_deferred_closed_unanswered.py runs it.
+
+Before, the letter said "we will not erase it when the claim ends" of what a hold released while
+the request was still open had erased days before (the CRM) or asked the processor to erase (the
+survey provider), and "we keep them until 31 December 2035" of invoices whose period had ended and
+which the sweep had deleted."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from temporalio.testing import ActivityEnvironment
+
+from activities.deferred import DeferredErasureActivities
+from dsrflow.stores.holds_store import release_hold
+from dsrflow.stores.requests_store import set_status
+from schemas.holds import SweepInput
+from schemas.requests import RequestStatus
+from tests.letters_as_sent import as_sent, both
+from tests.test_deferred_closed_unanswered import _kept_part_way, stack  # noqa: F401 (its fixture: Ada, a database of her own)
+from workers.dsr_worker import activity_context
+
+CRM, SURVEYS = "CRM (contacts, support requests, live chat)", "Survey service provider"
+BILLING = "Billing (customers, invoices, payments, mandates)"
+PARAMS = {"reason": "Withdrawn by phone", "withdrawn": True, "acted_in": ["billing", "crm"], "asked_in": []}
+WILL_NOT_ERASE = "we will not erase it when the claim ends"
+
+
+async def _release_and_sweep(running, pool, hold: dict, as_of: datetime) -> None:
+    async with pool.acquire() as conn:
+        await release_hold(conn, hold["id"], "compliance:test", reason="The claim was settled out of court")
+    sweep = DeferredErasureActivities(activity_context(running.settings, pool)).sweep
+    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=as_of))
+
+
+async def _close(pool, rid: str) -> None:
+    async with pool.acquire() as conn:  # as the workflow's close records it (activities/lifecycle.py)
+        await set_status(conn, rid, RequestStatus.cancelled, event_key=f"{rid}:closed", actor="subject")
+
+
+async def _letter(pool, rid: str, **options) -> list[str]:
+    return both(await as_sent("cancellation", "erasure", PARAMS, pool=pool, id=rid, **options))
+
+
+async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_asked(stack, mail_sink):  # noqa: F811
+    """The hold released while the request was open: the sweep erased her CRM data and asked the
+    survey processor to erase (its e-mail sent, no confirmation yet); run as of 2036, it also deleted
+    her billing records of 2025, their period over (those of 2026 stay a year more). The withdrawal
+    calls off nothing, and the letter says each as it stands."""
+    stack, pool = stack
+    rid, hold = await _kept_part_way(stack, pool)
+    await _release_and_sweep(stack, pool, hold, datetime(2036, 1, 2, 12, tzinfo=UTC))
+    await _close(pool, rid)
+    states = dict(await pool.fetch("SELECT system, CASE WHEN bool_and(done_at IS NOT NULL) THEN 'erased' "
+                                   "WHEN bool_or(submitted_at IS NOT NULL) THEN 'asked' ELSE 'other' END "
+                                   "FROM deferred_erasures WHERE request_id = $1::uuid GROUP BY system", rid))
+    states = dict(await pool.fetch("SELECT system || ' ' || coalesce(erase_after::text, ''), bool_and(done_at IS "
+                                   "NOT NULL) OR bool_or(submitted_at IS NOT NULL) FROM deferred_erasures "
+                                   "WHERE request_id = $1::uuid GROUP BY 1", rid))
+    assert states == {"billing 2036-01-01": True, "billing 2037-01-01": False, "crm ": True, "surveys ": True}, states
+    for part in await _letter(pool, rid):
+        assert WILL_NOT_ERASE not in part, part
+        assert (f"We had kept your personal data in {CRM} because of a legal claim. That claim has since ended, "
+                "and we have erased that data.") in part, part
+        assert (f"We had kept your personal data in {SURVEYS} because of a legal claim. That claim has since "
+                "ended, and we have asked for that data to be erased; we are waiting for confirmation that it "
+                "has been.") in part, part
+        # Her 2025 documents are gone, her 2026 ones kept: one statement for the law.
+        assert part.count("because the law requires us to (Belgian VAT Code") == 1, part
+        assert ("we keep them, restricted and reduced to what the law needs, until 31 December 2036, and then "
+                "delete them. We have already deleted those we had to keep until 31 December 2035: that period "
+                "has ended.") in part, part
+    # In the words of a law that deletes, and in every language.
+    ccpa = (await _letter(pool, rid, regime="ccpa"))[0]
+    assert "That claim has since ended, and we have deleted that information." in ccpa, ccpa
+    for language, said in (("fr", "Cette action a depuis pris fin, et nous avons effacé ces données."),
+                           ("nl", "Die rechtsvordering is inmiddels beëindigd, en wij hebben die gegevens gewist."),
+                           ("de", "Dieser Anspruch ist inzwischen beendet, und wir haben diese Daten gelöscht.")):
+        assert said in (await _letter(pool, rid, language=language))[0]
+
+
+async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_claim_ends(stack):  # noqa: F811
+    """Withdrawn with the hold in force: called off, the letter says it will not be erased when the
+    claim ends; written again once the hold is released (a letter retried after the release), it
+    says the claim has ended and the data was not erased, as it was not. The invoices stay kept
+    until their periods end (her documents of 2025 and 2026: two end dates), in one statement that
+    names the law once (before, a sentence per date, the same but for it)."""
+    stack, pool = stack
+    rid, hold = await _kept_part_way(stack, pool)
+    await _close(pool, rid)
+    kept = ("because of a legal claim. As your request is closed, we will not erase it when the claim ends: it "
+            "stays as it is, and we keep it only as long as our privacy policy says.")
+    statute = ("because the law requires us to (Belgian VAT Code Art. 60 §4 and Income Tax Code (CIR 92) Art. 315; "
+               "Code of Economic Law Art. III.86 and III.88 (accounting records): 7 years for documents of 2022 and "
+               "earlier, 10 years for documents of 2023 and later (Law of 20 November 2022)): we keep them, restricted "
+               "and reduced to what the law needs, each until the end of its period (31 December 2035 and 31 December "
+               "2036), and then delete them.")
+    for part in await _letter(pool, rid):
+        assert f"{CRM} and {SURVEYS} {kept}" in part and part.count(statute) == 1, part
+    await _release_and_sweep(stack, pool, hold, datetime.now(UTC))
+    assert await pool.fetchval("SELECT bool_and(called_off_at IS NOT NULL AND done_at IS NULL) FROM deferred_erasures "
+                               "WHERE request_id = $1::uuid AND hold_kind = 'legal_claims'", rid)
+    for part in await _letter(pool, rid):
+        assert WILL_NOT_ERASE not in part and "we have erased" not in part, part
+        assert (f"We had kept your personal data in {CRM} and {SURVEYS} because of a legal claim. That claim has "
+                "since ended. As your request is closed, we have not erased that data: we keep it only as long as "
+                "our privacy policy says.") in part, part
+        assert part.count(statute) == 1, part
