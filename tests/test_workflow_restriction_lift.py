@@ -12,14 +12,17 @@ from __future__ import annotations
 import asyncio
 from datetime import timedelta
 
+from temporalio.worker import Replayer
+
 from schemas.requests import DenialReason, RequestType
 from schemas.restrictions import LiftAnnounced, LiftCarriedOut, LiftRestrictionInput, RestrictionInForce
 from schemas.steps import RetryStepInput
-from schemas.workflow import DenyInput
+from schemas.workflow import CancelInput, DenyInput, workflow_id_for
 from tests.staff_answers import answered_while_held, hold
 from tests.workflow_fakes import FakeSystem, RequestSpec
 from tests.workflow_stack import FastStack, refused, stack_fixture  # noqa: F401 (the fixture)
 from workflows.dsr import DataSubjectRequestWorkflow as DSR
+from workflows.system_task import SystemTaskWorkflow
 
 
 async def test_a_restriction_stays_in_force_until_lifted_after_the_notice_period(stack: FastStack):
@@ -116,3 +119,43 @@ async def test_a_lift_while_the_relay_does_not_answer_is_answered_with_its_lette
     assert (await request.result()).owed == []
     assert fakes.subject_letters(request.id) == ["acknowledgement", "response", "restriction_lift"]
     assert fakes.asked(request.id) == [("crm", "lift_restriction", 1), ("crm", "restrict", 1)]
+
+
+async def test_a_restriction_reached_after_its_lift_began_is_recorded_and_lifted_again(stack: FastStack):
+    """Withdrawn while the SaaS's task still ran (left running at the close), the restriction is on
+    record for the CRM only and compliance lifts it at once; the SaaS's task then restricts the data
+    there, after the lift's own task at the SaaS had begun. The SaaS goes on record as reached, and
+    the lift's task there runs again (its attempt 2), so it ends lifted. Before, nothing followed:
+    the SaaS stayed restricted while the record said the restriction was lifted."""
+    fakes = stack.fakes
+    request = await stack.open(RequestSpec(request_type=RequestType.restriction, systems=[
+        FakeSystem("crm"), FakeSystem("saas", connector="http", answers_on_poll=3)]))
+    await request.until(lambda s: ("saas", "restrict", 1) in fakes.asked(request.id)
+                        and ("crm", "restrict", 1) in fakes.asked(request.id))
+    await request.handle.execute_update(DSR.cancel, CancelInput(
+        reason="The subject withdrew it by phone", withdrawn_by_subject=True, actor="agent:lu"))
+    await request.until(lambda s: bool(fakes.restrictions))
+    assert fakes.restrictions == [RestrictionInForce(request_id=request.id, systems=["crm"])]
+    await request.handle.execute_update(DSR.lift_restriction, LiftRestrictionInput(
+        reason="The subject no longer needs it restricted", actor="compliance:kim"))
+    await request.result()
+
+    done = [r.result for r in fakes.task_records if r.request_id == request.id and r.result.system == "saas"]
+    # Its restriction (three polls from before the close) was done while the lift's first task
+    # there, asked after the close, still waited for its own three: the lift had begun.
+    assert [(r.action, r.attempt) for r in done if r.status == "done"] == [
+        ("restrict", 1), ("lift_restriction", 1), ("lift_restriction", 2)], done
+    assert fakes.asked(request.id) == [("crm", "lift_restriction", 1), ("crm", "restrict", 1),
+                                       ("saas", "lift_restriction", 1), ("saas", "lift_restriction", 2),
+                                       ("saas", "restrict", 1)]
+    assert [r for r in fakes.restrictions if isinstance(r, RestrictionInForce)] == [
+        RestrictionInForce(request_id=request.id, systems=["crm"]),
+        RestrictionInForce(request_id=request.id, systems=["crm", "saas"])]
+    assert isinstance(fakes.restrictions[-1], RestrictionInForce)  # recorded after the lift's record
+    assert done[-1].action == "lift_restriction" and done[-1].attempt == 2 and done[-1].status == "done"
+
+    # The new path replays (tests/test_replay.py keeps the stored ones).
+    history = await stack.env.client.get_workflow_handle(workflow_id_for(request.id)).fetch_history()
+    replayer = Replayer(workflows=[DSR, SystemTaskWorkflow], data_converter=stack.env.client.data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+    assert result.replay_failure is None, repr(result.replay_failure)

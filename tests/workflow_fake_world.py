@@ -97,7 +97,7 @@ class FakeWorld:
         self.anchors: list[AnchorInput] = []
         self.attempts: Counter[str] = Counter()  # activity name -> attempts, failed ones included
         self._failures: dict[str, tuple[Callable[[Any], bool], Callable[[], BaseException]]] = {}
-        self._polls_left: dict[tuple[str, str, int], int] = {}
+        self._polls_left: dict[tuple[str, str, str, int], int] = {}
         # The test server's clock (FastStack sets it). Steps run as local activities, whose
         # scheduled time is the machine's, so the virtual time is asked for.
         self.clock: Callable[[], Awaitable[datetime]] | None = None

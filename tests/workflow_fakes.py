@@ -210,7 +210,7 @@ class FakeActivities(FakeWorld):
             # What activities/fanout.py makes of a connector's PermanentConnectorError.
             raise ApplicationError(system.broken, type="PermanentConnectorError", non_retryable=True)
         if system.answers_on_poll is not None:
-            key = (task.request_id, system.name, task.attempt)
+            key = (task.request_id, system.name, task.task.action, task.attempt)  # a lift's job is its own
             self._polls_left[key] = system.answers_on_poll
             return self._recorded(task, self._result(task, "pending", external_id=f"job-{system.name}-{task.attempt}"))
         return self._recorded(task, self._result(task, "done"))
@@ -219,7 +219,7 @@ class FakeActivities(FakeWorld):
     async def poll_system_action(self, task: TaskInput) -> TaskResult:
         self.polls.append(task)
         self._maybe_fail("poll_system_action", task)  # the processor's status endpoint down
-        key = (task.request_id, task.task.system, task.attempt)
+        key = (task.request_id, task.task.system, task.task.action, task.attempt)
         self._polls_left[key] -= 1
         status = "done" if self._polls_left[key] <= 0 else "pending"
         result = self._result(task, status, external_id=task.external_id)

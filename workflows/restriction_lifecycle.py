@@ -58,6 +58,11 @@ RESTRICTION_CLOSED_PARTWAY = "restriction-closed-partway"
 # confirmation the task learnt of late, a run that committed) was missing from where it is in force
 # (the panel, the evidence pack); closed with no system reached yet, it never went on record at all.
 LATE_REACH_RECORDED = "restriction-late-reach-recorded"
+# workflow.patched id: before it, a task left running at a part-way close (LATE_REACH_RECORDED)
+# that restricted the data once the lift was decided was neither recorded nor lifted: the system
+# stayed restricted while the record said the restriction was lifted. Now it goes on record, and
+# one that restricted after the lift's tasks had begun is lifted again by the lift's own task.
+LATE_REACH_LIFTED = "restriction-late-reach-lifted"
 
 
 class RestrictionLifecycle:
@@ -100,7 +105,7 @@ class RestrictionLifecycle:
         # resolve it on a closed request (what is on record is what was reached) until the lift,
         # which reaches every system of the plan, replaces those tasks with its own.
         self.keeping_restriction = completed
-        await self._lift_decided(recorded)
+        recorded = await self._lift_decided(recorded)
         self.keeping_restriction = True
         lift = self._lift
         assert lift is not None
@@ -119,7 +124,9 @@ class RestrictionLifecycle:
             await workflow.sleep(timedelta(days=schedule.notice_days))  # from the letter, as it says
         elif schedule.notice_days:
             await workflow.sleep(lift_on - workflow.now())
+        restricting, reached_before = self._tasks, set(self._reached())
         await self._lift_everywhere(lift.actor)
+        await self._lift_late_reach(restricting, recorded, reached_before)
         self._restriction_phase = "lifted"
         # A staff resolution of the lift's last task may still be recording itself.
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -128,10 +135,10 @@ class RestrictionLifecycle:
     def _reached(self) -> list[str]:
         return sorted(r.system for r in self._tasks.results.values() if r.status == "done")
 
-    async def _lift_decided(self, recorded: list[str]) -> None:
+    async def _lift_decided(self, recorded: list[str]) -> list[str]:
         """Until compliance lifts it, a task left running at the close that restricts the data goes
         on record as the restriction's too (LATE_REACH_RECORDED), as the closing letter said it would
-        stay in force wherever the systems still asked carry it out."""
+        stay in force wherever the systems still asked carry it out. The systems on record then."""
         follows = self._tasks.left_running is not None
         while True:
             def lifted_or_reached(follows: bool = follows, recorded: list[str] = recorded) -> bool:
@@ -139,13 +146,43 @@ class RestrictionLifecycle:
 
             await workflow.wait_condition(lifted_or_reached)
             if self._lift is not None:
-                return
+                return recorded
             if not workflow.patched(LATE_REACH_RECORDED):
                 follows = False  # recorded once, at the close, as before
                 continue
             recorded = sorted({*recorded, *self._reached()})
             await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=recorded),
                            skippable=False)
+
+    async def _lift_late_reach(self, restricting: SystemTasks, recorded: list[str], reached_before: set[str]) -> None:
+        """The tasks left running at the close (`restricting`'s) that restricted the data after the
+        lift was decided: on record as reached, and, where one restricted after the lift's tasks
+        had begun (not among `reached_before`), lifted again there by the lift's own task, once
+        (a retry of it; a system whose lift needs a person alerts staff as any lift task does).
+        Before LATE_REACH_LIFTED, the system stayed restricted, the record saying it was lifted."""
+        left = restricting.left_running
+        if left is None:
+            return
+
+        def late() -> list[str]:
+            return sorted(r.system for r in restricting.results.values()
+                          if r.status == "done" and r.system not in recorded)
+
+        if (left.done() and not late()) or not workflow.patched(LATE_REACH_LIFTED):
+            return
+        await workflow.wait_condition(left.done)
+        reached = late()
+        if not reached:
+            return
+        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id,
+                                                                systems=sorted({*recorded, *reached})),
+                       skippable=False)
+        assert self._plan is not None
+        again = [s for s in reached if s not in reached_before]
+        for system in again:
+            await self._tasks.retry(self._plan, system, actor="workflow")
+        if again:
+            await self._tasks.settle(self.request_id, lambda: False, lambda: None)
 
     async def _restricted_before_close(self) -> bool:
         """Closed before it completed: did a system restrict the data by then? Staff's retry of a
