@@ -13,6 +13,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.acted_after_call_off import cancelled_as_known
 from activities.connectors import build_connector, connector_class
 from activities.connectors.base import (
     ActionOutcome,
@@ -395,6 +396,6 @@ class FanoutActivities(ErasureEvidence):
     @activity.defn(name="record_task_result")
     async def record_task_result(self, record: TaskRecord) -> None:
         """Store a system's (interim or final) result and audit it."""
-        await store_task_result(self.ctx, record.request_id, record.result)
+        await store_task_result(self.ctx, record.request_id, await cancelled_as_known(self.ctx.pool, record))
         failpoint("task-result-recorded")  # stored, and the workflow not yet told
 

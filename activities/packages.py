@@ -23,7 +23,7 @@ from typing import IO, Any
 import asyncpg
 from temporalio import activity
 
-from activities.connectors.base import AccessRecord, PartOpener, PermanentConnectorError, Subject
+from activities.connectors.base import AccessRecord, ClosedMeanwhile, PartOpener, PermanentConnectorError, Subject
 from activities.context import ActivityContext
 from activities.fanout import open_connector, subject_of
 from activities.heartbeat import heartbeating
@@ -236,13 +236,22 @@ class PackageActivities:
             return await _built_before(ctx, plan, existing)
         policy = (await ctx.policy(plan.policy_version)).policy
         portability = plan.request_type == "portability"
-        subject = await self._with_held_records(subject_of(row))
+        # Closed unanswered (a retry after the close; the close itself stops `_gather`): nothing is read.
+        closed = row["closed_at"] is not None and row["status"] != "completed"
+        subject = replace(await self._with_held_records(subject_of(row)), closed=closed)
         package_id = str(uuid.uuid5(uuid.UUID(plan.request_id), plan.request_type))
 
         async with heartbeating():
             started = time.monotonic()
             spools: Parts = {}
-            failed = await self._gather(plan, subject, portability, spools)
+            try:
+                failed = {} if closed else await self._gather(plan, subject, portability, spools)
+            except ClosedMeanwhile:
+                closed = True
+            if closed:
+                for spool in spools.values():
+                    spool.close()
+                return await self._called_off(plan, subject, package_id)
             if failed:
                 for spool in spools.values():
                     spool.close()
@@ -273,6 +282,21 @@ class PackageActivities:
             except PermanentConnectorError as exc:
                 failed[task.system] = str(exc)
         return failed
+
+    async def _called_off(self, plan: Plan, subject: Subject, package_id: str) -> PackageInfo:
+        """The request was closed unanswered before the package was built: it is not built, and each
+        job a processor was asked for is called off there (`call_off_access`: OpenDSR's, as an
+        erasure's at the close), its answer on the system's task (the request's Results, the evidence
+        pack) beside the call-off's event. Before, the package waited for the processor's export and
+        was built, for a request the subject had withdrawn, and the job stayed asked."""
+        for task in plan.tasks:
+            async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
+                outcome = await connector.call_off_access(replace(subject, closed=True))
+            if outcome is not None:
+                await store_task_result(self.ctx, plan.request_id, TaskResult(
+                    system=task.system, action=plan.request_type, status=outcome.status, found=outcome.found,
+                    changed=outcome.changed, external_id=outcome.external_id, message=outcome.message))
+        return PackageInfo(package_id=package_id, kind=plan.request_type, records=0, size_bytes=0, stopped=True)
 
     async def _needs_attention(self, plan: Plan, row: Any, failed: dict[str, str]) -> None:
         """A system that cannot be read (credentials, permissions, configuration) holds the

@@ -17,7 +17,9 @@ Each of these parts, and each request within one, runs whatever another did (`Pi
 alert the relay refuses for good is recorded and stops nothing (activities/sweep_alerts.py
 `sweep_alert`). Last, it records the staff alerts (any sweep's) that a dead sender had handed to
 the relay and that nobody asked for again (`record_handed_alerts`). And it carries out the lifts
-held by a restriction that then ended without coming into force (activities/held_lifts.py).
+held by a restriction that then ended without coming into force (activities/held_lifts.py), and
+alerts staff of a processor that carried out a job after its call-off had cancelled it, putting that
+on the job's task (activities/acted_after_sweep.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.acted_after_sweep import settle_acted_after
 from activities.context import ActivityContext
 from activities.held_lifts import release_held_lifts
 from activities.sweep_alerts import record_handed_alerts, sweep_alert
@@ -84,6 +87,7 @@ class RequestStartSweepActivities:
             "stopped_reminded": lambda: remind_stopped(ctx, datetime.now(UTC)),
             "failing_alerted": lambda: flag_failing_workflows(ctx, client, older_than=older_than),
             "held_lifts_released": lambda: release_held_lifts(ctx),
+            "acted_after_call_off": lambda: settle_acted_after(ctx, _piece_failed, older_than=older_than),
             "handed_recorded": lambda: record_handed_alerts(ctx),
         }
         done: dict[str, Any] = {}

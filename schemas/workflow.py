@@ -289,6 +289,10 @@ TASK_COUNT_MAX = 2**31 - 1
 # The processor statuses that settle an asynchronous task; workflows/system_task.py waits on
 # through any other.
 SETTLING_STATUSES = frozenset({"completed", "done", "cancelled"})
+# A task's message when its processor's signed callback says the job is cancelled
+# (workflows/system_task.py); on a request closed unanswered it is worded as what is known
+# (activities/acted_after_call_off.py `cancelled_as_known`).
+PROCESSOR_CANCELLED = "the processor cancelled the request"
 
 
 class ProcessorUpdate(Contract):
@@ -325,6 +329,9 @@ class PackageInfo(Contract):
     # activities/processor_exports.py MISSING_REASONS).
     processor_files: dict[str, int] = Field(default_factory=dict)
     missing: dict[str, str] = Field(default_factory=dict)
+    # Not built: its request was closed unanswered (withdrawn, cancelled, denied) before or while it
+    # was (activities/packages.py `_called_off`); the jobs processors had been asked for called off.
+    stopped: bool = False
 
 
 class ExecutionReport(Contract):

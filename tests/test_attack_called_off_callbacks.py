@@ -16,10 +16,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from activities.acted_after_call_off import acted_message
+from activities.acted_after_sweep import settle_acted_after
 from activities.connectors.opendsr_signature import SIGNATURE_HEADER, generate_processor_identity, sign
 from tests.fanout_stack import served
 from tests.processor_identity import processor_identity
-from tests.support import assert_problem, live_client, staff_headers
+from tests.support import assert_problem, letters_for, live_client, staff_headers
 from tests.test_closed_request_asked_tasks import WITHDRAWN
 from tests.untrusted_support import (
     CALLBACK,
@@ -30,7 +32,12 @@ from tests.untrusted_support import (
     processor_policy,
     rfc3339,
 )
-from workers.dsr_worker import build_worker
+from workers.dsr_worker import activity_context, build_worker
+
+
+def _piece_failed(part: str, request_id: str | None, exc: Exception) -> None:
+    raise exc
+
 
 _TASK = "SELECT status, message FROM system_tasks WHERE request_id = $1 AND system = $2"
 
@@ -68,7 +75,8 @@ async def _settled(pool, request_id: str) -> tuple[str, str]:
     raise AssertionError("the processor's task never settled")
 
 
-async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path, lifecycle_policy, task_queue):
+async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path, lifecycle_policy, task_queue,
+                                          mail_sink):
     """Open erasure: a `cancelled` callback unsigned or signed by another key is refused (403) and
     changes nothing; the processor's own (signed), for a job nobody called off, ends the task as
     the processor's doing, "the processor cancelled the request", with no call-off on record and the
@@ -76,7 +84,10 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
     the job's status, so a `pending` callback after it went back and is refused (409, said once);
     before, it went on record as the job's status after the processor had said it acted. The
     `cancelled` callback after a call-off is recorded once: its replay, or another body saying the
-    same, adds nothing."""
+    same, adds nothing. A signed `completed` after that cancellation is the processor acting on the
+    withdrawn request: its own event, the task's record says so, staff alerted once (the worker's
+    start sweep); before, it was taken as "as far along" and the task kept "cancelled before it
+    acted". The same after a cancellation nobody called off (an open request) is no such thing."""
     key_pem, cert_pem = processor_identity()
     processor = CallingOffProcessor(key_pem, cert_pem)
     now = dt.datetime.now(dt.UTC)
@@ -85,6 +96,11 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
         body = json.dumps({"subject_request_id": job, "request_status": status,
                            "status_changed_time": rfc3339(now - dt.timedelta(seconds=n))}).encode()
         return body, {SIGNATURE_HEADER: sign(body, key), "Content-Type": "application/json"}
+
+    def acted(job: str, n: int) -> tuple[bytes, dict[str, str]]:
+        body = json.dumps({"subject_request_id": job, "request_status": "completed", "results_count": 2,
+                           "status_changed_time": rfc3339(now - dt.timedelta(seconds=n))}).encode()
+        return body, {SIGNATURE_HEADER: sign(body, key_pem), "Content-Type": "application/json"}
 
     async with served(processor.app()) as processor_url:
         processor.url = processor_url
@@ -131,15 +147,39 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
             assert assert_problem(replayed, 409)["title"] == "Callback already received"
             body, headers = callback(cancelled_job, "cancelled", 2)  # the same word, another body
             assert (await http.post(CALLBACK, content=body, headers=headers)).status_code in (202, 409)
+            # Then the processor says, signed, that it carried the cancelled job out: taken (it is
+            # the processor's word), and no longer "as far along" as the cancellation.
+            body, headers = acted(cancelled_job, 3)
+            assert (await http.post(CALLBACK, content=body, headers=headers)).status_code == 202
+            body, headers = acted(open_job, 4)  # a job the processor cancelled by itself: nobody called it off
+            assert (await http.post(CALLBACK, content=body, headers=headers)).status_code == 202
+            # The worker's start sweep alerts staff and puts it on the task's record, once.
+            context = activity_context(ours, pool)
+            assert await settle_acted_after(context, _piece_failed, older_than=dt.timedelta(0)) == 1
+            assert await settle_acted_after(context, _piece_failed, older_than=dt.timedelta(0)) == 0
 
     assert await _events(pool, open_id) == [
-        ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1})]
+        ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1}),
+        ("processor.callback", {"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 2})]
     assert await _events(pool, completed_id) == [
         ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "completed", "results_count": 2}),
         ("processor.callback_went_back", {"system": PROCESSOR, "status": "pending", "after": "completed",
                                           "attempt": 1})]
     assert await _events(pool, cancelled_id) == [
         ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "cancelled"}),
-        ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1})]
-    # Nothing more on the tasks: each says what it said when it ended.
-    assert tuple(await pool.fetchrow(_TASK, uuid.UUID(cancelled_id), PROCESSOR)) == cancelled_task
+        ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1}),
+        ("processor.callback", {"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 2}),
+        ("processor.acted_after_call_off", {"system": PROCESSOR, "action": "erase", "attempt": 1,
+                                            "outcome": "completed", "results_count": 2})]
+    # The called-off task no longer says it was cancelled before it acted; staff are told once.
+    assert tuple(await pool.fetchrow(_TASK, uuid.UUID(cancelled_id), PROCESSOR)) == ("done", acted_message(
+        "Forged processor"))
+    (alert,) = letters_for(mail_sink, cancelled_id, "staff_alert")
+    assert "acted against the instruction that the request was withdrawn" in " ".join(
+        alert.get_body(("plain",)).get_content().split())
+    # Nothing more on the other tasks: each says what it said when it ended; the open one's alerts
+    # are its task's own (it needs attention), none of a processor acting after a call-off.
+    assert tuple(await pool.fetchrow(_TASK, uuid.UUID(open_id), PROCESSOR)) == (
+        "needs_attention", "the processor cancelled the request")
+    assert not any("acted against the instruction" in " ".join(letter.get_body(("plain",)).get_content().split())
+                   for letter in letters_for(mail_sink, open_id, "staff_alert"))

@@ -16,14 +16,23 @@ import uuid
 import asyncpg
 from temporalio.testing import ActivityEnvironment
 
+from activities.acted_after_call_off import CANCELLED_AFTER_CLOSE
 from activities.connectors.opendsr import subject_request_id
 from activities.fanout import FanoutActivities
 from api.read_models import event_lines
-from schemas.workflow import SystemTask, TaskInput, task_workflow_id, workflow_id_for
+from schemas.workflow import (
+    PROCESSOR_CANCELLED,
+    SystemTask,
+    TaskInput,
+    TaskRecord,
+    TaskResult,
+    task_workflow_id,
+    workflow_id_for,
+)
 from tests.fanout_stack import api, fanout_stack
 from tests.opendsr.support import population_subscribers
 from tests.process_support import poll_killed_at
-from tests.support import letters_for, staff_headers
+from tests.support import letters_for, staff_headers, stored_request
 from tests.test_closed_request_asked_tasks import WITHDRAWN, _replays
 from tests.test_restriction_lifecycle import _until, _view
 from workers.dsr_worker import activity_context, build_worker
@@ -149,3 +158,26 @@ def test_the_trail_says_what_the_processor_answered_the_call_off():
         "system": "email_marketing", "action": "erase", "to": "privacy@processor.example"}}, {}, labels)
     assert told == ("Processor told by e-mail not to act: the request was closed "
                     "(E-mail marketing (newsletters), to erase)")
+
+
+async def test_a_cancelled_callback_on_a_closed_request_says_only_what_is_known(pool, settings):
+    """Every poll of the call-off failed after the processor's 202 (or its `cancelled` callback came
+    first): the task's workflow ends on the callback's word. On an open request that is the
+    processor's own doing, "the processor cancelled the request"; on one closed unanswered it said
+    the same, as if the processor had chosen to, where what is known is that the job is cancelled
+    there after the close (the record, the task's event on the timeline and in the evidence pack)."""
+    record = FanoutActivities(activity_context(settings, pool)).record_task_result
+    said = {}
+    for closed in (False, True):
+        rid = await stored_request(pool, settings, f"cancelled-callback-{closed}", type_="erasure")
+        if closed:
+            await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1::uuid",
+                               rid)
+        await ActivityEnvironment().run(record, TaskRecord(request_id=rid, result=TaskResult(
+            system="email_marketing", action="erase", status="needs_attention", message=PROCESSOR_CANCELLED)))
+        said[closed] = tuple(await pool.fetchrow(
+            "SELECT t.message, e.data->>'message' FROM system_tasks t JOIN audit_events e ON e.request_id = t.request_id "
+            "AND e.event_type = 'task.needs_attention' WHERE t.request_id = $1::uuid", rid))
+    assert said == {False: (PROCESSOR_CANCELLED,) * 2, True: (CANCELLED_AFTER_CLOSE,) * 2}
+    assert CANCELLED_AFTER_CLOSE == ("cancelled at the processor, its signed callback says, after the request was "
+                                     "closed unanswered")

@@ -108,6 +108,9 @@ ALERTS = [
     # activities/connectors/opendsr_calloff.py: a job at a processor that could not be called off.
     (ALERT_NEEDS_ATTENTION, None, {"what": "call_off_by_hand", "system": "email_marketing", "failed": "HTTP 405"},
      "needs attention", [SYSTEMS["email_marketing"], "HTTP 405", "must not act on it"]),
+    # activities/acted_after_call_off.py: a processor that carried out a job after cancelling it.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "acted_after_call_off", "system": "email_marketing"},
+     "needs attention", [SYSTEMS["email_marketing"], "acted against the instruction", "subject must be told"]),
 ]
 
 

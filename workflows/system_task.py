@@ -23,6 +23,7 @@ from temporalio.exceptions import TimeoutError as StepTimedOut
 
 with workflow.unsafe.imports_passed_through():
     from schemas.workflow import (
+        PROCESSOR_CANCELLED,
         RUN_CONTINUES,
         SAAS_OUTAGE_ERRORS,
         ProcessorUpdate,
@@ -299,7 +300,7 @@ class SystemTaskWorkflow:
             elif update.status == "cancelled":
                 self._recorded = False
                 return pending.model_copy(update={"status": "needs_attention",
-                                                  "message": "the processor cancelled the request"})
+                                                  "message": PROCESSOR_CANCELLED})
 
     async def _poll(self, task: TaskInput, pending: TaskResult, give_up: datetime) -> TaskResult:
         """How the processor's job stands. Its status failing past the quick retries in a way time

@@ -44,6 +44,12 @@ class Subject:
     closed: bool = False
 
 
+class ClosedMeanwhile(Exception):
+    """An access read stopped: its request was closed unanswered while the processor was still
+    preparing the export (activities/connectors/opendsr.py). The package is not built, and the job
+    is called off (`Connector.call_off_access`)."""
+
+
 @dataclass(frozen=True)
 class LegalClaimsHold:
     """A hold placed by compliance (Art. 17(3)(e)) that applies to this system."""
@@ -205,6 +211,12 @@ class Connector(Protocol):
     def job_id(self, subject: Subject, action: str) -> str | None:
         """Asynchronous processors: the id the job will have, recorded before submission so that
         an early callback can be matched. None: the kind has no such id."""
+        return None
+
+    async def call_off_access(self, subject: Subject) -> ActionOutcome | None:
+        """Access (or portability) on a request closed unanswered while its package was being built:
+        the job a processor was asked for is called off there (OpenDSR: activities/packages.py
+        `_called_off`). None: the kind leaves nothing asked at the system (it is read at once)."""
         return None
 
     def carries_on_erasing(self, external_id: str) -> bool:

@@ -35,7 +35,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +46,7 @@ from activities.connectors.base import (
     AccessRecord,
     ActionHook,
     ActionOutcome,
+    ClosedMeanwhile,
     Connector,
     ConnectorEnv,
     ErasureContext,
@@ -61,13 +61,14 @@ from activities.connectors.opendsr_answers import (
     object_answer,
     results_answer,
 )
-from activities.connectors.opendsr_calloff import call_off
+from activities.connectors.opendsr_calloff import call_off, call_off_access, closed_meanwhile
 from activities.connectors.opendsr_documents import (
     completion_time,
     datasets_of,
     outcome_from_status,
     seconds_until,
     shown_path,
+    subject_request_id,
     unsubscribed_counts,
 )
 from activities.connectors.opendsr_signature import (
@@ -83,23 +84,6 @@ from policy.model import Policy
 from policy.systems import System
 
 API_VERSION = "2.0"
-# Fixed forever: changing it would give retried requests new ids, and so second jobs.
-_ID_NAMESPACE = uuid.UUID("5b1f8a8e-3d4c-4f53-9a51-0d5f0c2e7a11")
-
-
-def subject_request_id(request_id: str, system_name: str, action: str, attempt: int = 1) -> str:
-    """The OpenDSR subject_request_id for one action of one request in one system, per attempt.
-
-    Name-based (a UUID v5 digest) so retries are idempotent, but carrying the version-4 bits:
-    the specification requires v4 ids and strict processors check them. A staff retry (attempt 2
-    on) is a new job: asked with the first id, the processor would answer with the job it
-    cancelled or failed. The first attempt keeps the id it always had.
-    """
-    name = f"{request_id}/{system_name}/{action}" + (f"/attempt-{attempt}" if attempt > 1 else "")
-    digest = uuid.uuid5(_ID_NAMESPACE, name)
-    return str(uuid.UUID(bytes=digest.bytes, version=4))
-
-
 def discovery_url_for(system: System) -> str:
     """Where a system's discovery document is: unless a certificate is pinned, signatures are
     verified with the certificate it names (`trust_anchor_for`)."""
@@ -190,10 +174,12 @@ class OpenDsrConnector(Connector):
 
     async def access(self, subject: Subject) -> AsyncIterator[AccessRecord]:
         # Access waits for the export here, polling: a callback would find no task to wake.
+        if subject.closed:
+            raise ClosedMeanwhile(subject.request_id)  # nothing new is asked on a closed request
         outcome = await self._submit(subject, "access", callbacks=False)
         if outcome.status != "pending" or outcome.external_id is None:
             raise PermanentConnectorError(f"system {self.name}: {outcome.message}")
-        document = await self._wait_until_completed(outcome.external_id)
+        document = await self._wait_until_completed(outcome.external_id, subject.request_id)
         results_url = document.get("results_url")
         if not results_url:
             return  # completed without results: the processor holds nothing about the subject
@@ -206,6 +192,10 @@ class OpenDsrConnector(Connector):
                     fields=record,
                     origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
                 )
+
+    async def call_off_access(self, subject: Subject) -> ActionOutcome | None:
+        return await call_off_access(self, subject, subject_request_id(subject.request_id, self.name, "access",
+                                                                        subject.attempt))
 
     async def object(self, subject: Subject, scope: str, *,
                      before_commit: ActionHook | None = None) -> ActionOutcome:
@@ -326,10 +316,12 @@ class OpenDsrConnector(Connector):
         response = await self._call("GET", f"{self.base_url}/requests/{external_id}", signed=True)
         return job_answer(self.name, response, "a status request", external_id)
 
-    async def _wait_until_completed(self, external_id: str) -> dict[str, Any]:
+    async def _wait_until_completed(self, external_id: str, request_id: str) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.access_timeout
         while True:
+            if await closed_meanwhile(self.env, request_id):  # withdrawn meanwhile: the job is called off
+                raise ClosedMeanwhile(request_id)
             document = await self._request_status(external_id)
             state = document.get("request_status")
             if state == "completed":

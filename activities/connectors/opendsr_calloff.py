@@ -34,13 +34,14 @@ from typing import Any, Protocol
 import httpx
 from temporalio import activity
 
+from activities.acted_after_call_off import acted_message, alert_acted_after, record_acted_after
 from activities.connectors.base import ActionOutcome, ConnectorEnv, PermanentConnectorError, Subject
 from activities.connectors.opendsr_answers import OpenDsrMalformed, OpenDsrUnavailable, job_answer
 from activities.connectors.opendsr_documents import outcome_from_status, reported_count
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import called_off_event_key, went_back
+from dsrflow.domain.processor_answers import call_off_keys, called_off_event_key, called_off_later_key, went_back
 from dsrflow.infra.failpoints import failpoint
 from schemas.workflow import LetterJob
 
@@ -74,8 +75,34 @@ def _last_try() -> bool:
     return most > 0 and info.attempt >= most
 
 
-async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -> ActionOutcome:
-    """Cancel the job at its processor; the task's outcome says what happened there."""
+# Whether a request was closed unanswered (withdrawn, cancelled, denied): an access job's package
+# stops, and the job is called off. (A restriction's lift, which runs on its closed request, is no
+# access.)
+_CLOSED_UNANSWERED = "SELECT closed_at IS NOT NULL AND status <> 'completed' FROM dsr_requests WHERE id = $1::uuid"
+
+
+async def closed_meanwhile(env: ConnectorEnv, request_id: str) -> bool:
+    """Whether an access job's request has closed unanswered since its package began (read at each
+    poll of the job: one indexed row). A connector without the app database (the protocol's own
+    tests) reads no close."""
+    return env.pool is not None and bool(await env.pool.fetchval(_CLOSED_UNANSWERED, request_id))
+
+
+async def call_off_access(connector: OpenDsrConnector, subject: Subject, job_id: str) -> ActionOutcome | None:
+    """An access job's call-off, its request closed unanswered while its package was being built
+    (activities/packages.py): as an erasure's (`call_off`, the same DELETE and outcomes), once the
+    job is known to be there. None: the processor has no such job (its package stopped, or an
+    earlier try was killed, before it asked), so there is nothing to call off."""
+    response = await connector._call("GET", f"{connector.base_url}/requests/{job_id}", signed=True, accept=(404,))
+    if response.status_code == 404:
+        return None
+    return await call_off(connector, subject, job_id, action="access")
+
+
+async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str, *,
+                   action: str = "erase") -> ActionOutcome:
+    """Cancel the job at its processor; the task's outcome says what happened there (`action`: what
+    the job was asked to do, for the record of one the processor carried out after cancelling it)."""
     label = connector.env.system.label
     url = f"{connector.base_url}/requests/{job_id}"
     distrusted = None  # why the DELETE's answer was not taken: then the job's signed status decides
@@ -115,10 +142,16 @@ async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str) -
             f"be taken ({why}), so how the job stands is unknown; it may still act on it: tell it by "
             "hand that the request was withdrawn"))
     state, document = await _as_on_record(connector, subject, job_id, state, document)
+    earlier = {data.get("outcome") for data in await _on_record(connector, subject, job_id)}
+    if state == "completed" and "cancelled" in earlier:
+        return await _acted_after(connector, subject, job_id, document, action)
     if state == "completed":
         await _record(connector, subject, job_id, "completed", reported_count(document))
         done = outcome_from_status(document)
-        done.message = (f"carried out by {label} before the request was closed: the job could no longer "
+        # Under way at the call-off (a retry reads it done): not known to have been done before the close.
+        done.message = (f"carried out by {label}: the job was already under way when it was called off, and the "
+                        "processor acted" if "in_progress" in earlier else
+                        f"carried out by {label} before the request was closed: the job could no longer "
                         "be called off, and the processor acted")
         return done
     if state == "cancelled":
@@ -159,34 +192,68 @@ async def _alert(connector: OpenDsrConnector, subject: Subject, failed: str) -> 
                                "facts": {"what": "call_off_by_hand", "system": connector.name, "failed": failed}}))
 
 
+async def _on_record(connector: OpenDsrConnector, subject: Subject, job_id: str) -> list[dict[str, Any]]:
+    """What the job's call-off put on record so far, in order (`call_off_keys`): its first answer, and
+    any later one (a retry that found it further along, its carrying out after its cancellation)."""
+    pool = connector.env.pool
+    if pool is None:
+        return []
+    rows = await pool.fetch("SELECT data FROM audit_events WHERE event_key = ANY($1::text[]) ORDER BY seq",
+                            call_off_keys(subject.request_id, connector.name, job_id))
+    return [json.loads(row["data"]) if isinstance(row["data"], str) else row["data"] for row in rows]
+
+
 async def _as_on_record(connector: OpenDsrConnector, subject: Subject, job_id: str, state: str,
                         document: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """The job's state, or the one its call-off put on record when this answer goes back on it: a
     retry (the first try's result lost with its worker) told `pending` after `completed` learns
     nothing new of the job (`went_back`), and said the processor refused while the job was pending,
     alerting staff, while the trail said it had acted. The record's count comes with it."""
-    pool = connector.env.pool
-    if pool is None or state not in _SIGNED_STATES:
+    if state not in _SIGNED_STATES:
         return state, document
-    data = await pool.fetchval("SELECT data FROM audit_events WHERE event_key = $1",
-                               called_off_event_key(subject.request_id, connector.name, job_id))
-    data = json.loads(data) if isinstance(data, str) else data or {}
-    earlier = data.get("outcome")
-    if earlier not in _SIGNED_STATES or went_back(state, {earlier}) is None:
+    recorded = {str(data.get("outcome")): data for data in await _on_record(connector, subject, job_id)}
+    earlier = went_back(state, {outcome for outcome in recorded if outcome in _SIGNED_STATES})
+    if earlier is None:
         return state, document
-    return earlier, {"subject_request_id": job_id, "request_status": earlier, "results_count": data.get("results_count")}
+    return earlier, {"subject_request_id": job_id, "request_status": earlier,
+                     "results_count": recorded[earlier].get("results_count")}
+
+
+async def _acted_after(connector: OpenDsrConnector, subject: Subject, job_id: str,
+                       document: dict[str, Any], action: str) -> ActionOutcome:
+    """A job carried out after this call-off had cancelled it (its retry, the first try's result lost
+    with its worker, reads `completed` where `cancelled` is on record): the processor acted against
+    our instruction. Staff alerted (once), then its own event (activities/acted_after_call_off.py)."""
+    env = connector.env
+    assert env.pool is not None  # something is on record
+    if env.mailer is not None:
+        await alert_acted_after(ActivityContext(pool=env.pool, settings=env.settings, mailer=env.mailer,
+                                                secret=env.secret), subject.request_id, connector.name, subject.attempt)
+    async with env.pool.acquire() as conn:
+        await record_acted_after(conn, request_id=subject.request_id, system=connector.name, action=action,
+                                 external_id=job_id, attempt=subject.attempt, count=reported_count(document),
+                                 actor="system")
+    done = outcome_from_status(document)
+    done.message = acted_message(env.system.label)
+    return done
 
 
 async def _record(connector: OpenDsrConnector, subject: Subject, job_id: str, outcome: str,
                   count: int | None = None) -> None:
     """The call-off's audit event, once per job, with a carried-out job's count (a connector built
-    without the app database, as in the protocol's own tests, records nothing)."""
+    without the app database, as in the protocol's own tests, records nothing). A retry that finds
+    another outcome than the one on record (the job under way, then carried out) adds one for it,
+    once per outcome: the trail says what is true at the end, where it kept the first answer alone."""
     pool = connector.env.pool
     if pool is None:
         return
+    earlier = [data.get("outcome") for data in await _on_record(connector, subject, job_id)]
+    if outcome in earlier:
+        return
+    key = called_off_event_key(subject.request_id, connector.name, job_id) if not earlier else \
+        called_off_later_key(subject.request_id, connector.name, job_id, outcome)
     async with pool.acquire() as conn:
         await append_event(
-            conn, event_key=called_off_event_key(subject.request_id, connector.name, job_id),
-            event_type=CALLED_OFF, actor="system", request_id=subject.request_id,
+            conn, event_key=key, event_type=CALLED_OFF, actor="system", request_id=subject.request_id,
             data={"system": connector.name, "attempt": subject.attempt, "outcome": outcome,
                   **({"results_count": count} if count is not None else {})})

@@ -1,15 +1,34 @@
 """Reading what an OpenDSR processor answers: a status document's outcome, an access export's
-datasets. Pure functions over parsed JSON, shared by the connector and the callback endpoint."""
+datasets. Pure functions over parsed JSON, shared by the connector and the callback endpoint; and
+the id each job carries (`subject_request_id`), which the call-off derives too."""
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from typing import Any
 from urllib.parse import quote, urlsplit
 
 from activities.connectors.base import ActionOutcome, PermanentConnectorError, TaskStatus
 from schemas.plain_text import entry_segment, shown_line
 from schemas.workflow import TASK_COUNT_MAX
+
+# Fixed forever: changing it would give retried requests new ids, and so second jobs.
+_ID_NAMESPACE = uuid.UUID("5b1f8a8e-3d4c-4f53-9a51-0d5f0c2e7a11")
+
+
+def subject_request_id(request_id: str, system_name: str, action: str, attempt: int = 1) -> str:
+    """The OpenDSR subject_request_id for one action of one request in one system, per attempt.
+
+    Name-based (a UUID v5 digest) so retries are idempotent, but carrying the version-4 bits:
+    the specification requires v4 ids and strict processors check them. A staff retry (attempt 2
+    on) is a new job: asked with the first id, the processor would answer with the job it
+    cancelled or failed. The first attempt keeps the id it always had.
+    """
+    name = f"{request_id}/{system_name}/{action}" + (f"/attempt-{attempt}" if attempt > 1 else "")
+    digest = uuid.uuid5(_ID_NAMESPACE, name)
+    return str(uuid.UUID(bytes=digest.bytes, version=4))
+
 
 _STATUS: dict[str, TaskStatus] = {
     "pending": "pending",

@@ -13,6 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
+from activities.acted_after_call_off import note_acted_after
 from activities.connectors import expand_env
 from activities.connectors.bounded_http import NotJson, json_bytes
 from activities.connectors.opendsr import trust_anchor_for
@@ -168,6 +169,12 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
             )
         told_attempt = await conn.fetchval(
             "SELECT (data->>'attempt')::int FROM audit_events WHERE event_key = $1", event_key) if replay.seen else None
+        if status == "completed" and child is not None:  # (a replay too: an API that died first)
+            # Carried out after its call-off cancelled it: not "as far along", a processor acting
+            # against our instruction (its staff alert and task record: the worker's start sweep).
+            await note_acted_after(conn, request_id=request_id, system=system, action=task["action"],
+                                   external_id=external_id, attempt=task["attempt"],
+                                   count=update.results_count, recorded=recorded)
         await sweep_expired(conn)
     if replay.seen:
         # Seen, but maybe never delivered: an API that died (or lost Temporal) between recording

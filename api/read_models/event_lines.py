@@ -163,6 +163,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "processor.confirmed": system, "processor_export.purged": system,
         # What the processor answered the call-off (activities/connectors/opendsr_calloff.py).
         "processor.called_off": system and f"{system}: {CALL_OFF_WORDS.get(str(data.get('outcome')), 'no answer')}",
+        "processor.acted_after_call_off": system and f"{system}: it acted on the request closed unanswered" + (
+            f", {data['results_count']} record(s)" if "results_count" in data else ""),
         "processor.callback": system and f"{system}: {status_words(str(data.get('status')))}" + (
             f", {data['results_count']} record(s)" if "results_count" in data else ""),
         # Once per job, however many such callbacks came (api/callbacks/opendsr.py).

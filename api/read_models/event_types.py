@@ -38,6 +38,8 @@ EVENT_WORDS = {
     "processor.reminded": "Processor reminded by e-mail",
     "processor.withdrawn": "Processor told by e-mail not to act: the request was closed",
     "processor.called_off": "Processor's job called off, its request closed",
+    # activities/acted_after_call_off.py: a signed `completed` after the call-off's `cancelled`.
+    "processor.acted_after_call_off": "Processor carried out a job after cancelling it at the call-off",
     "task.retried": "Task retried",
     "task.resolved": "Task resolved by staff",
     # An http run's changes its task's record kept when its request closed (migration 0049).

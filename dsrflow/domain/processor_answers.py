@@ -72,6 +72,32 @@ def called_off_event_key(request_id: str, system: str, external_id: str) -> str:
     return f"{request_id}:called-off:{system}:{external_id}"
 
 
+# The audit event of a job its processor carried out after its call-off had cancelled it (a signed
+# `completed` after a `cancelled` on record, from a callback or the call-off's retry): the processor
+# acted on a request closed unanswered, against our instruction. Once per job
+# (`acted_after_call_off_key`); activities/acted_after_call_off.py alerts staff and puts it on the task.
+ACTED_AFTER_CALL_OFF = "processor.acted_after_call_off"
+
+
+def acted_after_call_off_key(request_id: str, system: str, external_id: str) -> str:
+    return f"{called_off_event_key(request_id, system, external_id)}:acted-after"
+
+
+def called_off_later_key(request_id: str, system: str, external_id: str, outcome: str) -> str:
+    """The key of a later `processor.called_off` event for the job, once per outcome: a retry of the
+    call-off (its first try's result lost with its worker) that finds the job further along than the
+    first answer on record (under way, then carried out) says so in the trail, which kept the first."""
+    return f"{called_off_event_key(request_id, system, external_id)}:{outcome}"
+
+
+def call_off_keys(request_id: str, system: str, external_id: str) -> list[str]:
+    """Every key the job's call-off may have put on record: the first answer, a later one that found
+    it further along, and its carrying out after it was cancelled."""
+    return [called_off_event_key(request_id, system, external_id),
+            *(called_off_later_key(request_id, system, external_id, state) for state in _PROGRESS),
+            acted_after_call_off_key(request_id, system, external_id)]
+
+
 async def recorded_statuses(conn: asyncpg.Connection | asyncpg.Pool, request_id: str, system: str,
                             external_id: str, attempt: int) -> OnRecord:
     """The statuses of the job's signed callbacks on record for the task's `attempt` (their events,
@@ -83,7 +109,7 @@ async def recorded_statuses(conn: asyncpg.Connection | asyncpg.Pool, request_id:
                             "(data->>'attempt')::int AS attempt, data ? 'results_count' AS counted "
                             "FROM audit_events WHERE event_key = ANY($1::text[])",
                             [*keys, count_event_key(request_id, system, external_id),
-                             called_off_event_key(request_id, system, external_id)])
+                             *call_off_keys(request_id, system, external_id)])
     # (A call-off refused, unverified or unreachable says nothing of the job's status.)
     ours = [row for row in rows if row["attempt"] == attempt and row["status"] in _PROGRESS]
     return OnRecord({row["status"] for row in ours}, any(row["counted"] for row in ours))
