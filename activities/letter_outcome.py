@@ -18,7 +18,7 @@ from activities.recipients_told import (
     recipients_named,
     told_of,
 )
-from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
+from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list, long_date
 from policy.keeping import StatutoryHold
 from policy.model import Policy
 from policy.systems import dataset_words
@@ -128,6 +128,7 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "foreign_law": _foreign_law(_statute(kept, policy, source or policy), regime),
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
+            "periods": [(date.fromisoformat(until), num) for until, num in sorted(kept.get("periods") or [])],
             "processor": system if _at_processor(kept, policy) else None,
             "unrestricted": system if _unrestricted(kept, policy) else None}
 
@@ -151,6 +152,34 @@ def _unrestricted(kept: dict[str, Any], policy: Policy) -> bool:
     return any(d.name == kept["dataset"] and not d.restricted_column for d in system.datasets)
 
 
+def one_per_law(kept_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A system's records kept under one statute in one dataset at several end dates (documents of
+    different years: `kept_summary` counts them per date) as one item, their count in all, its
+    latest date as `until`, and each date with its count (`periods`): the response letter listed an
+    item per date, the same item and law but for the date."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for i, kept in enumerate(kept_records):
+        one = kept["hold_kind"] == "legal_claims" or kept["dataset"] == "all" or not kept.get("until")
+        key = (i,) if one else (kept["system"], kept["dataset"], kept["hold_kind"], kept["basis"], kept["law"])
+        if key not in merged:
+            merged[key] = kept if one else {**kept, "periods": [(kept["until"], kept["records"])]}
+            continue
+        item = merged[key]
+        item["periods"].append((kept["until"], kept["records"]))
+        item["records"] += kept["records"]
+        item["until"] = max(item["until"], kept["until"])
+    return list(merged.values())
+
+
+def kept_until_each(item: dict[str, Any], t: Translator, language: str) -> str | None:
+    """A merged item's "Kept until" (`one_per_law`): each date with its count ("31 December 2029 (2
+    records) and 31 December 2033 (1 record)"); None for an item of one date."""
+    if len(item["periods"]) < 2:
+        return None
+    return and_list([f"{long_date(until, language)} ({t.ngettext('%(num)d record', '%(num)d records', num) % {'num': num}})"
+                     for until, num in item["periods"]], language)
+
+
 def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     """Who holds what a response letter lists as kept (`_kept_item`), for its words on what was
     done with it (response.*.j2): whether any is in our own systems, and the processors that hold
@@ -164,7 +193,11 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     def processors(legal_claims: bool) -> list[str]:
         return sorted({k["processor"] for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims})
 
-    return {"ours": any(not k.get("processor") and not k.get("unrestricted") for k in kept),
+    # Ours, by reason: a statute's records were reduced to what it needs, a legal-claims hold's kept
+    # as they were (activities/connectors/sql_erasure.py `minimise`); both restricted.
+    ours = [k for k in kept if not k.get("processor") and not k.get("unrestricted")]
+    return {"ours": bool(ours), "ours_by_law": any(not k.get("reviewed") for k in ours),
+            "ours_for_claims": any(k.get("reviewed") for k in ours),
             "held_by": processors(True), "kept_by": processors(False),
             "unrestricted": sorted({k["unrestricted"] for k in kept if k.get("unrestricted")}),
             "by_law": any(not k.get("reviewed") for k in kept), "for_claims": any(k.get("reviewed") for k in kept),
@@ -304,7 +337,9 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
     kept = [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
-            for r in results for k in r.kept_records]
+            for r in results for k in one_per_law(r.kept_records)]
+    for item in kept:
+        item["until_each"] = kept_until_each(item, t, language)
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
     # erasure the hold cut short was told of what it erased.

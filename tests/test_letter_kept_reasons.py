@@ -20,7 +20,9 @@ from typing import Any
 import pytest
 
 from activities.citations import citation, cite
-from dsrflow.i18n import Translator, long_date, worded, wording_of
+from activities.connectors.base import HeldRecord
+from activities.connectors.sql_erasure import kept_summary
+from dsrflow.i18n import Translator, and_list, long_date, worded, wording_of
 from policy.systems import dataset_words
 from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, erasure_with_kept
 
@@ -37,6 +39,15 @@ PERIOD = "Data the law obliges us to keep is erased when its period, given below
 REVIEWED = ("Data we keep for legal claims is erased as soon as the claims no longer require it; we review whether "
             "they still do by the date given below.")
 UNTIL_CLAIMS_END = "Data we keep for legal claims is erased as soon as the claims no longer require it."
+# What was done with what our own systems keep: a statute's records reduced, a legal claim's kept as
+# they were (before, "reduced" was said of both, false of the CRM's contacts a claim kept whole).
+REDUCED = ("What we keep in our own systems we have reduced to what that purpose requires, and we have restricted "
+           "its processing: it is used for no other purpose.")
+AS_IT_WAS = ("What we keep in our own systems for legal claims we have kept as it was, and we have restricted its "
+             "processing: it is used for no other purpose.")
+REDUCED_AND_AS_IT_WAS = ("What the law obliges us to keep in our own systems we have reduced to what it requires; what "
+                         "we keep there for legal claims we have kept as it was. We have restricted the processing of "
+                         "both: they are used for no other purpose.")
 APART = "Apart from the data listed under “%(heading)s” below, we found no personal data about you in our systems."
 
 
@@ -71,11 +82,11 @@ def _item(text: str, first: str) -> list[str]:
     return [line.strip() for line in lines[start:end]]
 
 
-def _item_of_invoices(t: Translator, language: str) -> str:
+def _item_of_invoices(t: Translator, language: str, num: int = 2) -> str:
     """The first line of the invoices' kept item."""
     policy = LOADED.in_language(language)
     return t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
-                      2) % {"num": 2, "dataset": dataset_words(policy.systems, "billing", "invoices"),
+                      num) % {"num": num, "dataset": dataset_words(policy.systems, "billing", "invoices"),
                             "system": policy.systems["billing"].label}
 
 
@@ -108,15 +119,18 @@ async def test_the_letter_gives_only_the_reasons_that_apply(regime, language):
     for part in both(claims):
         assert _said(t, FOR_CLAIMS, regime, "17(3)(e)") in part and _said(t, REVIEWED) in part
         assert _said(t, PERIOD) not in part and _said(t, BOTH, regime, "17(3)") not in part
+        assert _said(t, AS_IT_WAS) in part and _said(t, REDUCED) not in part
     foreign = LOADED.in_language(language).statutory_holds["be_accounting"].foreign_law
     by_law, by_law_or_claims = ((_said(t, BY_FOREIGN_LAW, law=foreign), _said(t, BOTH_FOREIGN, regime, "17(3)(e)", law=foreign))
                                 if regime == "uk_gdpr" else (_said(t, BY_LAW, regime, "17(3)(b)"), _said(t, BOTH, regime, "17(3)")))
     for part in both(law):
         assert by_law in part and _said(t, PERIOD) in part
         assert _said(t, UNTIL_CLAIMS_END) not in part and _said(t, REVIEWED) not in part
+        assert _said(t, REDUCED) in part and _said(t, AS_IT_WAS) not in part
     for part in both(both_kinds):
         assert by_law_or_claims in part
         assert _said(t, PERIOD) in part and _said(t, REVIEWED) in part
+        assert _said(t, REDUCED_AND_AS_IT_WAS) in part and _said(t, REDUCED) not in part
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -142,3 +156,27 @@ async def test_an_erasure_that_erased_nothing_says_so_once(language):
         assert " ".join(opening.split()) in part
         assert " ".join((t.gettext(APART) % {"heading": heading}).split()) not in part
         assert _said(t, FOR_CLAIMS, "gdpr", "17(3)(e)") in part
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_one_laws_records_of_two_end_dates_are_one_item(language):
+    """Invoices of 2025 and 2026 kept under the accounting statute (kept_summary counts them per end
+    date): one item, its law once, each date with its count, in the language's dates. Before, two
+    items the same but for the date and count (activities/letter_outcome.py `one_per_law`)."""
+    held = [HeldRecord("invoices", "INV-1", "statutory", "be_accounting", date(2035, 12, 31)),
+            HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2035, 12, 31)),
+            HeldRecord("invoices", "INV-3", "statutory", "be_accounting", date(2036, 12, 31))]
+    billing = {"system": "billing", "action": "erase", "status": "done", "found": 4, "changed": 1, "kept": 3,
+               "datasets": {"customers": {"found": 1, "changed": 1, "deleted": 1}, "invoices": {"found": 3, "kept": 3}},
+               "kept_records": kept_summary(LOADED.policy, "billing", held, {})}
+    letter = await as_sent("response", "erasure", {"report": {"results": [billing]}}, language=language)
+    t = worded(language, wording_of("gdpr"))
+    records = {n: t.ngettext("%(num)d record", "%(num)d records", n) % {"num": n} for n in (1, 2)}
+    until = and_list([f"{long_date(date(2035, 12, 31), language)} ({records[2]})",
+                      f"{long_date(date(2036, 12, 31), language)} ({records[1]})"], language)
+    law = LOADED.in_language(language).statutory_holds["be_accounting"].law
+    assert _item(letter.text, _item_of_invoices(t, language, 3)) == [
+        f"- {_item_of_invoices(t, language, 3)}", _field(t, "Legal basis", LOADED.in_language(language).statutory_holds[
+            "be_accounting"].basis), _field(t, "Law", law), _field(t, "Kept until", until)]
+    for part in both(letter):
+        assert part.count(" ".join(law.split())) == 1, part
