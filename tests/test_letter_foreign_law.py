@@ -116,3 +116,28 @@ def test_the_evidence_pack_and_the_console_give_the_basis_the_letter_gave():
         "basis": "Art. 6(1)(f) UK GDPR: our legitimate interests in complying with Belgian law",
         "law": policy.statutory_holds["be_accounting"].law}
     assert _as_told(kept, policy, "gdpr")["basis"] == "Art. 17(3)(b) GDPR: compliance with a legal obligation"
+
+
+@pytest.mark.parametrize("regime", ["uk_gdpr", "gdpr"])
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_a_uk_closing_letter_gives_the_basis_and_the_objection_for_what_belgian_law_keeps(language, regime):
+    """The letter of an erasure withdrawn after Billing kept invoices (activities/letter_kept_closed.py):
+    under the UK GDPR, as the response letter, our basis and the right to object (before, the law
+    named as if it were our obligation, and no objection offered); a withdrawal refuses nothing, so
+    no complaint "set out below". Under the GDPR, Belgian law is one: neither."""
+    kept = [{"system": "billing", "whole": False, "kept": [k for k in kept_records() if k["system"] == "billing"]}]
+    params = {"reason": "Withdrawn by phone", "withdrawn": True, "acted_in": ["billing"], "asked_in": []}
+    letter = await as_sent("cancellation", "erasure", params, regime=regime, language=language,
+                           kept_at_close=kept, stopped_runs=[], done_systems=[])
+    t = worded(language, wording_of(regime))
+    policy = LOADED.in_language(language)
+    law = policy.statutory_holds["be_accounting"].foreign_law
+    assert law is not None
+    portal = f"https://privacy.example.test/portal?lang={language}"
+    said = [_said(t, UK_LAW_ONLY), _said(t, WHY, law=law, citation=f" ({citation('uk_gdpr', '6(1)(f)', t)})"),
+            _said(t, OBJECT, law=law, citation=f" ({citation('uk_gdpr', '21(1)', t)})",
+                  email="privacy@onetagger.com", url=portal)]
+    for part in both(letter):
+        part = part.replace(f"{portal} ,", f"{portal},")  # the HTML's link, its tags taken out
+        assert all((words in part) is (regime == "uk_gdpr") for words in said), part
+        assert _said(t, COMPLAIN, authority=policy.remedies["uk_gdpr"].authority_title) not in part
