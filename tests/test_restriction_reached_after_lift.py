@@ -1,0 +1,111 @@
+"""A restriction withdrawn part-way whose processor's confirmation its task learns of only after the
+lift was decided and the lift's own task at that processor had begun (workflows/restriction_lifecycle.py
+`_lift_late_reach`, patch restriction-late-reach-lifted), end to end: the real workflows, worker,
+database, mail sink and the survey processor asked by e-mail.
+
+The survey processor goes on record as reached (`restriction.reached`), and the lift's task there runs
+again, once: its link answers with the processor's confirmation of the lift, which came after the
+restriction it had confirmed, so the processor is not e-mailed twice. Before, the
+workflow stopped following the restriction's tasks once the lift was decided: the processor stayed
+restricted, missing from the restriction, while the record said the restriction was lifted.
+"""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+from temporalio.service import RPCError
+
+from schemas.workflow import ProcessorUpdate, task_workflow_id, workflow_id_for
+from tests.fanout_stack import api, fanout_stack
+from tests.support import letters_for, staff_headers, text_of
+from tests.test_closed_request_asked_tasks import SURVEYS_CONTACT, WITHDRAWN, _asked, _replays
+from tests.test_restriction_closed_partway import restriction_opened
+from tests.test_restriction_lifecycle import LIFT, _until, _view
+from workers.dsr_worker import build_worker
+
+_LINK = re.compile(r"http://\S+(/v1/callbacks/manual/[0-9a-f]{64})")
+_LIFTS = "end of a restriction of processing"
+TASKS = "SELECT action, attempt, status FROM system_tasks WHERE request_id = $1::uuid AND system = $2"
+
+
+def _lift_links(mail_sink, rid: str) -> list[str]:
+    """The survey processor's links in the lift e-mails, in the order they went."""
+    return [m.group(1) for mail in letters_for(mail_sink, rid, "processor_request") if _LIFTS in mail["Subject"]
+            for m in _LINK.finditer(text_of(mail))]
+
+
+async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked_to_lift_again(
+        postgres, settings, pool, dev_server, tmp_path, mail_sink, monkeypatch):
+    monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
+    async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack:
+        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+            agent, compliance = await staff_headers(pool, "agent"), await staff_headers(pool, "compliance")
+            rid = await restriction_opened(http, agent)
+            assert await _until(lambda: _asked(http, pool, mail_sink, rid, "needs_attention"), 20), \
+                (await _view(http, pool, rid))["results"]
+            conn = await asyncpg.connect(stack.settings.effective_database_url)
+            try:
+                # The processor's confirmation, committed only once the lift's tasks have begun: until
+                # then no poll of the restriction's task reads it, nor can the lift's task there start.
+                held = conn.transaction()
+                await held.start()
+                await conn.execute("LOCK TABLE manual_tasks IN ACCESS EXCLUSIVE MODE")
+                await conn.execute("UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = 'Restricted' "
+                                   "WHERE request_id = $1::uuid AND system = 'surveys'", rid)
+                r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json=WITHDRAWN)
+                assert r.status_code == 200, r.text
+                systems = "SELECT systems FROM restrictions WHERE request_id = $1::uuid"
+                on_record = await _until(lambda: pool.fetchval(systems, rid), 20)
+                assert on_record is not None and "surveys" not in on_record, on_record
+                r = await http.post(f"/v1/requests/{rid}/lift-restriction", headers=compliance, json=LIFT)
+                assert r.status_code == 200, r.text
+
+                async def lifting() -> bool:  # the lift's tasks run: the database's is done already
+                    return ("lift_restriction", 1, "done") in {tuple(t) for t in await pool.fetch(TASKS, rid, "analytics")}
+
+                assert await _until(lifting, 20), await pool.fetch(TASKS, rid, "analytics")
+                try:  # as the start sweep tells a task of an answer the API could not pass on
+                    await dev_server.client.get_workflow_handle(task_workflow_id(rid, "surveys", "restrict", 1)).signal(
+                        "processor_update", ProcessorUpdate(status="completed"))
+                except RPCError:
+                    pass  # the close told it already, and it ended
+                await held.commit()
+            finally:
+                await conn.close()
+
+            # The lift's first e-mail is confirmed, and staff resolve the OpenDSR processor's lift
+            # (it has no lift call); once the lift's tasks have settled, the survey processor, reached
+            # late, is on record, and is asked once more.
+            (first,) = await _until(lambda: _async(_lift_links(mail_sink, rid)), 20)
+            assert (await http.post(first, data={"note": "Lifted in our panel"})).status_code == 200
+            r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
+                                json={"system": "email_marketing", "note": "Told the e-mail processor by phone"})
+            assert r.status_code == 200, r.text
+            assert await _until(lambda: _recorded_late(pool, rid), 20), await pool.fetch(TASKS, rid, "surveys")
+            # Asked again, the processor's link answers with its confirmation of the lift, made after
+            # the restriction it had confirmed (its restriction link takes nothing once the request
+            # closed): no second e-mail. A SaaS's run is sent again (tests/test_workflow_restriction_lift.py).
+            async def surveys_lifted_twice() -> bool:
+                return ("lift_restriction", 2, "done") in {tuple(t) for t in await pool.fetch(TASKS, rid, "surveys")}
+
+            assert await _until(surveys_lifted_twice, 20), await pool.fetch(TASKS, rid, "surveys")
+            assert len(_lift_links(mail_sink, rid)) == 1
+            said = [r["event_type"] for r in await pool.fetch(
+                "SELECT event_type FROM audit_events WHERE request_id = $1::uuid AND (event_type LIKE 'restriction.%' "
+                "OR (event_type = 'task.retried' AND data->>'system' = 'surveys')) ORDER BY occurred_at", rid)]
+            assert said == ["restriction.in_force", "restriction.lift_requested", "restriction.lifted",
+                            "restriction.reached", "task.retried"], said
+            view = await _view(http, pool, rid)
+            assert view["restriction"]["status"] == "lifted" and "surveys" in view["restriction"]["systems"], view
+            await _replays(dev_server.client, workflow_id_for(rid))
+
+
+async def _recorded_late(pool, rid: str) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1::uuid "
+                                    "AND event_type = 'restriction.reached' AND data->>'system' = 'surveys'", rid))
+
+
+async def _async(value):
+    return value
