@@ -25,7 +25,7 @@ import asyncpg
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF, acted_after_call_off_key
+from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF, acted_after_call_off_key, closed_unanswered
 from schemas.workflow import PROCESSOR_CANCELLED, LetterJob, TaskRecord, TaskResult
 
 
@@ -44,17 +44,13 @@ async def record_acted_after(conn: asyncpg.Connection, *, request_id: str, syste
                              **({"results_count": count} if count is not None else {})})
 
 
-# A request closed unanswered (withdrawn, cancelled, denied, closed unverified): its jobs are called off.
-_CLOSED_UNANSWERED = "SELECT status IN ('denied', 'cancelled', 'closed_unverified') FROM dsr_requests WHERE id = $1::uuid"
-
-
 async def note_acted_after(conn: asyncpg.Connection, *, request_id: str, system: str, action: str,
                            external_id: str, attempt: int, count: int | None, recorded: set[str]) -> bool:
     """A signed `completed` callback (api/callbacks/opendsr.py), on record: whether it is a job
     carried out after it was cancelled (`cancelled` among its statuses on record for the attempt)
     on a request closed unanswered, recorded as such. A job the processor cancelled by itself on an
     open request is not one: nobody called it off."""
-    if "cancelled" not in recorded or not await conn.fetchval(_CLOSED_UNANSWERED, request_id):
+    if "cancelled" not in recorded or not await closed_unanswered(conn, request_id):
         return False
     await record_acted_after(conn, request_id=request_id, system=system, action=action, external_id=external_id,
                              attempt=attempt, count=count, actor=f"processor:{system}")
@@ -83,6 +79,6 @@ async def cancelled_as_known(pool: asyncpg.Pool, record: TaskRecord) -> TaskResu
     """The result the workflow records (activities/fanout.py `record_task_result`), worded as above
     on a request closed unanswered; any other as it is (no read)."""
     result = record.result
-    if result.message != PROCESSOR_CANCELLED or not await pool.fetchval(_CLOSED_UNANSWERED, record.request_id):
+    if result.message != PROCESSOR_CANCELLED or not await closed_unanswered(pool, record.request_id):
         return result
     return result.model_copy(update={"message": CANCELLED_AFTER_CLOSE})

@@ -41,7 +41,13 @@ from activities.connectors.opendsr_documents import outcome_from_status, reporte
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import call_off_keys, called_off_event_key, called_off_later_key, went_back
+from dsrflow.domain.processor_answers import (
+    call_off_keys,
+    called_off_event_key,
+    called_off_later_key,
+    closed_unanswered,
+    went_back,
+)
 from dsrflow.infra.failpoints import failpoint
 from schemas.workflow import LetterJob
 
@@ -75,17 +81,11 @@ def _last_try() -> bool:
     return most > 0 and info.attempt >= most
 
 
-# Whether a request was closed unanswered (withdrawn, cancelled, denied): an access job's package
-# stops, and the job is called off. (A restriction's lift, which runs on its closed request, is no
-# access.)
-_CLOSED_UNANSWERED = "SELECT closed_at IS NOT NULL AND status <> 'completed' FROM dsr_requests WHERE id = $1::uuid"
-
-
 async def closed_meanwhile(env: ConnectorEnv, request_id: str) -> bool:
     """Whether an access job's request has closed unanswered since its package began (read at each
     poll of the job: one indexed row). A connector without the app database (the protocol's own
-    tests) reads no close."""
-    return env.pool is not None and bool(await env.pool.fetchval(_CLOSED_UNANSWERED, request_id))
+    tests) reads no close. (A restriction's lift, which runs on its closed request, is no access.)"""
+    return env.pool is not None and await closed_unanswered(env.pool, request_id)
 
 
 async def call_off_access(connector: OpenDsrConnector, subject: Subject, job_id: str) -> ActionOutcome | None:

@@ -98,6 +98,14 @@ def call_off_keys(request_id: str, system: str, external_id: str) -> list[str]:
             acted_after_call_off_key(request_id, system, external_id)]
 
 
+async def closed_unanswered(db: asyncpg.Connection | asyncpg.Pool, request_id: str) -> bool:
+    """Whether the request was closed unanswered (withdrawn, cancelled, denied, closed unverified):
+    its processors' jobs are called off (activities/connectors/opendsr_calloff.py), and what they
+    answer after is read against that."""
+    return bool(await db.fetchval("SELECT closed_at IS NOT NULL AND status <> 'completed' FROM dsr_requests "
+                                  "WHERE id = $1::uuid", request_id))
+
+
 async def recorded_statuses(conn: asyncpg.Connection | asyncpg.Pool, request_id: str, system: str,
                             external_id: str, attempt: int) -> OnRecord:
     """The statuses of the job's signed callbacks on record for the task's `attempt` (their events,
