@@ -75,15 +75,15 @@ async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked
             finally:
                 await conn.close()
 
-            # The lift's first e-mail is confirmed, and staff resolve the OpenDSR processor's lift
-            # (it has no lift call); once the lift's tasks have settled, the survey processor, reached
-            # late, is on record, and is asked once more.
+            # The survey processor, reached late, is on record at once, beside the lift; the lift's
+            # first e-mail is confirmed, and staff resolve the OpenDSR processor's lift (it has no
+            # lift call); once the lift's tasks have settled, the survey processor is asked once more.
+            assert await _until(lambda: _recorded_late(pool, rid), 20), await pool.fetch(TASKS, rid, "surveys")
             (first,) = await _until(lambda: _async(_lift_links(mail_sink, rid)), 20)
             assert (await http.post(first, data={"note": "Lifted in our panel"})).status_code == 200
             r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
                                 json={"system": "email_marketing", "note": "Told the e-mail processor by phone"})
             assert r.status_code == 200, r.text
-            assert await _until(lambda: _recorded_late(pool, rid), 20), await pool.fetch(TASKS, rid, "surveys")
             # Asked again, the processor's link answers with its confirmation of the lift, made after
             # the restriction it had confirmed (its restriction link takes nothing once the request
             # closed): no second e-mail. A SaaS's run is sent again (tests/test_workflow_restriction_lift.py).
@@ -95,8 +95,8 @@ async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked
             said = [r["event_type"] for r in await pool.fetch(
                 "SELECT event_type FROM audit_events WHERE request_id = $1::uuid AND (event_type LIKE 'restriction.%' "
                 "OR (event_type = 'task.retried' AND data->>'system' = 'surveys')) ORDER BY occurred_at", rid)]
-            assert said == ["restriction.in_force", "restriction.lift_requested", "restriction.lifted",
-                            "restriction.reached", "task.retried"], said
+            assert said == ["restriction.in_force", "restriction.lift_requested", "restriction.reached",
+                            "restriction.lifted", "task.retried"], said
             view = await _view(http, pool, rid)
             assert view["restriction"]["status"] == "lifted" and "surveys" in view["restriction"]["systems"], view
             await _replays(dev_server.client, workflow_id_for(rid))

@@ -151,7 +151,8 @@ async def test_a_restriction_reached_after_its_lift_began_is_recorded_and_lifted
     assert [r for r in fakes.restrictions if isinstance(r, RestrictionInForce)] == [
         RestrictionInForce(request_id=request.id, systems=["crm"]),
         RestrictionInForce(request_id=request.id, systems=["crm", "saas"])]
-    assert isinstance(fakes.restrictions[-1], RestrictionInForce)  # recorded after the lift's record
+    # On record as soon as its task ended, beside the lift's tasks: before the lift's own record.
+    assert isinstance(fakes.restrictions[-1], LiftCarriedOut), fakes.restrictions
     assert done[-1].action == "lift_restriction" and done[-1].attempt == 2 and done[-1].status == "done"
 
     # The new path replays (tests/test_replay.py keeps the stored ones).

@@ -20,6 +20,7 @@ with their close, their systems restricted and nothing on record.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -107,6 +108,7 @@ class RestrictionLifecycle:
         self.keeping_restriction = completed
         recorded = await self._lift_decided(recorded)
         self.keeping_restriction = True
+        late = self._follow_late_reach(self._tasks, recorded)  # the restriction's tasks, not the lift's
         lift = self._lift
         assert lift is not None
         self.lift_owes = ("announce_restriction_lift", "send_letter")
@@ -124,9 +126,10 @@ class RestrictionLifecycle:
             await workflow.sleep(timedelta(days=schedule.notice_days))  # from the letter, as it says
         elif schedule.notice_days:
             await workflow.sleep(lift_on - workflow.now())
-        restricting, reached_before = self._tasks, set(self._reached())
+        reached_before = set(self._reached())
         await self._lift_everywhere(lift.actor)
-        await self._lift_late_reach(restricting, recorded, reached_before)
+        if late is not None:
+            await self._lift_again([s for s in await late if s not in reached_before])
         self._restriction_phase = "lifted"
         # A staff resolution of the lift's last task may still be recording itself.
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -154,35 +157,49 @@ class RestrictionLifecycle:
             await run_step("record_restriction", RestrictionInForce(request_id=self.request_id, systems=recorded),
                            skippable=False)
 
-    async def _lift_late_reach(self, restricting: SystemTasks, recorded: list[str], reached_before: set[str]) -> None:
-        """The tasks left running at the close (`restricting`'s) that restricted the data after the
-        lift was decided: on record as reached, and, where one restricted after the lift's tasks
-        had begun (not among `reached_before`), lifted again there by the lift's own task, once
-        (a retry of it; a system whose lift needs a person alerts staff as any lift task does).
-        Before LATE_REACH_LIFTED, the system stayed restricted, the record saying it was lifted."""
+    def _follow_late_reach(self, restricting: SystemTasks, recorded: list[str]) -> asyncio.Task[list[str]] | None:
+        """Beside the lift (LATE_REACH_LIFTED): the tasks left running at the close (`restricting`'s)
+        that restrict the data after the lift was decided go on record as reached as each does, as
+        before it; the task ends once they all have ended, with the systems they reached so.
+        Before, they were no longer followed: the system stayed restricted, missing from the
+        restriction, while the record said the restriction was lifted."""
         left = restricting.left_running
         if left is None:
-            return
+            return None
 
         def late() -> list[str]:
             return sorted(r.system for r in restricting.results.values()
                           if r.status == "done" and r.system not in recorded)
 
         if (left.done() and not late()) or not workflow.patched(LATE_REACH_LIFTED):
+            return None
+
+        async def follow() -> list[str]:
+            on_record = list(recorded)
+            while True:
+                def reached_or_ended(on_record: list[str] = on_record) -> bool:
+                    return left.done() or not set(late()) <= set(on_record)
+
+                await workflow.wait_condition(reached_or_ended)
+                if not set(late()) <= set(on_record):
+                    on_record = sorted({*on_record, *late()})
+                    await run_step("record_restriction", RestrictionInForce(request_id=self.request_id,
+                                                                            systems=on_record), skippable=False)
+                elif left.done():
+                    return late()
+
+        return asyncio.create_task(follow())
+
+    async def _lift_again(self, systems: list[str]) -> None:
+        """The lift's task at each of `systems`, whose restriction came after the lift's tasks had
+        begun (so that task may have lifted before it), runs again, once: a retry of it by the
+        workflow (its next attempt); one that needs a person alerts staff as any lift task does."""
+        if not systems:
             return
-        await workflow.wait_condition(left.done)
-        reached = late()
-        if not reached:
-            return
-        await run_step("record_restriction", RestrictionInForce(request_id=self.request_id,
-                                                                systems=sorted({*recorded, *reached})),
-                       skippable=False)
         assert self._plan is not None
-        again = [s for s in reached if s not in reached_before]
-        for system in again:
+        for system in systems:
             await self._tasks.retry(self._plan, system, actor="workflow")
-        if again:
-            await self._tasks.settle(self.request_id, lambda: False, lambda: None)
+        await self._tasks.settle(self.request_id, lambda: False, lambda: None)
 
     async def _restricted_before_close(self) -> bool:
         """Closed before it completed: did a system restrict the data by then? Staff's retry of a
