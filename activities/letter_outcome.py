@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from activities.citations import citation
+from activities.letter_kept_since import fates_of, kept_since
 from activities.processor_exports import missing_reasons
 from activities.recipients_told import (
     CutShort,
@@ -116,10 +117,10 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
                           left) % {"num": left, "system": system}
     elif kept["dataset"] == "all":
         what = t.gettext("your data in %(system)s") % {"system": system}
-    else:
+    else:  # one dataset's, or several of one law's (`one_per_law`: their `words`)
         what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
-                          kept["records"]) % {"num": kept["records"], "dataset": dataset_words(policy.systems, kept["system"], kept["dataset"]),
-                                              "system": system}
+                          kept["records"]) % {"num": kept["records"], "system": system, "dataset": kept.get("words") or
+                                              dataset_words(policy.systems, kept["system"], kept["dataset"])}
     # The law alone: what was done with the record (reduced and restricted in our systems, not at a
     # processor's) the paragraph above the list says (`kept_where`); "; minimised to what that law
     # requires" after each statute was false of a processor's records. A statute's records go when
@@ -152,22 +153,31 @@ def _unrestricted(kept: dict[str, Any], policy: Policy) -> bool:
     return any(d.name == kept["dataset"] and not d.restricted_column for d in system.datasets)
 
 
-def one_per_law(kept_records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A system's records kept under one statute in one dataset at several end dates (documents of
-    different years: `kept_summary` counts them per date) as one item, their count in all, its
-    latest date as `until`, and each date with its count (`periods`): the response letter listed an
-    item per date, the same item and law but for the date."""
+def one_per_law(kept_records: list[dict[str, Any]], policy: Policy, language: str) -> list[dict[str, Any]]:
+    """A system's records kept under one statute, in any of its datasets and at any end date
+    (documents of different years: `kept_summary` counts them per dataset and date), as one item:
+    their count in all, their datasets named together (`words`), its latest date as `until`, and
+    each date with its count (`periods`). The response letter listed an item per dataset and date,
+    the same basis and law in each. Datasets that can and cannot mark records restricted stay apart
+    (`kept_where` says which is which)."""
     merged: dict[tuple[Any, ...], dict[str, Any]] = {}
     for i, kept in enumerate(kept_records):
         one = kept["hold_kind"] == "legal_claims" or kept["dataset"] == "all" or not kept.get("until")
-        key = (i,) if one else (kept["system"], kept["dataset"], kept["hold_kind"], kept["basis"], kept["law"])
-        if key not in merged:
-            merged[key] = kept if one else {**kept, "periods": [(kept["until"], kept["records"])]}
+        key = (i,) if one else (kept["system"], kept["hold_kind"], kept["basis"], kept["law"], _unrestricted(kept, policy))
+        if one:
+            merged[key] = kept
             continue
-        item = merged[key]
-        item["periods"].append((kept["until"], kept["records"]))
+        item = merged.setdefault(key, {**kept, "datasets": [], "periods": [], "records": 0})
         item["records"] += kept["records"]
         item["until"] = max(item["until"], kept["until"])
+        item["datasets"] += [] if kept["dataset"] in item["datasets"] else [kept["dataset"]]
+        periods = dict(item["periods"])
+        periods[kept["until"]] = periods.get(kept["until"], 0) + kept["records"]
+        item["periods"] = sorted(periods.items())
+    for item in merged.values():
+        if len(item.get("datasets") or []) > 1:
+            item["words"] = and_list(sorted(dataset_words(policy.systems, item["system"], d) for d in item["datasets"]),
+                                     language)
     return list(merged.values())
 
 
@@ -317,10 +327,12 @@ def _action_lines(result: TaskResult, policy: Policy, t: Translator, language: s
 
 def response_outcome(report: dict[str, Any], policy: Policy, package_link: str | None,
              package_expires_at: datetime | None, t: Translator = ENGLISH,
-             source: Policy | None = None, *, regime: str, language: str = SOURCE_LANGUAGE) -> dict[str, Any]:
+             source: Policy | None = None, *, regime: str, language: str = SOURCE_LANGUAGE,
+             since: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The response letter's account of what was done, from the execution report. `policy` is in
     the letter's language (`t`'s, `language`); `source` is the same policy in its source language
-    (default: `policy`)."""
+    (default: `policy`). `since`: where what holds kept stands as the letter is written (the
+    request's KEPT_AT_CLOSE): what has been erased, or asked of a processor, since is no longer kept."""
     results = [TaskResult.model_validate(r) for r in report.get("results", [])]
     actions = [line for r in results for line in _action_lines(r, policy, t, language)]
     package = report.get("package")
@@ -336,8 +348,12 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
-    kept = [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
-            for r in results for k in one_per_law(r.kept_records)]
+    fates, kept = fates_of(since), []
+    for r in results:
+        still, gone = kept_since(r.system, r.kept_records, fates, policy, t, language)
+        actions += gone
+        kept += [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
+                 for k in one_per_law(still, policy, language)]
     for item in kept:
         item["until_each"] = kept_until_each(item, t, language)
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is

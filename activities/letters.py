@@ -208,7 +208,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
             link, expires = await issue_package_link(ctx, report["package"]["package_id"],
                                                      policy.package_link_days)
         outcome = response_outcome(report, policy, link, expires, t, source=loaded.policy, regime=row["regime"],
-                                   language=language)
+                                   language=language, since=row.get("kept_at_close"))  # what holds kept, now
         outcome["actions"] += stopped_actions(stopped_runs(row, policy), t)
         decision = params.pop("decision", None)
         if decision:

@@ -45,6 +45,27 @@ async def _letter(pool, rid: str, **options) -> list[str]:
     return both(await as_sent("cancellation", "erasure", PARAMS, pool=pool, id=rid, **options))
 
 
+async def _response_tells_what_is_kept_now(pool, rid: str) -> None:
+    """Her response, had her erasure completed now rather than been withdrawn: what the hold kept
+    and the 2025 records are among what was done, erased or asked, no longer "kept" (before: "We could
+    not erase the data listed below ... your data in CRM", the processor "until the hold ends")."""
+    tasks = [dict(row) for row in await pool.fetch(
+        "SELECT system, action, status, found, changed, kept, datasets, kept_records FROM system_tasks "
+        "WHERE request_id = $1::uuid AND action = 'erase'", rid)]
+    letter = await as_sent("response", "erasure", {"report": {"results": tasks}}, pool=pool, id=rid)
+    erased, kept = letter.text.split("What we erased", 1)[1].split("What we kept, and why", 1)
+    for line in (f"- {CRM}: the data the legal-claims hold kept – erased when the hold ended (",
+                 f"- {SURVEYS}: the data the legal-claims hold kept – erasure asked of it when the hold ended, not yet "
+                 "confirmed\n", f"- {BILLING}: invoices, mandates and payments – erased when the period the law sets for it "
+                 "ended (5 records)"):
+        assert line in erased, erased
+    kept = kept.split("Your rights", 1)[0]  # only her 2026 records, kept still: one item for the law
+    assert "legal claims" not in kept and "until the hold ends" not in kept and "2035" not in kept, kept
+    assert kept.count("\n- ") == 1 and "Kept until: 31 December 2036\n" in kept, kept
+    html = both(letter)[1]
+    assert "erasure asked of it when the hold ended, not yet confirmed 0" not in html, html
+
+
 async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_asked(stack, mail_sink):  # noqa: F811
     """The hold released while the request was open: the sweep erased her CRM data and asked the
     survey processor to erase (its e-mail sent, no confirmation yet); run as of 2036, it also deleted
@@ -53,6 +74,7 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
     stack, pool = stack
     rid, hold = await _kept_part_way(stack, pool)
     await _release_and_sweep(stack, pool, hold, datetime(2036, 1, 2, 12, tzinfo=UTC))
+    await _response_tells_what_is_kept_now(pool, rid)
     await _close(pool, rid)
     states = dict(await pool.fetch("SELECT system, CASE WHEN bool_and(done_at IS NOT NULL) THEN 'erased' "
                                    "WHEN bool_or(submitted_at IS NOT NULL) THEN 'asked' ELSE 'other' END "

@@ -1,0 +1,59 @@
+"""What an erasure's holds kept that has left them by the time its response letter is written: a
+legal-claims hold released while the request was still open (a processor slow to answer keeps it
+open for days) has had the sweep erase what it kept in our systems, or ask the processor to; a
+statute's period may have ended meanwhile. The letter gave those records under "What we kept, and
+why" all the same ("We could not erase the data listed below ... it stays there as it is until the
+hold ends"), and refused in part what was done. Now they are lines of what was done, each as it
+stands: read from the request's deferred erasures with the letter (activities/letter_kept_closed.py
+KEPT_AT_CLOSE, each kept record's `fate`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dsrflow.i18n import N_, Translator, and_list
+from policy.model import Policy
+from policy.systems import dataset_words
+
+# Each line's words: what it was, and where its erasure stands.
+_CLAIMS_KEPT = N_("the data the legal-claims hold kept")
+_ERASED_AT_RELEASE = N_("erased when the hold ended")
+_ASKED_AT_RELEASE = N_("erasure asked of it when the hold ended, not yet confirmed")
+_ERASED_AT_PERIOD_END = N_("erased when the period the law sets for it ended")
+
+
+def _key(system: str, kept: dict[str, Any]) -> tuple[Any, ...]:
+    return system, kept["dataset"], kept.get("hold_ref"), kept.get("until")
+
+
+def fates_of(kept_at_close: list[dict[str, Any]] | None) -> dict[tuple[Any, ...], str]:
+    """Each kept record's fate (KEPT_AT_CLOSE), by its system, dataset, hold and date."""
+    return {_key(task["system"], kept): kept.get("fate") or "kept"
+            for task in kept_at_close or [] for kept in task["kept"]}
+
+
+def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tuple[Any, ...], str],
+               policy: Policy, t: Translator, language: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A system's kept records still kept, and the lines of those that no longer are: erased, or
+    (a legal-claims hold's at a processor) asked of the processor and not yet confirmed. One line
+    per kind of hold and fate: a hold's datasets together, a statute's named together."""
+    still: list[dict[str, Any]] = []
+    lines: dict[str, dict[str, Any]] = {}
+    for kept in kept_records:
+        fate, claims = fates.get(_key(system, kept), "kept"), kept["hold_kind"] == "legal_claims"
+        if fate != "erased" and not (fate == "asked" and claims):
+            still.append(kept)
+            continue
+        done = _ERASED_AT_PERIOD_END if not claims else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE
+        # A processor kept whole counted nothing: no count (not "0") for it.
+        line = lines.setdefault(done, {"system": policy.system_label(system), "datasets": [], "action": t.gettext(done),
+                                       "records": 0, "uncounted": True})
+        line["datasets"] += [] if claims or kept["dataset"] in line["datasets"] else [kept["dataset"]]
+        if kept["dataset"] != "all":
+            line["records"] += kept["records"]
+            line["uncounted"] = False
+    for done, line in lines.items():
+        datasets = line.pop("datasets")
+        line["category"] = and_list(sorted(dataset_words(policy.systems, system, d) for d in datasets), language) \
+            if done == _ERASED_AT_PERIOD_END else t.gettext(_CLAIMS_KEPT)
+    return still, list(lines.values())
