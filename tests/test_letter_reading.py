@@ -106,6 +106,7 @@ _REPORTS = {
               recipient="financial_services"),
         _task("crm", "erase", kept=1, kept_records=_CLAIMS_AT["crm"], recipient="communication_crm"),
         _task("surveys", "erase", kept=1, kept_records=_CLAIMS_AT["surveys"], recipient="surveys")]},
+    "erasure-two-laws-since": {"results": []},  # its results are "erasure-two-laws"' (below)
     "access": {"results": [_task("crm", "access", found=3, datasets={"contacts": {"found": 3}})],
                "package": {"package_id": "pkg-1", "systems": {"crm": 3, "billing": 2}}},
     # A processor without an API sent its export; staff resolved the other's task without one.
@@ -121,6 +122,13 @@ _REPORTS = {
 }
 
 
+_REPORTS["erasure-two-laws-since"] = _REPORTS["erasure-two-laws"]
+# Where what a report kept stands when its letter is written (activities/letter_kept_since.py): a
+# statute's period over for some records, a hold released and its data erased in one system and
+# asked of the processor in another.
+_SINCE = {"erasure-two-laws-since": _kept_at({"billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked"})}
+
+
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
     """A response case: its outcome is built in the regime each render gives (`_response_extra`),
     as build_context builds it, so what the outcome cites (a kept record's basis, an objection's
@@ -131,7 +139,8 @@ def _response(request_type: str, decision: dict | None = None, report: str | Non
 def _response_extra(request_type: str, decision: dict | None, report: str | None, regime: str) -> dict:
     link = "https://privacy.onetagger.com/v1/public/packages/tok123" if request_type == "access" else None
     expires = datetime(2026, 3, 9, 23, 59, tzinfo=UTC) if link else None
-    outcome = response_outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime=regime)
+    outcome = response_outcome(_REPORTS[report or request_type], _POLICY, link, expires, regime=regime,
+                               since=_SINCE.get(report or ""))
     if decision:
         outcome["summary"] = decision_summary(decision, regime)
         outcome["processing_continues"] = decision["compelling_grounds"]  # as build_context sets it
@@ -219,6 +228,7 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "explanation": "We reviewed the request and found it was made on behalf of someone else without a mandate.",
             KEPT_AT_CLOSE_OF: _kept_at({"billing": "erased", "crm": "released"})}),
         "response-erasure-two-laws": _response("erasure", report="erasure-two-laws"),
+        "response-erasure-kept-since": _response("erasure", report="erasure-two-laws-since"),
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
