@@ -5,13 +5,16 @@ statute's period may have ended meanwhile. The letter gave those records under "
 why" all the same ("We could not erase the data listed below ... it stays there as it is until the
 hold ends"), and refused in part what was done. Now they are lines of what was done, each as it
 stands: read from the request's deferred erasures with the letter (activities/letter_kept_closed.py
-KEPT_AT_CLOSE, each kept record's `fate`)."""
+KEPT_AT_CLOSE, each kept record's `fate`).
+
+And how the letter groups what is still kept: one item per system and law (`one_per_law`), its
+end dates each with what it keeps (`kept_until_each`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from dsrflow.i18n import N_, Translator, and_list
+from dsrflow.i18n import N_, Translator, and_list, long_date, series
 from policy.model import Policy
 from policy.systems import dataset_words
 
@@ -57,3 +60,55 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
         line["category"] = and_list(sorted(dataset_words(policy.systems, system, d) for d in datasets), language) \
             if done == _ERASED_AT_PERIOD_END else t.gettext(_CLAIMS_KEPT)
     return still, list(lines.values())
+
+
+def unrestricted(kept: dict[str, Any], policy: Policy) -> bool:
+    """Whether a kept record is in a dataset of ours that has no column to mark it restricted
+    (`restricted_column`): a hold keeps it (minimised under a statute) but nothing restricts it."""
+    system = policy.systems.get(kept["system"])
+    if system is None or system.connector != "sql":
+        return False
+    return any(d.name == kept["dataset"] and not d.restricted_column for d in system.datasets)
+
+
+def one_per_law(kept_records: list[dict[str, Any]], policy: Policy, language: str) -> list[dict[str, Any]]:
+    """A system's records kept under one statute, in any of its datasets and at any end date
+    (documents of different years: `kept_summary` counts them per dataset and date), as one item:
+    their count in all, their datasets named together (`words`), its latest date as `until`, and
+    each date with its count (`periods`). The response letter listed an item per dataset and date,
+    the same basis and law in each. Datasets that can and cannot mark records restricted stay apart
+    (`kept_where` says which is which)."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for i, kept in enumerate(kept_records):
+        one = kept["hold_kind"] == "legal_claims" or kept["dataset"] == "all" or not kept.get("until")
+        key = (i,) if one else (kept["system"], kept["hold_kind"], kept["basis"], kept["law"], unrestricted(kept, policy))
+        if one:
+            merged[key] = kept
+            continue
+        item = merged.setdefault(key, {**kept, "datasets": [], "periods": [], "records": 0})
+        item["records"] += kept["records"]
+        item["until"] = max(item["until"], kept["until"])
+        item["datasets"] += [] if kept["dataset"] in item["datasets"] else [kept["dataset"]]
+        item["periods"].append((kept["until"], kept["records"], kept["dataset"]))
+    for item in merged.values():
+        if len(item.get("datasets") or []) > 1:
+            item["words"] = and_list(sorted(dataset_words(policy.systems, item["system"], d) for d in item["datasets"]),
+                                     language)
+    return list(merged.values())
+
+
+def kept_until_each(item: dict[str, Any], policy: Policy, t: Translator, language: str) -> str | None:
+    """A merged item's "Kept until" (`one_per_law`): each date with its count, and where the item
+    names several datasets, which ("invoices and payments, 31 December 2029 (2 records); customers,
+    31 December 2035 (1 record)"); None for an item of one date."""
+    dates = sorted({until for until, *_ in item["periods"]})
+    if len(dates) < 2:
+        return None
+    each = []
+    for until in dates:
+        num = sum(n for day, n, _ in item["periods"] if day == until)
+        records = t.ngettext("%(num)d record", "%(num)d records", num) % {"num": num}
+        datasets = sorted({dataset_words(policy.systems, item["system_id"], d) for day, _, d in item["periods"] if day == until})
+        each.append(f"{long_date(until, language)} ({records})" if len(item["datasets"]) < 2
+                    else f"{and_list(datasets, language)}, {long_date(until, language)} ({records})")
+    return (and_list if len(item["datasets"]) < 2 else series)(each, language)

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from typing import Any
 
 from activities.citations import citation
-from activities.letter_kept_since import fates_of, kept_since
+from activities.letter_kept_since import fates_of, kept_since, kept_until_each, one_per_law, unrestricted
 from activities.processor_exports import missing_reasons
 from activities.recipients_told import (
     CutShort,
@@ -19,7 +19,7 @@ from activities.recipients_told import (
     recipients_named,
     told_of,
 )
-from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list, long_date
+from dsrflow.i18n import ENGLISH, N_, SOURCE_LANGUAGE, Translator, and_list
 from policy.keeping import StatutoryHold
 from policy.model import Policy
 from policy.systems import dataset_words
@@ -129,9 +129,10 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "foreign_law": _foreign_law(_statute(kept, policy, source or policy), regime),
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
-            "periods": [(date.fromisoformat(until), num) for until, num in sorted(kept.get("periods") or [])],
+            "periods": [(date.fromisoformat(until), num, dataset) for until, num, dataset in kept.get("periods") or []],
+            "datasets": kept.get("datasets") or [kept["dataset"]], "system_id": kept["system"],
             "processor": system if _at_processor(kept, policy) else None,
-            "unrestricted": system if _unrestricted(kept, policy) else None}
+            "unrestricted": system if unrestricted(kept, policy) else None}
 
 
 def _at_processor(kept: dict[str, Any], policy: Policy) -> bool:
@@ -142,52 +143,6 @@ def _at_processor(kept: dict[str, Any], policy: Policy) -> bool:
     names is a processor's if it was kept whole (dataset "all"), as only a processor's is."""
     system = policy.systems.get(kept["system"])
     return system.connector != "sql" if system else kept["dataset"] == "all"
-
-
-def _unrestricted(kept: dict[str, Any], policy: Policy) -> bool:
-    """Whether a kept record is in a dataset of ours that has no column to mark it restricted
-    (`restricted_column`): a hold keeps it (minimised under a statute) but nothing restricts it."""
-    system = policy.systems.get(kept["system"])
-    if system is None or system.connector != "sql":
-        return False
-    return any(d.name == kept["dataset"] and not d.restricted_column for d in system.datasets)
-
-
-def one_per_law(kept_records: list[dict[str, Any]], policy: Policy, language: str) -> list[dict[str, Any]]:
-    """A system's records kept under one statute, in any of its datasets and at any end date
-    (documents of different years: `kept_summary` counts them per dataset and date), as one item:
-    their count in all, their datasets named together (`words`), its latest date as `until`, and
-    each date with its count (`periods`). The response letter listed an item per dataset and date,
-    the same basis and law in each. Datasets that can and cannot mark records restricted stay apart
-    (`kept_where` says which is which)."""
-    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for i, kept in enumerate(kept_records):
-        one = kept["hold_kind"] == "legal_claims" or kept["dataset"] == "all" or not kept.get("until")
-        key = (i,) if one else (kept["system"], kept["hold_kind"], kept["basis"], kept["law"], _unrestricted(kept, policy))
-        if one:
-            merged[key] = kept
-            continue
-        item = merged.setdefault(key, {**kept, "datasets": [], "periods": [], "records": 0})
-        item["records"] += kept["records"]
-        item["until"] = max(item["until"], kept["until"])
-        item["datasets"] += [] if kept["dataset"] in item["datasets"] else [kept["dataset"]]
-        periods = dict(item["periods"])
-        periods[kept["until"]] = periods.get(kept["until"], 0) + kept["records"]
-        item["periods"] = sorted(periods.items())
-    for item in merged.values():
-        if len(item.get("datasets") or []) > 1:
-            item["words"] = and_list(sorted(dataset_words(policy.systems, item["system"], d) for d in item["datasets"]),
-                                     language)
-    return list(merged.values())
-
-
-def kept_until_each(item: dict[str, Any], t: Translator, language: str) -> str | None:
-    """A merged item's "Kept until" (`one_per_law`): each date with its count ("31 December 2029 (2
-    records) and 31 December 2033 (1 record)"); None for an item of one date."""
-    if len(item["periods"]) < 2:
-        return None
-    return and_list([f"{long_date(until, language)} ({t.ngettext('%(num)d record', '%(num)d records', num) % {'num': num}})"
-                     for until, num in item["periods"]], language)
 
 
 def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
@@ -355,7 +310,7 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
         kept += [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
                  for k in one_per_law(still, policy, language)]
     for item in kept:
-        item["until_each"] = kept_until_each(item, t, language)
+        item["until_each"] = kept_until_each(item, policy, t, language)
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
     # in what we kept, with the reason, not among the recipients told (Art. 19). One whose
     # erasure the hold cut short was told of what it erased.
