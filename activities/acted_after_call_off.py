@@ -16,6 +16,12 @@ and does all three, its task's record through the workflow. The API, which takes
 sends no mail, records the event only; the worker's start sweep (`settle_acted_after`, every few
 minutes: activities/acted_after_sweep.py) alerts staff and puts it on the task's record, after the
 task's own last record (the call-off's, which a callback may beat by a moment), and does nothing twice.
+
+The other way round, a signed `cancelled` after a call-off that could not confirm the cancellation
+(refused while pending, its answers not taken, the processor unreachable: every poll after its 202
+failed, say) is the job stopped after all: `note_cancelled_later` puts that in the trail as the
+call-off's outcome at the end, and the same sweep on the task's record (`cancelled_later_message`),
+where it said the processor "may still act".
 """
 
 from __future__ import annotations
@@ -25,7 +31,13 @@ import asyncpg
 from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF, acted_after_call_off_key, closed_unanswered
+from dsrflow.domain.processor_answers import (
+    ACTED_AFTER_CALL_OFF,
+    acted_after_call_off_key,
+    call_off_keys,
+    called_off_later_key,
+    closed_unanswered,
+)
 from schemas.workflow import PROCESSOR_CANCELLED, LetterJob, TaskRecord, TaskResult
 
 
@@ -54,6 +66,37 @@ async def note_acted_after(conn: asyncpg.Connection, *, request_id: str, system:
         return False
     await record_acted_after(conn, request_id=request_id, system=system, action=action, external_id=external_id,
                              attempt=attempt, count=count, actor=f"processor:{system}")
+    return True
+
+
+# A call-off's outcomes that leave the job unconfirmed (activities/connectors/opendsr_calloff.py):
+# refused while pending, its answers not taken, the processor not reached. Staff were told to tell it
+# by hand, and the task says it may still act.
+UNCONFIRMED = frozenset({"refused", "unverified", "unreachable"})
+
+
+def cancelled_later_message(label: str) -> str:
+    """The task's record once the processor's signed callback says the job is cancelled after a
+    call-off left it unconfirmed (no longer "it may still act")."""
+    return (f"called off: the request was closed unanswered, and {label} has since cancelled the job, its signed "
+            "callback says (the call-off's own answer had not confirmed it); it did not carry it out")
+
+
+async def note_cancelled_later(conn: asyncpg.Connection, *, request_id: str, system: str, action: str,
+                               external_id: str, attempt: int) -> bool:
+    """A signed `cancelled` callback (api/callbacks/opendsr.py), on record: where the job's call-off
+    left it unconfirmed (UNCONFIRMED, no cancellation on record), the call-off's outcome that is true
+    at the end, `cancelled`, as one more `processor.called_off` (`called_off_later_key`, `via`
+    callback: the worker's start sweep puts it on the task's record). Whether it was recorded."""
+    outcomes = {row["outcome"] for row in await conn.fetch(
+        "SELECT data->>'outcome' AS outcome FROM audit_events WHERE event_key = ANY($1::text[])",
+        call_off_keys(request_id, system, external_id))}
+    if not outcomes & UNCONFIRMED or "cancelled" in outcomes or not await closed_unanswered(conn, request_id):
+        return False
+    await append_event(conn, event_key=called_off_later_key(request_id, system, external_id, "cancelled"),
+                       event_type="processor.called_off", actor=f"processor:{system}", request_id=request_id,
+                       data={"system": system, "action": action, "attempt": attempt, "outcome": "cancelled",
+                             "via": "callback"})
     return True
 
 

@@ -1,7 +1,8 @@
-"""The worker's start sweep's part for jobs a processor carried out after their call-off had
-cancelled them (activities/acted_after_call_off.py): the API takes such a callback and records its
-event only, as it sends no mail and leaves a task's record to the worker; this part alerts staff and
-puts it on the task's record. Apart from that module because the call-off (activities/connectors)
+"""The worker's start sweep's part for a processor's signed word after a job's call-off that changes
+what the task's record says (activities/acted_after_call_off.py): carried out after its cancellation,
+or cancelled after a call-off that could not confirm it. The API takes such a callback and records
+its event only, as it sends no mail and leaves a task's record to the worker; this part alerts staff
+(of the first) and puts it on the task's record. Apart from that module because the call-off (activities/connectors)
 uses it, and this one uses the task's record (activities/task_results.py), which uses connectors."""
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from activities.acted_after_call_off import acted_message, alert_acted_after
+from activities.acted_after_call_off import acted_message, alert_acted_after, cancelled_later_message
 from activities.context import ActivityContext
 from activities.task_results import result_on_record, store_task_result
+from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF
 from dsrflow.infra.pieces import Pieces, Report
 from schemas.workflow import TaskResult
 
@@ -20,35 +22,44 @@ LOOK_BACK = timedelta(days=1)
 
 
 # The events of the last LOOK_BACK (older than $1: the API has just written one, and its task's own
-# record may be a moment behind), each with its request's policy version, for the system's label.
-# Few: a processor breaking an instruction (migration 0057's partial index finds them).
+# record may be a moment behind), each with its request's policy version, for the system's label:
+# a processor that acted after cancelling its job, and one that cancelled it after a call-off that
+# could not confirm it (a `processor.called_off` the API wrote, `via` callback). Few: each found by
+# its partial index (migrations 0057 and 0058) rather than by reading the trail.
 _RECENT = """
-    SELECT e.request_id::text AS request_id, e.data, r.policy_version
+    SELECT e.request_id::text AS request_id, e.event_type, e.data, r.policy_version
       FROM audit_events e JOIN dsr_requests r ON r.id = e.request_id
      WHERE e.event_type = 'processor.acted_after_call_off'
+       AND e.occurred_at BETWEEN now() - $2::interval AND now() - $1::interval
+    UNION ALL
+    SELECT e.request_id::text, e.event_type, e.data, r.policy_version
+      FROM audit_events e JOIN dsr_requests r ON r.id = e.request_id
+     WHERE e.event_type = 'processor.called_off' AND e.data ? 'via'
        AND e.occurred_at BETWEEN now() - $2::interval AND now() - $1::interval"""
 
 
 async def settle_acted_after(ctx: ActivityContext, report: Report, *, older_than: timedelta) -> int:
-    """The start sweep's part: alert staff of each such event (once) and put it on its task's record
-    where that still says otherwise for the same attempt (a task staff ran again is left alone).
-    How many records were changed this time."""
+    """The start sweep's part: alert staff of each job carried out after its cancellation (once),
+    and put each such answer on its task's record where that still says otherwise for the same
+    attempt (a task staff ran again is left alone). How many records were changed this time."""
     changed, pieces = 0, Pieces(report)
     for row in await ctx.pool.fetch(_RECENT, older_than, LOOK_BACK):
         request_id = row["request_id"]
         data = json.loads(row["data"]) if isinstance(row["data"], str) else row["data"]
         system, action, attempt = str(data["system"]), str(data.get("action", "erase")), int(data["attempt"])
+        acted = row["event_type"] == ACTED_AFTER_CALL_OFF
         with pieces.piece("acted_after_call_off", request_id):
-            await alert_acted_after(ctx, request_id, system, attempt)
+            if acted:
+                await alert_acted_after(ctx, request_id, system, attempt)
             record = await result_on_record(ctx.pool, request_id, system, action, None)
             label = (await ctx.policy(row["policy_version"])).policy.system_label(system)
-            if record is None or record.attempt != attempt or record.status == "pending" \
-                    or record.message == acted_message(label):
+            message = acted_message(label) if acted else cancelled_later_message(label)
+            if record is None or record.attempt != attempt or record.status == "pending" or record.message == message:
                 continue
-            count = data.get("results_count")
+            count = data.get("results_count") or 0
             await store_task_result(ctx, request_id, TaskResult(
-                system=system, action=action, status="done", attempt=attempt, external_id=record.external_id,
-                found=count or 0, changed=count or 0, message=acted_message(label)))
+                system=system, action=action, status="done" if acted else "needs_attention", attempt=attempt,
+                external_id=record.external_id, found=count, changed=count, message=message))
             changed += 1
     pieces.settle()
     return changed

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from activities.acted_after_call_off import acted_message
+from activities.acted_after_call_off import acted_message, cancelled_later_message
 from activities.acted_after_sweep import settle_acted_after
 from activities.connectors.opendsr_signature import SIGNATURE_HEADER, generate_processor_identity, sign
 from tests.fanout_stack import served
@@ -87,7 +87,9 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
     same, adds nothing. A signed `completed` after that cancellation is the processor acting on the
     withdrawn request: its own event, the task's record says so, staff alerted once (the worker's
     start sweep); before, it was taken as "as far along" and the task kept "cancelled before it
-    acted". The same after a cancellation nobody called off (an open request) is no such thing."""
+    acted". The same after a cancellation nobody called off (an open request) is no such thing. A
+    signed `cancelled` after a call-off refused while the job was pending puts the call-off's outcome
+    at the end in the trail and on the task (before: "it may still act" stayed)."""
     key_pem, cert_pem = processor_identity()
     processor = CallingOffProcessor(key_pem, cert_pem)
     now = dt.datetime.now(dt.UTC)
@@ -124,7 +126,7 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
             assert (await http.get(f"/v1/requests/{open_id}", headers=agent)).json()["status"] == "in_progress"
 
             closed = {}
-            for job_status in ("completed", "cancelled"):
+            for job_status in ("completed", "cancelled", "pending"):
                 processor.job_status = job_status
                 request_id, job = await pending_erasure(http, pool)
                 r = await http.post(f"/v1/requests/{request_id}/cancel", headers=agent, json=WITHDRAWN)
@@ -153,9 +155,16 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
             assert (await http.post(CALLBACK, content=body, headers=headers)).status_code == 202
             body, headers = acted(open_job, 4)  # a job the processor cancelled by itself: nobody called it off
             assert (await http.post(CALLBACK, content=body, headers=headers)).status_code == 202
-            # The worker's start sweep alerts staff and puts it on the task's record, once.
+            # A call-off refused while the job was pending (staff told to tell it by hand), then the
+            # processor's signed `cancelled`: it stopped after all.
+            refused_id, refused_job, refused_task = closed["pending"]
+            assert refused_task[1].startswith("not called off: the request was closed unanswered, but Forged "
+                                              "processor refused to cancel the job (HTTP 400)"), refused_task
+            body, headers = callback(refused_job, "cancelled", 3)
+            assert (await http.post(CALLBACK, content=body, headers=headers)).status_code == 202
+            # The worker's start sweep alerts staff of the first and puts each on its task's record, once.
             context = activity_context(ours, pool)
-            assert await settle_acted_after(context, _piece_failed, older_than=dt.timedelta(0)) == 1
+            assert await settle_acted_after(context, _piece_failed, older_than=dt.timedelta(0)) == 2
             assert await settle_acted_after(context, _piece_failed, older_than=dt.timedelta(0)) == 0
 
     assert await _events(pool, open_id) == [
@@ -177,6 +186,14 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
     (alert,) = letters_for(mail_sink, cancelled_id, "staff_alert")
     assert "acted against the instruction that the request was withdrawn" in " ".join(
         alert.get_body(("plain",)).get_content().split())
+    assert await _events(pool, refused_id) == [
+        ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "refused"}),
+        ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1}),
+        ("processor.called_off", {"system": PROCESSOR, "action": "erase", "attempt": 1, "outcome": "cancelled",
+                                  "via": "callback"})]
+    assert tuple(await pool.fetchrow(_TASK, uuid.UUID(refused_id), PROCESSOR)) == (
+        "needs_attention", cancelled_later_message("Forged processor"))
+    assert len(letters_for(mail_sink, refused_id, "staff_alert")) == 1  # the call-off's "tell it by hand" alone
     # Nothing more on the other tasks: each says what it said when it ended; the open one's alerts
     # are its task's own (it needs attention), none of a processor acting after a call-off.
     assert tuple(await pool.fetchrow(_TASK, uuid.UUID(open_id), PROCESSOR)) == (

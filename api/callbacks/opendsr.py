@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from temporalio.client import Client
 
-from activities.acted_after_call_off import note_acted_after
+from activities.acted_after_call_off import note_acted_after, note_cancelled_later
 from activities.connectors import expand_env
 from activities.connectors.bounded_http import NotJson, json_bytes
 from activities.connectors.opendsr import trust_anchor_for
@@ -175,6 +175,9 @@ async def opendsr_callback(request: Request, state: State, limiter: Limiter,
             await note_acted_after(conn, request_id=request_id, system=system, action=task["action"],
                                    external_id=external_id, attempt=task["attempt"],
                                    count=update.results_count, recorded=recorded)
+        if status == "cancelled" and child is not None:  # after a call-off that could not confirm it
+            await note_cancelled_later(conn, request_id=request_id, system=system, action=task["action"],
+                                       external_id=external_id, attempt=task["attempt"])
         await sweep_expired(conn)
     if replay.seen:
         # Seen, but maybe never delivered: an API that died (or lost Temporal) between recording
