@@ -12,8 +12,9 @@ days before, and gave each statute end date a sentence of its own, the same but 
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from activities.letter_outcome import _kept_item as kept_item
 from dsrflow.i18n import Translator
@@ -50,14 +51,16 @@ KEPT_AT_CLOSE = f"""(SELECT coalesce(jsonb_agg(jsonb_build_object(
 CLAIMS_FATES = ("kept", "released", "asked", "erased")
 
 
-def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str) -> None:
+def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str, today: date) -> None:
     """One statute's kept record into its law's entry: one statement per law, whatever its end
-    dates (documents of different years), with the dates still to come and those past and erased."""
+    dates (documents of different years), with the dates still to come, those past and erased, and
+    those past whose erasure has not yet run (`due`: the daily sweep's, or a system it could not reach)."""
     law = item["law"] or item["basis"]
-    entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "restricted": True,
-                                     "foreign_law": item["foreign_law"]})
+    entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "due": [],
+                                     "restricted": True, "foreign_law": item["foreign_law"]})
     entry["systems"] += [] if label in entry["systems"] else [label]
-    dates: list[date] = entry["deleted" if fate == "erased" else "until"]
+    past = item["until"] is not None and item["until"] < today
+    dates: list[date] = entry["deleted" if fate == "erased" else "due" if past else "until"]
     dates += [] if item["until"] is None or item["until"] in dates else [item["until"]]
     # A processor's records were neither reduced nor restricted, nor those of a dataset with no
     # column to mark them restricted: the letter does not say they were.
@@ -68,7 +71,8 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
                   acted: list[str]) -> tuple[dict[str, Any], list[str]]:
     """The closing letter's kept records, in the response letter's terms (`kept_item`: the statute's
     law in the letter's language, its end dates): `by_law`, one entry per law with its systems, its
-    end dates still to come (`until`) and those past, their records deleted (`deleted`), whether all
+    end dates still to come (`until`) and those past, their records deleted (`deleted`) or not yet
+    (`due`), whether all
     of it is ours and restricted, and the name of a law that is no obligation of ours under the
     request's (`foreign_law`: the UK GDPR's letter gives our basis and the objection); `for_claims`,
     the systems a legal-claims hold kept in, per fate (CLAIMS_FATES); and `acted` (system ids)
@@ -78,6 +82,7 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
     if row["request_type"] != "erasure":
         return {"by_law": [], "for_claims": claims}, acted
     by_law: dict[str, dict[str, Any]] = {}
+    today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()  # the controller's, as the sweep's
     for task in row.get("kept_at_close") or []:
         for kept in task["kept"]:
             item = kept_item(kept, policy, row["regime"], t, source)
@@ -85,13 +90,13 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
             if item["reviewed"]:  # a legal-claims hold's: its date is a review, not an end
                 claims[fate] += [] if label in claims[fate] else [label]
             else:
-                _by_law(by_law, item, label, fate)
+                _by_law(by_law, item, label, fate, today)
     for entry in by_law.values():
-        entry["until"].sort()
-        entry["deleted"].sort()
+        for dates in (entry["until"], entry["deleted"], entry["due"]):
+            dates.sort()
         # Nothing left to object to once a foreign law's records are all deleted.
         entry["foreign_law"] = entry["foreign_law"] if entry["until"] else None
     whole = {task["system"] for task in row.get("kept_at_close") or []
              if task["whole"] and all(k["hold_kind"] == "legal_claims" for k in task["kept"])}
-    laws = sorted(by_law.values(), key=lambda e: (str(min(e["until"] + e["deleted"], default="")), e["law"]))
+    laws = sorted(by_law.values(), key=lambda e: (str(min(e["until"] + e["deleted"] + e["due"], default="")), e["law"]))
     return {"by_law": laws, "for_claims": claims}, [s for s in acted if s not in whole]

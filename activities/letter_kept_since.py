@@ -12,6 +12,7 @@ end dates each with what it keeps (`kept_until_each`)."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from dsrflow.i18n import N_, Translator, and_list, long_date, series
@@ -23,6 +24,8 @@ _CLAIMS_KEPT = N_("the data the legal-claims hold kept")
 _ERASED_AT_RELEASE = N_("erased when the hold ended")
 _ASKED_AT_RELEASE = N_("erasure asked of it when the hold ended, not yet confirmed")
 _ERASED_AT_PERIOD_END = N_("erased when the period the law sets for it ended")
+# A statute's period over, its erasure not yet run (the daily sweep's; a system it could not reach).
+_PERIOD_ENDED = N_("being erased: the period the law sets for it has ended")
 
 
 def _key(system: str, kept: dict[str, Any]) -> tuple[Any, ...]:
@@ -36,18 +39,21 @@ def fates_of(kept_at_close: list[dict[str, Any]] | None) -> dict[tuple[Any, ...]
 
 
 def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tuple[Any, ...], str],
-               policy: Policy, t: Translator, language: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+               policy: Policy, t: Translator, language: str, today: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A system's kept records still kept, and the lines of those that no longer are: erased, or
-    (a legal-claims hold's at a processor) asked of the processor and not yet confirmed. One line
-    per kind of hold and fate: a hold's datasets together, a statute's named together."""
+    (a legal-claims hold's at a processor) asked of the processor and not yet confirmed, or (a
+    statute's) past its period on the controller's `today` and not yet erased. One line per kind of
+    hold and fate: a hold's datasets together, a statute's named together."""
     still: list[dict[str, Any]] = []
     lines: dict[str, dict[str, Any]] = {}
     for kept in kept_records:
         fate, claims = fates.get(_key(system, kept), "kept"), kept["hold_kind"] == "legal_claims"
-        if fate != "erased" and not (fate == "asked" and claims):
+        ended = not claims and fate != "erased" and bool(kept.get("until")) and date.fromisoformat(kept["until"]) < today
+        if fate != "erased" and not (fate == "asked" and claims) and not ended:
             still.append(kept)
             continue
-        done = _ERASED_AT_PERIOD_END if not claims else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE
+        done = (_PERIOD_ENDED if ended else _ERASED_AT_PERIOD_END) if not claims \
+            else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE
         # A processor kept whole counted nothing: no count (not "0") for it.
         line = lines.setdefault(done, {"system": policy.system_label(system), "datasets": [], "action": t.gettext(done),
                                        "records": 0, "uncounted": True})
@@ -58,7 +64,7 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
     for done, line in lines.items():
         datasets = line.pop("datasets")
         line["category"] = and_list(sorted(dataset_words(policy.systems, system, d) for d in datasets), language) \
-            if done == _ERASED_AT_PERIOD_END else t.gettext(_CLAIMS_KEPT)
+            if done in (_ERASED_AT_PERIOD_END, _PERIOD_ENDED) else t.gettext(_CLAIMS_KEPT)
     return still, list(lines.values())
 
 

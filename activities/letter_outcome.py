@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from activities.citations import citation
 from activities.letter_kept_since import fates_of, kept_since, kept_until_each, one_per_law, unrestricted
@@ -304,8 +305,9 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
     fates, kept = fates_of(since), []
+    today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()  # the controller's, as the sweep's
     for r in results:
-        still, gone = kept_since(r.system, r.kept_records, fates, policy, t, language)
+        still, gone = kept_since(r.system, r.kept_records, fates, policy, t, language, today)
         actions += gone
         kept += [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
                  for k in one_per_law(still, policy, language)]

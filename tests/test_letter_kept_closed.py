@@ -10,16 +10,18 @@ which the sweep had deleted."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from temporalio.testing import ActivityEnvironment
 
+from activities.connectors.base import HeldRecord
+from activities.connectors.sql_erasure import kept_summary
 from activities.deferred import DeferredErasureActivities
 from dsrflow.stores.holds_store import release_hold
 from dsrflow.stores.requests_store import set_status
 from schemas.holds import SweepInput
 from schemas.requests import RequestStatus
-from tests.letters_as_sent import as_sent, both
+from tests.letters_as_sent import LOADED, as_sent, both
 from tests.test_deferred_closed_unanswered import _kept_part_way, stack  # noqa: F401 (its fixture: Ada, a database of her own)
 from workers.dsr_worker import activity_context
 
@@ -131,3 +133,25 @@ async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_
                 "since ended. As your request is closed, we have not erased that data: we keep it only as long as "
                 "our privacy policy says.") in part, part
         assert part.count(statute) == 1, part
+
+
+async def test_a_period_ended_and_not_yet_erased_is_told_as_being_deleted():
+    """A statute's period over when the letter is written, the sweep not yet run on it (it runs
+    daily, and a system it cannot reach waits): neither letter says "we keep them until" a day
+    past. Pure rendering: the tasks' kept records as KEPT_AT_CLOSE reads them."""
+    held = [HeldRecord("invoices", "INV-1", "statutory", "be_accounting", date(2025, 12, 31)),
+            HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2035, 12, 31))]
+    kept = [{**k, "fate": "kept"} for k in kept_summary(LOADED.policy, "billing", held, {})]
+    facts = {"kept_at_close": [{"system": "billing", "whole": False, "kept": kept}], "stopped_runs": [], "done_systems": []}
+    closing = await as_sent("cancellation", "erasure", PARAMS, **facts)
+    for part in both(closing):
+        assert ("we keep them, restricted and reduced to what the law needs, until 31 December 2035, and then delete "
+                "them. The period for those we had to keep until 31 December 2025 has ended: we are deleting them.") in part
+    alone = {**facts, "kept_at_close": [{"system": "billing", "whole": False, "kept": kept[:1]}]}
+    for part in both(await as_sent("cancellation", "erasure", PARAMS, **alone)):
+        assert "), until 31 December 2025: that period has ended, and we are deleting them." in part, part
+    task = {"system": "billing", "action": "erase", "status": "done", "found": 2, "kept": 2,
+            "datasets": {"invoices": {"found": 2, "kept": 2}}, "kept_records": kept}
+    response = (await as_sent("response", "erasure", {"report": {"results": [task]}}, **facts)).text
+    assert f"- {BILLING}: invoices – being erased: the period the law sets for it has ended (1 record)" in response
+    assert "Kept until: 31 December 2035" in response and "2025" not in response.split("What we kept", 1)[1], response

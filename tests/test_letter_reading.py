@@ -83,13 +83,18 @@ _CLAIMS_AT = {system: [{"system": system, "dataset": "all", "records": 0, "hold_
                         "until": "2027-06-30"}] for system in ("crm", "surveys", "work_management")}
 
 
-def _kept_at(fates: dict[str, str] | None = None) -> list[dict]:
+def _kept_at(fates: dict[str, str] | None = None, billing: list[dict] = _TWO_LAWS) -> list[dict]:
     """The erasure tasks' kept records as the closing letter reads them (letter_kept_closed.py
     KEPT_AT_CLOSE), each with its `fate` ("<system>" or "<system> <until>" -> fate; else kept)."""
     fates = fates or {}
     return [{"system": system, "whole": system != "billing", "kept": [
         {**k, "fate": fates.get(f"{system} {k['until']}", fates.get(system, "kept"))} for k in kept]}
-        for system, kept in (("billing", _TWO_LAWS), *((s, _CLAIMS_AT[s]) for s in ("crm", "surveys", "work_management")))]
+        for system, kept in (("billing", billing), *((s, _CLAIMS_AT[s]) for s in ("crm", "surveys", "work_management")))]
+
+
+# Periods over by the time the letter is written, their erasure not yet run: the 2025 invoices
+# beside those of 2033, the payments alone.
+_PERIODS_ENDED = [{**_TWO_LAWS[0], "until": "2025-12-31"}, _TWO_LAWS[1], {**_TWO_LAWS[2], "until": "2024-12-31"}]
 
 
 _REPORTS = {
@@ -107,6 +112,7 @@ _REPORTS = {
         _task("crm", "erase", kept=1, kept_records=_CLAIMS_AT["crm"], recipient="communication_crm"),
         _task("surveys", "erase", kept=1, kept_records=_CLAIMS_AT["surveys"], recipient="surveys")]},
     "erasure-two-laws-since": {"results": []},  # its results are "erasure-two-laws"' (below)
+    "erasure-periods-ended": {"results": [_task("billing", "erase", kept=4, kept_records=_PERIODS_ENDED)]},
     "access": {"results": [_task("crm", "access", found=3, datasets={"contacts": {"found": 3}})],
                "package": {"package_id": "pkg-1", "systems": {"crm": 3, "billing": 2}}},
     # A processor without an API sent its export; staff resolved the other's task without one.
@@ -126,7 +132,8 @@ _REPORTS["erasure-two-laws-since"] = _REPORTS["erasure-two-laws"]
 # Where what a report kept stands when its letter is written (activities/letter_kept_since.py): a
 # statute's period over for some records, a hold released and its data erased in one system and
 # asked of the processor in another.
-_SINCE = {"erasure-two-laws-since": _kept_at({"billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked"})}
+_SINCE = {"erasure-two-laws-since": _kept_at({"billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked"}),
+          "erasure-periods-ended": _kept_at(billing=_PERIODS_ENDED)}
 
 
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
@@ -229,6 +236,10 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             KEPT_AT_CLOSE_OF: _kept_at({"billing": "erased", "crm": "released"})}),
         "response-erasure-two-laws": _response("erasure", report="erasure-two-laws"),
         "response-erasure-kept-since": _response("erasure", report="erasure-two-laws-since"),
+        "response-erasure-periods-ended": _response("erasure", report="erasure-periods-ended"),
+        "cancellation-withdrawn-periods-ended": ("cancellation", {
+            "reason": "The subject withdrew it by phone on 3 February.", "withdrawn": True, "acted_in": ["billing"],
+            "asked_in": [], KEPT_AT_CLOSE_OF: _kept_at(billing=_PERIODS_ENDED)}),
         "denial-of-an-appeal": ("denial", {
             "reason_code": "other", APPEAL_REMEDIES: True,
             "explanation": "We reviewed our decision and confirm it: the records are needed to defend a claim."}),
