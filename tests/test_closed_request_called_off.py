@@ -115,7 +115,7 @@ async def test_a_withdrawn_erasure_is_called_off_at_its_opendsr_processor(
                                                                 uuid.UUID(killed)),
                              task=SystemTask(system="email_marketing", action="erase", connector="opendsr",
                                              label="E-mail marketing (newsletters)"))
-            await poll_killed_at(stack.settings, f"opendsr-called-off~{jobs[killed]}", task.model_dump_json())
+            await poll_killed_at(stack.settings, f"opendsr-called-off~{jobs[killed]}", task)
             assert await processor.fetchval(_STATUS, uuid.UUID(jobs[killed])) == "cancelled"
             poll = FanoutActivities(activity_context(stack.settings, pool)).poll_system_action
             again = await ActivityEnvironment().run(poll, task)
@@ -157,7 +157,7 @@ def test_the_trail_says_what_the_processor_answered_the_call_off():
     told = event_lines.describe_event({"event_type": "processor.withdrawn", "data": {
         "system": "email_marketing", "action": "erase", "to": "privacy@processor.example"}}, {}, labels)
     assert told == ("Processor told by e-mail not to act: the request was closed "
-                    "(E-mail marketing (newsletters), to erase)")
+                    "(E-mail marketing (newsletters), which had been asked to erase)")
 
 
 async def test_a_cancelled_callback_on_a_closed_request_says_only_what_is_known(pool, settings):

@@ -43,6 +43,7 @@ from api.page_language import page_language
 from api.pages import problem_pages, render
 from api.problems import Problem, field_errors
 from api.read_models.actors import actor_name
+from api.read_models.event_lines import lifted_again
 from api.read_models.event_words import words_for
 from api.read_models.evidence import assemble_evidence, cut_short_systems, planned_recipients
 from api.read_models.staff_reach import (
@@ -222,9 +223,9 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         or (deadlines["extension"] or {}).get("reason"),
         "badge": days_left_badge((due - today).days if due else None, status, clock_waits=waits), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
-        "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language,
+        "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language, lifted_again=again,
                                          timezone=deadlines["basis"]["timezone"], regime=row["regime"]), actor_name(e["actor"], names))
-                      for e in reversed(pack["audit"]["events"])]
+                      for again in [lifted_again(pack["audit"]["events"])] for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, TIMELINE) else None),
         "legal_claims_holds": legal_claims_holds,
         # A record kept under a legal-claims hold is kept until the hold's release, not its review date.

@@ -4,7 +4,7 @@ function for the console's timeline and the evidence pack's audit table, so the 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from api.read_models.event_words import (
 )
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import SOURCE_LANGUAGE, in_law_words, long_datetime
+from schemas.workflow import RUNS_AFTER_CLOSE
 
 
 def _kept_by(data: Mapping[str, Any], regime: str | None) -> str | None:
@@ -107,15 +108,42 @@ def _told_of_dispute(data: Mapping[str, Any]) -> str:
     return f"{words} ({data['note']})" if data.get("note") else words
 
 
+# workflows/restriction_lifecycle.py `_lift_again`: a lift's task run again by the workflow itself,
+# once, at a system its restriction reached after the lift's tasks had begun. "Task retried" by
+# "workflow" said neither what nor why.
+_LIFT_AGAIN = "Lift run again, by the workflow"
+_LIFT_AGAIN_WHY = ("the restriction reached it after the lift had begun there, so that lift may have come first; "
+                   "it may be restricted there until this run ends")
+
+
+def lifted_again(events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The systems whose lift the workflow ran again (`_LIFT_AGAIN`) in a request's trail."""
+    return sorted({str((e["data"] or {}).get("system")) for e in events if e["event_type"] == "task.retried"
+                   and e.get("actor") == "workflow" and (e["data"] or {}).get("action") == RUNS_AFTER_CLOSE})
+
+
+def _per_system(counts: Any, systems: Mapping[str, str] | None, regime: str | None) -> str | None:
+    """What a legal-claims hold kept and the close called off, per system (dsrflow/stores/deferred_store.py
+    `call_off_deferred`), and what it leaves: the hold's release erases none of it; a statute's
+    records are not called off and are still erased at their period's end."""
+    if not isinstance(counts, Mapping) or not counts:
+        return None
+    kept = ", ".join(f"{(systems or {}).get(s, s)}: {n} record(s)" for s, n in counts.items())
+    return in_law_words(f"{kept}: not erased when the hold is released; no longer restricted then, unless "
+                        "another hold or a restriction keeps them so", regime)
+
+
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
-                   timezone: str = "UTC", regime: str | None = None) -> str:
+                   timezone: str = "UTC", regime: str | None = None, lifted_again: Sequence[str] = ()) -> str:
     """One line for the timeline; the details that matter most beside the words (`names`: staff
     by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels).
     The words are English, as the console's; a day or a moment in them is written as the page
     writes its own, in its `language` and its request's `timezone` (its policy version's); an erasure
     and a rectification are named in the words of the request's law (`regime`: `in_law_words`, a
-    deletion under the CCPA), never what someone wrote (a note, a reason, a processor's answer)."""
+    deletion under the CCPA), never what someone wrote (a note, a reason, a processor's answer).
+    `lifted_again`: the systems whose lift the workflow ran again after it recorded the lift
+    (`lifted_again`, from the whole trail), for the lift's own line."""
     kind, data = event["event_type"], event["data"] or {}
     if kind == "dispute.recipients_told":
         return _told_of_dispute(data)
@@ -131,11 +159,17 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         words = f"Refused: an earlier e-mail's {'link' if data.get('earlier_link') else 'code'}"
     elif kind == "restriction.lifted" and data.get("held"):
         words = "Restriction lifted, but where another restriction of the subject is in force"
+    elif kind == "restriction.lifted" and lifted_again:
+        # The lift's task ran again after this record (`_LIFT_AGAIN`): until it ended, those
+        # systems may still have restricted the data, which "in every system" denied.
+        words = "Restriction lifted, except where it came into force after the lift began: lifted again there"
     elif kind.startswith("task."):
         words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
     words = in_law_words(words or kind.replace(".", " ").replace("_", " ").capitalize(), regime)
     held = _held_lift(kind, data, system, systems)
+    if held is None and kind == "restriction.lifted" and lifted_again:
+        held = ", ".join((systems or {}).get(s, s) for s in lifted_again)
     detail = {
         "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
         "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
@@ -159,7 +193,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # Which processor, and what it answered: the lines read "Processor confirmed by e-mail link"
         # alone, and the actor beside them is a code (`processor:email_marketing`).
         "processor.asked": _asked(data, system, regime), "processor.reminded": _asked(data, system, regime),
-        "processor.withdrawn": _asked(data, system, regime),
+        # Told not to do what it had been asked (the e-mail's `action`), not asked to do it.
+        "processor.withdrawn": system and (f"{system}, which had been asked to "
+                                           f"{in_law_words(action_words(data['action']), regime)}"
+                                           if data.get("action") else system),
         "processor.confirmed": system, "processor_export.purged": system,
         # What the processor answered the call-off (activities/connectors/opendsr_calloff.py).
         "processor.called_off": system and f"{system}: {CALL_OFF_WORDS.get(str(data.get('outcome')), 'no answer')}",
@@ -184,6 +221,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "approval.granted": data.get("explanation") and f"reasons told to the subject: {data['explanation']}",
         "suppression.lifted": data.get("consent"),  # how the subject consented again, as staff recorded it
         "restriction.kept_from_erasure": _kept_by(data, regime),
+        # Which system (activities/restrictions.py `_reached_late`): the line named none.
+        "restriction.reached": system and f"{system}: its task, left running at the close, restricted the data there",
+        "erasure.deferred_called_off": _per_system(data.get("systems"), systems, regime),
+        "erasure.called_off_unrestricted": system and f"{system}: {data.get('records')} record(s)",
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
         "processor.answer_told_late": _told_late(data, system),
@@ -194,6 +235,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                                      else f"{data.get('attempts')} attempts; the worker's log names the error"),
         "request.resumed": f"it had {ended_words(data.get('ended'))}: {data.get('reason')}",
     }.get(kind) if held is None else held
+    if kind == "task.retried" and event.get("actor") == "workflow" and data.get("action") == RUNS_AFTER_CLOSE:
+        words, detail = _LIFT_AGAIN, f"{system}: {_LIFT_AGAIN_WHY}"
     if detail is None and kind.startswith("task.") and data.get("partial_changed"):
         # A result other than the run's own success, beside what its run had changed (0049).
         detail = f"{system}: {made_before_stopping(data['partial_changed'])}"

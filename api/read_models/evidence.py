@@ -198,7 +198,9 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                   -- called off by the request's close unanswered (dsrflow/stores/deferred_store.py
                   -- `call_off_deferred`): not to be erased when the hold ends
                   count(*) FILTER (WHERE called_off_at IS NOT NULL AND done_at IS NULL) AS called_off,
-                  min(called_off_at) AS called_off_at
+                  min(called_off_at) AS called_off_at,
+                  -- their restriction lifted once the hold was released (activities/called_off_marks.py)
+                  count(unrestricted_at) AS unrestricted, max(unrestricted_at) AS unrestricted_at
              FROM deferred_erasures WHERE request_id = $1
             GROUP BY system, dataset, hold_kind, hold_ref, erase_after
             ORDER BY system, dataset""",

@@ -169,9 +169,32 @@ def _restriction(restriction: asyncpg.Record | None, events: list[dict[str, Any]
                                   for e in events if e["event_type"] == "restriction.kept_from_erasure"],
             # By the trail's order: the letter's event before the first lift task's.
             "subject_told_before_lift": None if told is None else first_lift is None or told["seq"] < first_lift["seq"],
+            # Reached after the close by a task left running (activities/restrictions.py `_reached_late`).
+            "reached_late": [{"system": e["data"].get("system"), "at": e["occurred_at"]}
+                             for e in events if e["event_type"] == "restriction.reached"],
+            "lifted_again": _lifted_again(events),
             "lifted_in": lifted["data"].get("systems") if lifted else None,
             "lifted_by": lifted["actor"] if lifted else None,
             "recipients_told": lifted["data"].get("recipients") if lifted else None}
+
+
+def _lifted_again(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each lift the workflow ran again after recording the lift (workflows/restriction_lifecycle.py
+    `_lift_again`: the restriction reached the system after the lift had begun there), and how its
+    run ended, if it has: the pack said "Lifted" while the system could still be restricted."""
+    again = []
+    for retried in events:
+        data = retried["data"] or {}
+        if not (retried["event_type"] == "task.retried" and retried["actor"] == "workflow"
+                and data.get("action") == "lift_restriction"):
+            continue
+        ended = next((e for e in events if e["seq"] > retried["seq"] and e["event_type"].startswith("task.")
+                      and e["event_type"] != "task.retried" and e["data"].get("system") == data.get("system")
+                      and e["data"].get("action") == "lift_restriction"), None)
+        again.append({"system": data.get("system"), "at": retried["occurred_at"],
+                      "ended": ended and ended["event_type"].removeprefix("task."),
+                      "ended_at": ended and ended["occurred_at"]})
+    return again
 
 
 def _named(request_id: str) -> dict[str, str]:
