@@ -1,5 +1,5 @@
-"""Processes of their own started for a test: dsrflow's (a worker, an API, the erasure sweep's
-step, a task's poll) to be killed at a failpoint (dsrflow/infra/failpoints.py), the crash-window tests' harness,
+"""Processes of their own started for a test: dsrflow's (a worker, an API, one activity: the
+erasure sweep's step, a task's poll, a status step) to be killed at a failpoint (dsrflow/infra/failpoints.py), the crash-window tests' harness,
 and a benchmark's smoke run."""
 
 from __future__ import annotations
@@ -16,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import BaseModel
 
 from dsrflow.settings import Settings
+from schemas.holds import SweepInput
+from schemas.workflow import TaskInput, Transition
 from tests.support import delete_schedules, settings_env
 
 
@@ -100,91 +103,59 @@ def run_bench_smoke(module: str, results: Path, name: str, timeout: float,
     return json.loads(path.read_text()), done
 
 
-# The erasure sweep's step (activities/deferred.py) as a process of its own, to be killed at a failpoint.
-_SWEEP = """
-import asyncio, sys
-from datetime import datetime
+# One activity as a process of its own, to be killed at a failpoint: argv names the activity
+# ("module:Class.method", its class built as the worker builds it) and its argument's model
+# ("module:Model") and gives the argument as JSON.
+_ACTIVITY = """
+import asyncio, importlib, sys
 from temporalio.testing import ActivityEnvironment
-from activities.deferred import DeferredErasureActivities
 from dsrflow.infra.db import create_pool
 from dsrflow.settings import load_settings
-from schemas.holds import SweepInput
 from workers.dsr_worker import activity_context
+
+def named(path):
+    module, name = path.split(":")
+    found = importlib.import_module(module)
+    for part in name.split("."):
+        found = getattr(found, part)
+    return found
 
 async def main():
     settings = load_settings()
     pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
-    sweep = DeferredErasureActivities(activity_context(settings, pool)).sweep
-    await ActivityEnvironment().run(sweep, SweepInput(reason="test", as_of=datetime.fromisoformat(sys.argv[1])))
+    owner, method = sys.argv[1].rsplit(".", 1)
+    step = getattr(named(owner)(activity_context(settings, pool)), method)
+    await ActivityEnvironment().run(step, named(sys.argv[2]).model_validate_json(sys.argv[3]))
 
 asyncio.run(main())
 """
+
+
+async def activity_killed_at(settings: Settings, failpoint: str, activity: str, argument: BaseModel) -> None:
+    """Run `activity` ("module:Class.method") on `argument` in a process of its own and check the
+    failpoint killed it there."""
+    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
+    model = f"{type(argument).__module__}:{type(argument).__qualname__}"
+    killed = await asyncio.to_thread(subprocess.run,
+                                     [sys.executable, "-c", _ACTIVITY, activity, model, argument.model_dump_json()],
+                                     env=env, capture_output=True, text=True, timeout=120)
+    assert killed.returncode == -9, killed.stderr[-3000:]
 
 
 async def sweep_killed_at(settings: Settings, failpoint: str, as_of: datetime) -> None:
-    """Run the erasure sweep in a process of its own and check the failpoint killed it there."""
-    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
-    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _SWEEP, as_of.isoformat()],
-                                     env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -9, killed.stderr[-3000:]
+    """The erasure sweep's step (activities/deferred.py), killed at `failpoint`."""
+    await activity_killed_at(settings, failpoint, "activities.deferred:DeferredErasureActivities.sweep",
+                             SweepInput(reason="test", as_of=as_of))
 
 
-# A task's poll (activities/fanout.py `poll_system_action`, which sends a processor's reminder) as
-# a process of its own, to be killed at a failpoint: the workflow polls first five minutes after
-# the ask, and reminds only `reminder_days` after it.
-_POLL = """
-import asyncio, sys
-from temporalio.testing import ActivityEnvironment
-from activities.fanout import FanoutActivities
-from dsrflow.infra.db import create_pool
-from dsrflow.settings import load_settings
-from schemas.workflow import TaskInput
-from workers.dsr_worker import activity_context
-
-async def main():
-    settings = load_settings()
-    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
-    poll = FanoutActivities(activity_context(settings, pool)).poll_system_action
-    await ActivityEnvironment().run(poll, TaskInput.model_validate_json(sys.argv[1]))
-
-asyncio.run(main())
-"""
+async def poll_killed_at(settings: Settings, failpoint: str, task: TaskInput) -> None:
+    """A task's poll (activities/fanout.py `poll_system_action`, which sends a processor's
+    reminder), killed at `failpoint`: the workflow polls first five minutes after the ask, and
+    reminds only `reminder_days` after it."""
+    await activity_killed_at(settings, failpoint, "activities.fanout:FanoutActivities.poll_system_action", task)
 
 
-async def poll_killed_at(settings: Settings, failpoint: str, task: str) -> None:
-    """Run a task's poll (`task`: its TaskInput as JSON) in a process of its own and check the
-    failpoint killed it there."""
-    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
-    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _POLL, task],
-                                     env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -9, killed.stderr[-3000:]
-
-
-# A request's status step (activities/lifecycle.py `transition`) as a process of its own, to be
-# killed at a failpoint: the close on record, what follows it not yet done.
-_TRANSITION = """
-import asyncio, sys
-from temporalio.testing import ActivityEnvironment
-from activities.lifecycle import LifecycleActivities
-from dsrflow.infra.db import create_pool
-from dsrflow.settings import load_settings
-from schemas.workflow import Transition
-from workers.dsr_worker import activity_context
-
-async def main():
-    settings = load_settings()
-    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
-    step = LifecycleActivities(activity_context(settings, pool)).transition
-    await ActivityEnvironment().run(step, Transition.model_validate_json(sys.argv[1]))
-
-asyncio.run(main())
-"""
-
-
-async def transition_killed_at(settings: Settings, failpoint: str, change: str) -> None:
-    """Run a status step (`change`: its Transition as JSON) in a process of its own and check the
-    failpoint killed it there."""
-    env = {**os.environ, **settings_env(settings), "DSRFLOW_FAILPOINTS": failpoint}
-    killed = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _TRANSITION, change],
-                                     env=env, capture_output=True, text=True, timeout=120)
-    assert killed.returncode == -9, killed.stderr[-3000:]
+async def transition_killed_at(settings: Settings, failpoint: str, change: Transition) -> None:
+    """A request's status step (activities/lifecycle.py `transition`), killed at `failpoint`: the
+    close on record, what follows it not yet done."""
+    await activity_killed_at(settings, failpoint, "activities.lifecycle:LifecycleActivities.transition", change)

@@ -11,9 +11,6 @@ of its own, SIGKILL at a failpoint) right after the processor's 202, before anyt
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -26,8 +23,9 @@ from activities.connectors.opendsr import subject_request_id
 from activities.packages import PackageActivities
 from schemas.workflow import Plan, SystemTask
 from tests.fanout_stack import served
+from tests.process_support import activity_killed_at
 from tests.processor_identity import processor_identity
-from tests.support import settings_env, stored_request
+from tests.support import stored_request
 from tests.untrusted_support import PROCESSOR, FakeProcessor, processor_policy
 from workers.dsr_worker import activity_context
 
@@ -94,26 +92,6 @@ async def _on_record(pool, rid: str) -> tuple[list, list, int]:
     return tasks, outcomes, await pool.fetchval("SELECT count(*) FROM packages WHERE request_id = $1::uuid", rid)
 
 
-# The package step as a process of its own, to be killed at a failpoint.
-_BUILD = """
-import asyncio, sys
-from temporalio.testing import ActivityEnvironment
-from activities.packages import PackageActivities
-from dsrflow.infra.db import create_pool
-from dsrflow.settings import load_settings
-from schemas.workflow import Plan
-from workers.dsr_worker import activity_context
-
-async def main():
-    settings = load_settings()
-    pool = await create_pool(settings.effective_database_url, min_size=1, max_size=4)
-    build = PackageActivities(activity_context(settings, pool)).build_package
-    await ActivityEnvironment().run(build, Plan.model_validate_json(sys.argv[1]))
-
-asyncio.run(main())
-"""
-
-
 async def test_a_withdrawn_access_request_calls_its_processors_job_off(settings, pool, tmp_path, lifecycle_policy):
     """Withdrawn while the package polls the pending job: the step stops at its next poll, the job
     is cancelled at the processor (the subject's export is never read), the processor's task says
@@ -151,10 +129,8 @@ async def test_a_withdrawn_access_request_calls_its_processors_job_off(settings,
         killed, killed_job = await _access(pool, ours, "access-killed")
         processor.jobs[killed_job] = "pending"  # asked by a try that died before the close
         await _close(pool, killed.request_id)
-        env = {**os.environ, **settings_env(ours), "DSRFLOW_FAILPOINTS": f"opendsr-called-off~{killed_job}"}
-        run = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", _BUILD, killed.model_dump_json()],
-                                      env=env, capture_output=True, text=True, timeout=120)
-        assert run.returncode == -9, run.stderr[-3000:]
+        await activity_killed_at(ours, f"opendsr-called-off~{killed_job}", "activities.packages:PackageActivities.build_package",
+                                 killed)
         assert processor.jobs[killed_job] == "cancelled"
         assert await _on_record(pool, killed.request_id) == ([], [], 0)
         for _ in range(2):  # the next try, and one after it whose answer was lost

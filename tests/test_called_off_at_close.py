@@ -48,7 +48,7 @@ async def test_a_close_killed_before_it_unrestricted_does_so_when_retried(stack)
     restricted; the step's retry un-restricts them, once."""
     stack, pool = stack
     rid, contacts, close = await _released_while_open(stack, pool)
-    await transition_killed_at(stack.settings, "status-recorded", close.model_dump_json())
+    await transition_killed_at(stack.settings, "status-recorded", close)
     assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid "
                                "AND system = 'crm' AND called_off_at IS NULL", rid) == 0
     assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == contacts

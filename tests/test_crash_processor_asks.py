@@ -111,7 +111,7 @@ async def _polls_killed_around_an_e_mail(asks, dev_server, pool, label: str, the
     task = await _surveys_task(pool, rid, asked=True)
     message = message_id_for(f"{rid}:{mail}")
     for window in ("mail-claimed", "mail-accepted"):
-        await poll_killed_at(stack.settings, f"{window}~{message}", task.model_dump_json())
+        await poll_killed_at(stack.settings, f"{window}~{message}", task)
     return rid, task, FanoutActivities(activity_context(stack.settings, pool)).poll_system_action, message
 
 
