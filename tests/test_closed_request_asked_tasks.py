@@ -17,8 +17,11 @@ its evidence, though the closing letter said it would stay in force wherever tho
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import asyncpg
+from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Replayer
 
@@ -33,6 +36,34 @@ from workflows.system_task import SystemTaskWorkflow
 
 SURVEYS_CONTACT = "privacy@surveys.example"
 WITHDRAWN = {"reason": "The subject withdrew it by phone", "withdrawn_by_subject": True}
+
+
+@contextlib.asynccontextmanager
+async def confirmations_held(url: str, rids: list[str]) -> AsyncIterator[None]:
+    """The survey processor's confirmation of each request's restriction, committed only when the
+    block ends: until then no poll of their tasks reads it (manual_tasks locked), as if the tasks
+    learnt of it late."""
+    conn = await asyncpg.connect(url)
+    try:
+        held = conn.transaction()
+        await held.start()
+        await conn.execute("LOCK TABLE manual_tasks IN ACCESS EXCLUSIVE MODE")
+        await conn.execute("UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = 'Restricted' "
+                           "WHERE request_id = ANY($1::uuid[]) AND system = 'surveys'", rids)
+        yield
+        await held.commit()
+    finally:
+        await conn.close()
+
+
+async def tell_restricted(client: Client, rid: str) -> None:
+    """Tell the survey processor's restriction task of its confirmation, as the start sweep tells a
+    task of an answer the API could not pass on."""
+    try:
+        await client.get_workflow_handle(task_workflow_id(rid, "surveys", "restrict", 1)).signal(
+            "processor_update", ProcessorUpdate(status="completed"))
+    except RPCError:
+        pass  # the close told it already, and it ended
 
 
 async def _asked(http, pool, mail_sink, rid: str, others: str) -> bool:
@@ -116,15 +147,8 @@ async def test_a_restriction_reached_after_its_close_goes_on_record_where_it_rea
                 assert await _until(lambda rid=rid: _asked(http, pool, mail_sink, rid, "needs_attention"), 20), \
                     (await _view(http, pool, rid))["results"]
             systems = "SELECT systems FROM restrictions WHERE request_id = $1::uuid"
-            conn = await asyncpg.connect(stack.settings.effective_database_url)
-            try:
-                # The processor's confirmations, committed only once the close is on record: until then
-                # no poll of their tasks reads them (the table locked), as if the tasks were told late.
-                held = conn.transaction()
-                await held.start()
-                await conn.execute("LOCK TABLE manual_tasks IN ACCESS EXCLUSIVE MODE")
-                await conn.execute("UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = 'Restricted' "
-                                   "WHERE request_id = ANY($1::uuid[]) AND system = 'surveys'", [tracked, nowhere])
+            # The processor's confirmations, committed only once the close is on record.
+            async with confirmations_held(stack.settings.effective_database_url, [tracked, nowhere]):
                 for rid in (tracked, nowhere):
                     r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json=WITHDRAWN)
                     assert r.status_code == 200, r.text
@@ -132,15 +156,7 @@ async def test_a_restriction_reached_after_its_close_goes_on_record_where_it_rea
                 assert on_record is not None and "analytics" in on_record and "surveys" not in on_record, on_record
                 assert await pool.fetchval(systems, nowhere) is None
                 for rid in (tracked, nowhere):
-                    try:  # as the start sweep tells a task of an answer the API could not pass on
-                        await dev_server.client.get_workflow_handle(task_workflow_id(rid, "surveys", "restrict", 1)
-                                                                    ).signal("processor_update",
-                                                                             ProcessorUpdate(status="completed"))
-                    except RPCError:
-                        pass  # the close told it already, and it ended
-                await held.commit()
-            finally:
-                await conn.close()
+                    await tell_restricted(dev_server.client, rid)
 
             async def on_record_with_surveys(rid: str) -> list[str]:
                 view = await _view(http, pool, rid)

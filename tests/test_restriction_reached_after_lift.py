@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import re
 
-import asyncpg
-from temporalio.service import RPCError
-
-from schemas.workflow import ProcessorUpdate, task_workflow_id, workflow_id_for
+from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.support import letters_for, staff_headers, text_of
-from tests.test_closed_request_asked_tasks import SURVEYS_CONTACT, WITHDRAWN, _asked, _replays
+from tests.test_closed_request_asked_tasks import (
+    SURVEYS_CONTACT,
+    WITHDRAWN,
+    _asked,
+    _replays,
+    confirmations_held,
+    tell_restricted,
+)
 from tests.test_restriction_closed_partway import restriction_opened
 from tests.test_restriction_lifecycle import LIFT, _until, _view
 from workers.dsr_worker import build_worker
@@ -45,15 +49,9 @@ async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked
             rid = await restriction_opened(http, agent)
             assert await _until(lambda: _asked(http, pool, mail_sink, rid, "needs_attention"), 20), \
                 (await _view(http, pool, rid))["results"]
-            conn = await asyncpg.connect(stack.settings.effective_database_url)
-            try:
-                # The processor's confirmation, committed only once the lift's tasks have begun: until
-                # then no poll of the restriction's task reads it, nor can the lift's task there start.
-                held = conn.transaction()
-                await held.start()
-                await conn.execute("LOCK TABLE manual_tasks IN ACCESS EXCLUSIVE MODE")
-                await conn.execute("UPDATE manual_tasks SET confirmed_at = now(), confirmation_note = 'Restricted' "
-                                   "WHERE request_id = $1::uuid AND system = 'surveys'", rid)
+            # The processor's confirmation, committed only once the lift's tasks have begun: until
+            # then no poll of the restriction's task reads it, nor can the lift's task there start.
+            async with confirmations_held(stack.settings.effective_database_url, [rid]):
                 r = await http.post(f"/v1/requests/{rid}/cancel", headers=agent, json=WITHDRAWN)
                 assert r.status_code == 200, r.text
                 systems = "SELECT systems FROM restrictions WHERE request_id = $1::uuid"
@@ -66,14 +64,7 @@ async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked
                     return ("lift_restriction", 1, "done") in {tuple(t) for t in await pool.fetch(TASKS, rid, "analytics")}
 
                 assert await _until(lifting, 20), await pool.fetch(TASKS, rid, "analytics")
-                try:  # as the start sweep tells a task of an answer the API could not pass on
-                    await dev_server.client.get_workflow_handle(task_workflow_id(rid, "surveys", "restrict", 1)).signal(
-                        "processor_update", ProcessorUpdate(status="completed"))
-                except RPCError:
-                    pass  # the close told it already, and it ended
-                await held.commit()
-            finally:
-                await conn.close()
+                await tell_restricted(dev_server.client, rid)
 
             # The survey processor, reached late, is on record at once, beside the lift; the lift's
             # first e-mail is confirmed, and staff resolve the OpenDSR processor's lift (it has no
