@@ -56,7 +56,7 @@ NOT_EVENTS = {"mail.log", "deadline.due_in_"}
 # The systems as the plan labels them (the session's policy has none: tests/conftest.py); the
 # processors of these paths are played by them, as the lines read the same whatever the connector.
 LABELS = {"crm": "CRM (contacts, support requests, live chat)", "analytics": "Website analytics (users and page events)",
-          "billing": "Billing (customers, invoices, payments, mandates)"}
+          "billing": "Billing (customers, invoices, payments, mandates)", "surveys": "Survey service provider"}
 
 
 def _recorded_types() -> tuple[set[str], set[str]]:
@@ -111,14 +111,18 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
     """Paths 1 and 2: an erasure withdrawn while an OpenDSR job and a processor asked by e-mail were
     pending. Each line names the system and what it answered; nothing reads as a code."""
     rid = await stored_request(pool, settings, "called-off", type_="erasure")
-    await _closed(pool, rid, ["crm", "analytics", "billing"], "erase")
+    await _closed(pool, rid, ["crm", "analytics", "billing", "surveys"], "erase")
+    for system in ("crm", "analytics", "billing", "surveys"):
+        await _event(pool, rid, "task.pending", {"system": system, "action": "erase", "changed": 0})
+    await _event(pool, rid, "status.cancelled", {"reason": "I changed my mind", "withdrawn_by_subject": True},
+                 actor="agent:test")
     await _event(pool, rid, "processor.called_off", {"system": "crm", "outcome": "cancelled"})
     await _event(pool, rid, "processor.called_off", {"system": "analytics", "outcome": "refused"})
     await _event(pool, rid, "processor.called_off", {"system": "billing", "outcome": "unreachable"})
     await _event(pool, rid, "processor.acted_after_call_off", {"system": "crm", "action": "erase",
                                                                "attempt": 1, "outcome": "completed", "results_count": 2},
                  actor="processor:crm")
-    await _event(pool, rid, "processor.withdrawn", {"system": "analytics", "action": "erase", "message_id": "<m@x>"})
+    await _event(pool, rid, "processor.withdrawn", {"system": "surveys", "action": "erase", "message_id": "<m@x>"})
 
     pack, page, console = await _read(http, pool, rid)
 
@@ -130,11 +134,21 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
                  "(Billing (customers, invoices, payments, mandates): not reached: it may still act, and must be told by hand)",
                  "Processor carried out a job after cancelling it at the call-off (CRM (contacts, support requests, live chat): it acted on the "
                  "request closed unanswered, 2 record(s))",
-                 "Processor told by e-mail not to act: the request was closed (Website analytics (users and page events), "
-                 "which had been asked to erase)"):
+                 "Processor told by e-mail not to act: the request was closed (Survey service provider, which had "
+                 "been asked to erase)"):
         assert line in page and line in console, line
     for text in (page, console):
         assert not re.search(r"\bprocessor\.\w|\{['\"]", text)
+    # What each system asked at the close came to, under Decisions, where each "may have acted".
+    assert pack["decisions"]["refusal"]["called_off"] == {"analytics": "refused", "billing": "unreachable",
+                                                          "crm": "acted_after", "surveys": "told"}
+    decisions = section(page, "Decisions", "Plan")
+    assert ("each called off at the close where it could be: Website analytics (users and page events), its "
+            "call-off: refused while the job was pending: it may still act, and must be told by hand; Billing "
+            "(customers, invoices, payments, mandates), its call-off: not reached: it may still act, and must be "
+            "told by hand; CRM (contacts, support requests, live chat), its call-off: cancelled, then carried out "
+            "all the same: it acted against the instruction, and staff were alerted; Survey service provider, told "
+            "by e-mail not to act on it (see Results and the audit trail)") in decisions, decisions
 
 
 async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, pool, settings):

@@ -287,8 +287,8 @@ async def test_a_request_closed_part_way_says_what_the_systems_had_done_by_then(
     assert (refusal["kind"], refusal["acted_in"], refusal["asked_in"]) == ("cancellation", ["crm"], ["surveys"])
     decisions = section(await _page(http, pool, rid), "Decisions", "Plan")
     assert "When it was closed, crm had already acted on it (see Results): closing it undid nothing; surveys had " \
-           "been asked and had not yet answered: each was called off at the close where it could be, and may have " \
-           "acted (see Results and the audit trail)" in decisions, decisions
+           "been asked and had not yet answered, each called off at the close where it could be: surveys, no " \
+           "call-off on record: it may have acted (see Results and the audit trail)" in decisions, decisions
 
 
 async def test_an_old_link_a_lock_that_left_the_link_working_and_a_confirmation_after_it_say_so_in_the_pack(http, pool, settings):

@@ -16,7 +16,7 @@ from babel import Locale
 
 from activities.citations import citation, regime_name
 from activities.letter_outcome import ACTION_WORDS, NOTHING_NEEDED
-from api.read_models.event_types import EVENT_WORDS
+from api.read_models.event_types import CALL_OFF_WORDS, EVENT_WORDS
 from dsrflow.i18n import SOURCE_LANGUAGE, in_law_words, long_date
 from schemas.dataset_split import split_datasets
 from schemas.workflow import records_left
@@ -308,10 +308,27 @@ def split_words(task: Mapping[str, Any], dataset_label: Callable[[str, str], str
 
 
 # Every helper above a page's template writes codes with, by name (a form still submits the code).
+# What became of a system asked and not yet answered when its request closed unanswered
+# (api/read_models/evidence_decisions.py `_so_far`'s `called_off`): its call-off's last answer
+# (activities/connectors/opendsr_calloff.py), its carrying out after cancelling (acted_after_call_off.py),
+# a processor asked by e-mail told not to act (manual_email.py); the pack said "may have acted" of each.
+_ASKED_AT_CLOSE_WORDS = {
+    **{code: f"its call-off: {words}" for code, words in CALL_OFF_WORDS.items()},
+    "acted_after": "its call-off: cancelled, then carried out all the same: it acted against the instruction, "
+                   "and staff were alerted",
+    "told": "told by e-mail not to act on it",
+}
+
+
+def asked_at_close_words(code: str | None) -> str:
+    return _ASKED_AT_CLOSE_WORDS.get(code or "", "no call-off on record: it may have acted")
+
+
 WORDS: dict[str, Callable[..., Any]] = {helper.__name__: helper for helper in (
     method_words, ground_words, status_words, purpose_words, regime_words, scope_words, restriction_words,
     details_words, channel_words, origin_words, action_words, recipient_words, step_words, hold_words, country_words,
-    missing_words, ended_words, connector_words, package_words, partial_words, task_status_words, split_words)}
+    missing_words, ended_words, connector_words, package_words, partial_words, task_status_words, split_words,
+    asked_at_close_words)}
 
 # The helpers whose words may name an erasure or a rectification ("erase", "kept as an earlier
 # erasure left them", "unlawful processing, erasure opposed", "sending the ... letter").

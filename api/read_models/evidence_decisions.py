@@ -46,7 +46,7 @@ def _told(letters: list[dict[str, Any]], purpose: str) -> Any:
     return letter["sent_at"] if letter else None
 
 
-def _so_far(events: list[dict[str, Any]], closing: dict[str, Any]) -> dict[str, list[str]]:
+def _so_far(events: list[dict[str, Any]], closing: dict[str, Any]) -> dict[str, Any]:
     """What the systems had done when staff closed the request, as its closing letter tells the
     subject (workflows/refusals.py `_done_so_far`): those whose task had changed something, and
     those asked and still at work, called off at the close where they could be (an OpenDSR job, a
@@ -57,9 +57,30 @@ def _so_far(events: list[dict[str, Any]], closing: dict[str, Any]) -> dict[str, 
         if e["seq"] < closing["seq"] and e["event_type"].startswith("task.") and e["data"].get("system") \
                 and e["event_type"] not in ("task.retried", "task.resolved"):
             last[e["data"]["system"]] = e
+    asked_in = sorted(s for s, e in last.items() if e["event_type"] == "task.pending")
     return {"acted_in": sorted(s for s, e in last.items()
                                if e["event_type"] == "task.done" and e["data"].get("changed")),
-            "asked_in": sorted(s for s, e in last.items() if e["event_type"] == "task.pending")}
+            "asked_in": asked_in, "called_off": _called_off(events, asked_in)}
+
+
+# What became of a system asked at the close, its latest word on record (event_words.py
+# `asked_at_close_words`): a call-off's answer (its `outcome`), or one of these.
+_AT_CLOSE = {"processor.acted_after_call_off": "acted_after", "processor.withdrawn": "told"}
+
+
+def _called_off(events: list[dict[str, Any]], asked_in: list[str]) -> dict[str, str]:
+    """Per system asked and not yet answered at the close, what its call-off came to: the pack
+    said each "may have acted", where the trail knew it cancelled, refused or acted after all."""
+    said: dict[str, str] = {}
+    for e in events:
+        system = e["data"].get("system")
+        if system not in asked_in:
+            continue
+        if e["event_type"] == "processor.called_off" and said.get(system) != "acted_after":
+            said[system] = str(e["data"].get("outcome"))
+        elif e["event_type"] in _AT_CLOSE:
+            said[system] = _AT_CLOSE[e["event_type"]]
+    return said
 
 
 def _refusal(events: list[dict[str, Any]], letters: list[dict[str, Any]]) -> dict[str, Any] | None:
