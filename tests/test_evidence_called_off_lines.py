@@ -189,9 +189,14 @@ async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, p
                "there, so that lift may have come first; it may be restricted there until this run ends)" in text
         assert "Task retried" not in text
 
+    restriction = console.split(" Restriction lifted since ", 1)[1]
+    assert "its lift runs again in Website analytics (users and page events), which the restriction reached after " \
+           "the lift began: it may still be restricted there" in restriction, restriction[:600]
+
     await _event(pool, rid, "task.done", {"system": "analytics", "action": "lift_restriction", "found": 1, "changed": 1})
-    _, page, _ = await _read(http, pool, rid)
+    _, page, console = await _read(http, pool, rid)
     assert re.search(r"so that lift may have come first; lifted there \d", section(page, "Decisions", "Plan"))
+    assert "its lift runs again" not in console
 
 
 async def test_a_called_off_erasure_says_what_its_hold_keeps_restricted_and_what_a_statute_still_erases(
