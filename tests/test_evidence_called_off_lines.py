@@ -139,6 +139,8 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
         assert line in page and line in console, line
     for text in (page, console):
         assert not re.search(r"\bprocessor\.\w|\{['\"]", text)
+    # The processor that acted by its own signed word, by its label (it read `processor:crm`).
+    assert "CRM (contacts, support requests, live chat) (processor)" in console and "processor:crm" not in console
     # What each system asked at the close came to, under Decisions, where each "may have acted".
     assert pack["decisions"]["refusal"]["called_off"] == {"analytics": "refused", "billing": "unreachable",
                                                           "crm": "acted_after", "surveys": "told"}

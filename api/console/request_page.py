@@ -224,7 +224,7 @@ async def _context(state: AppState, today: date, request_id: str, staff: Staff) 
         "badge": days_left_badge((due - today).days if due else None, status, clock_waits=waits), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
         "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language, lifted_again=again,
-                                         timezone=deadlines["basis"]["timezone"], regime=row["regime"]), actor_name(e["actor"], names))
+                                         timezone=deadlines["basis"]["timezone"], regime=row["regime"]), actor_name(e["actor"], names, system_labels))
                       for again in [lifted_again(pack["audit"]["events"])] for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, TIMELINE) else None),
         "legal_claims_holds": legal_claims_holds,

@@ -6,14 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 
-def actor_name(actor: str, names: Mapping[str, str]) -> str:
+def actor_name(actor: str, names: Mapping[str, str], systems: Mapping[str, str] | None = None) -> str:
     """Who did it, as people know them: a member of staff by their token's label
-    (dsrflow/stores/team_store.py `staff_names`) and the role they acted with, else the actor as
-    recorded (`workflow`, `subject`). The role comes from the audit event, not the label: a label
-    is free words ("compliance officer Jane" on an agent's token), and alone it let an agent's
-    acts read as compliance's."""
+    (dsrflow/stores/team_store.py `staff_names`) and the role they acted with, a processor by its
+    system's label where `systems` names them, else the actor as recorded (`workflow`, `subject`).
+    The role comes from the audit event, not the label: a label is free words ("compliance officer
+    Jane" on an agent's token), and alone it let an agent's acts read as compliance's."""
     name = names.get(actor)
+    kind, _, system = actor.partition(":")
+    if name is None and kind == "processor" and systems is not None:
+        # A processor's own signed word (api/callbacks/opendsr.py): by the system's label, where the
+        # timeline read `processor:email_marketing`.
+        return f"{systems.get(system, system)} (processor)"
     if name is None:
         return actor
-    role = actor.partition(":")[0]
-    return name if name.startswith(f"{role} ") else f"{name} ({role})"
+    return name if name.startswith(f"{kind} ") else f"{name} ({kind})"
