@@ -291,7 +291,7 @@ class PackageActivities:
         was built, for a request the subject had withdrawn, and the job stayed asked."""
         for task in plan.tasks:
             async with open_connector(self.ctx, plan.policy_version, task.system) as connector:
-                outcome = await connector.call_off_access(replace(subject, closed=True))
+                outcome = await connector.call_off_access(replace(subject, closed=True), plan.request_type)
             if outcome is not None:
                 await store_task_result(self.ctx, plan.request_id, TaskResult(
                     system=task.system, action=plan.request_type, status=outcome.status, found=outcome.found,

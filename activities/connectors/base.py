@@ -39,7 +39,7 @@ class Subject:
     # the identities, but they are still the subject's and an access request must show them.
     held: Mapping[str, Sequence[str]] = field(default_factory=dict)
     # Its request was closed unanswered (withdrawn, cancelled, refused) and the task is not a
-    # restriction's lift (activities/fanout.py `closed_unanswered`): a poll reads how a job stands
+    # restriction's lift (activities/told_closed.py `closed_unanswered`): a poll reads how a job stands
     # and asks the system nothing new (manual_email: no reminder, no e-mail that had not gone).
     closed: bool = False
 
@@ -213,10 +213,12 @@ class Connector(Protocol):
         an early callback can be matched. None: the kind has no such id."""
         return None
 
-    async def call_off_access(self, subject: Subject) -> ActionOutcome | None:
+    async def call_off_access(self, subject: Subject, action: str = "access") -> ActionOutcome | None:
         """Access (or portability) on a request closed unanswered while its package was being built:
         the job a processor was asked for is called off there (OpenDSR: activities/packages.py
-        `_called_off`). None: the kind leaves nothing asked at the system (it is read at once)."""
+        `_called_off`). `action`: the request's type, which its task's record is stored under (so
+        that the call-off's events name the same task). None: the kind leaves nothing asked at the
+        system (it is read at once)."""
         return None
 
     def carries_on_erasing(self, external_id: str) -> bool:

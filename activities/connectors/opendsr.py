@@ -193,9 +193,10 @@ class OpenDsrConnector(Connector):
                     origin_of=dict.fromkeys(record, self.origins.get(dataset, self.origin)),
                 )
 
-    async def call_off_access(self, subject: Subject) -> ActionOutcome | None:
-        return await call_off_access(self, subject, subject_request_id(subject.request_id, self.name, "access",
-                                                                        subject.attempt))
+    async def call_off_access(self, subject: Subject, action: str = "access") -> ActionOutcome | None:
+        # A portability job is OpenDSR's access too (its id says so), but its task is "portability".
+        job = subject_request_id(subject.request_id, self.name, "access", subject.attempt)
+        return await call_off_access(self, subject, job, action)
 
     async def object(self, subject: Subject, scope: str, *,
                      before_commit: ActionHook | None = None) -> ActionOutcome:

@@ -88,15 +88,18 @@ async def closed_meanwhile(env: ConnectorEnv, request_id: str) -> bool:
     return env.pool is not None and await closed_unanswered(env.pool, request_id)
 
 
-async def call_off_access(connector: OpenDsrConnector, subject: Subject, job_id: str) -> ActionOutcome | None:
+async def call_off_access(connector: OpenDsrConnector, subject: Subject, job_id: str,
+                          action: str = "access") -> ActionOutcome | None:
     """An access job's call-off, its request closed unanswered while its package was being built
     (activities/packages.py): as an erasure's (`call_off`, the same DELETE and outcomes), once the
     job is known to be there. None: the processor has no such job (its package stopped, or an
-    earlier try was killed, before it asked), so there is nothing to call off."""
+    earlier try was killed, before it asked), so there is nothing to call off. `action`: the task's
+    (access or portability: a portability job's acted-after event said `access`, and the start sweep
+    then found no task of that action to put it on)."""
     response = await connector._call("GET", f"{connector.base_url}/requests/{job_id}", signed=True, accept=(404,))
     if response.status_code == 404:
         return None
-    return await call_off(connector, subject, job_id, action="access")
+    return await call_off(connector, subject, job_id, action=action)
 
 
 async def call_off(connector: OpenDsrConnector, subject: Subject, job_id: str, *,
