@@ -42,7 +42,7 @@ from activities.task_outcomes import (
     stored_outcome,
 )
 from activities.task_results import result_on_record, store_task_result
-from activities.told_closed import once_closed
+from activities.told_closed import closed_unanswered, not_tried_after_close, once_closed
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.metrics import connector_call
@@ -51,7 +51,7 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request, get_request_with
 from dsrflow.stores.suppressions_store import suppression_key
-from schemas.workflow import RUNS_AFTER_CLOSE, Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
+from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
 # What each request type asks of every system.
 ACTIONS = {
@@ -97,34 +97,6 @@ def _result(task: TaskInput, outcome: ActionOutcome, kept: list[dict[str, Any]] 
         poll_after_seconds=outcome.poll_after_seconds,
         attempt=task.attempt, recipient=task.task.recipient, kept_records=kept or [], note=outcome.note,
     )
-
-
-def closed_unanswered(task: TaskInput, row: dict[str, Any]) -> bool:
-    """Whether the task's request was closed unanswered (withdrawn, cancelled, refused, closed
-    unverified), so that nothing more may reach its system; never said of a restriction's lift,
-    which runs once its request ended (completed, or closed part-way with the restriction in force)."""
-    return row["closed_at"] is not None and row["status"] != "completed" and task.task.action != RUNS_AFTER_CLOSE
-
-
-def _closed_meanwhile(task: TaskInput, row: dict[str, Any], tried: bool) -> TaskResult | None:
-    """The answer of a try that begins once its request was closed and sends its system nothing:
-    needing attention, what the task's runs did before standing. None for a try that goes on.
-    Every kind alike: before, only an http run stopped (its journal's `stops_on_close`), and a try
-    scheduled before the workflow heard of a withdrawal, a retry after a worker died, or a local
-    activity run again after its workflow task timed out erased in a `sql` system, e-mailed a
-    processor (with a link the close had expired) or submitted an OpenDSR job. `tried`: an earlier
-    try of this attempt was cut off before its answer, and may have acted."""
-    if task.after_outage and row["closed_at"] is not None and task.task.action != RUNS_AFTER_CLOSE:
-        # A task waiting on its SaaS (unreachable, or its quota used up): whatever the close.
-        message = "not tried again: the request was closed while the task waited for its system"
-    elif closed_unanswered(task, row):
-        message = ("not run: the request was closed before this try began, so it sent the system nothing"
-                   + ("; an earlier try, cut off before it answered, may have reached it" if tried else ""))
-    else:
-        return None
-    return TaskResult(system=task.task.system, action=task.task.action, status="needs_attention",
-                      attempt=task.attempt, recipient=task.task.recipient,
-                      message=f"{message}; what the task had done before stands")
 
 
 class FanoutActivities(ErasureEvidence):
@@ -203,9 +175,9 @@ class FanoutActivities(ErasureEvidence):
         earlier = stored_outcome(stored)
         if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
-        elif (closed := _closed_meanwhile(task, row, tried=earlier is not None)) is not None:
+        elif (closed := not_tried_after_close(task, row, tried=earlier is not None)) is not None:
             # Not asked of an attempt whose effect committed (above): that one is done, and says so.
-            # Nor of a restriction's lift (`_closed_meanwhile`): before, a lift whose SaaS had been
+            # Nor of a restriction's lift (`not_tried_after_close`): before, a lift whose SaaS had been
             # down was settled here unsent, and the data stayed restricted there.
             result = closed
         else:
