@@ -82,7 +82,8 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
     the processor's doing, "the processor cancelled the request", with no call-off on record and the
     request still open, in staff's queue. Closed erasures: the call-off's answer goes on record as
     the job's status, so a `pending` callback after it went back and is refused (409, said once);
-    before, it went on record as the job's status after the processor had said it acted. The
+    before, it went on record as the job's status after the processor had said it acted. So is a
+    `cancelled` after the job was carried out: the erasure stands, the task keeps "done". The
     `cancelled` callback after a call-off is recorded once: its replay, or another body saying the
     same, adds nothing. A signed `completed` after that cancellation is the processor acting on the
     withdrawn request: its own event, the task's record says so, staff alerted once (the worker's
@@ -134,7 +135,16 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
                 closed[job_status] = (request_id, job, await _settled(pool, request_id))
             completed_id, completed_job, completed_task = closed["completed"]
             assert completed_task[0] == "done", completed_task
-            body, headers = callback(completed_job, "pending")
+            # Carried out, then `cancelled`: the processor contradicting itself. What stands is that
+            # the job was carried out (a cancellation cannot undo an erasure): refused, said once in
+            # the trail, and the task keeps its record (before: taken as any callback, the trail
+            # saying the job was cancelled after it was done).
+            body, headers = callback(completed_job, "cancelled")
+            undone = assert_problem(await http.post(CALLBACK, content=body, headers=headers), 409)
+            assert (undone["title"], undone["detail"]) == (
+                "Status goes back", "the job's status on record is completed; a later callback saying cancelled "
+                "is not taken")
+            body, headers = callback(completed_job, "pending", 5)
             back = await http.post(CALLBACK, content=body, headers=headers)
             assert assert_problem(back, 409)["title"] == "Status goes back"
             body, headers = callback(completed_job, "in_progress", 1)
@@ -172,8 +182,9 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
         ("processor.callback", {"system": PROCESSOR, "status": "completed", "attempt": 1, "results_count": 2})]
     assert await _events(pool, completed_id) == [
         ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "completed", "results_count": 2}),
-        ("processor.callback_went_back", {"system": PROCESSOR, "status": "pending", "after": "completed",
+        ("processor.callback_went_back", {"system": PROCESSOR, "status": "cancelled", "after": "completed",
                                           "attempt": 1})]
+    assert tuple(await pool.fetchrow(_TASK, uuid.UUID(completed_id), PROCESSOR)) == completed_task
     assert await _events(pool, cancelled_id) == [
         ("processor.called_off", {"system": PROCESSOR, "attempt": 1, "outcome": "cancelled"}),
         ("processor.callback", {"system": PROCESSOR, "status": "cancelled", "attempt": 1}),

@@ -127,8 +127,15 @@ def went_back(status: str, recorded: set[str]) -> str | None:
     """The status on record that `status` goes back on (`in_progress` after `completed`), or None.
     A processor's word that its job went back is no new fact about the job: a late delivery, or
     a processor contradicting itself, which its callbacks must not write into the trail without
-    end (pending, in_progress, pending, ... each a new status)."""
+    end (pending, in_progress, pending, ... each a new status).
+    `cancelled` after `completed` goes back too: the job was carried out (an erasure done), which a
+    later cancellation cannot undo. Before, it went on record as any callback, the trail saying the
+    job was cancelled after it was done, and a task still polling for its count ended "the processor
+    cancelled the request". (`completed` after `cancelled` is the other way: a processor acting after
+    it cancelled, activities/acted_after_call_off.py.)"""
     ahead = [earlier for earlier in recorded if _PROGRESS.get(earlier, 0) > _PROGRESS[status]]
+    if status == "cancelled" and "completed" in recorded:
+        ahead.append("completed")
     return max(sorted(ahead), key=_PROGRESS.__getitem__) if ahead else None
 
 
