@@ -77,9 +77,11 @@ UNCONFIRMED = frozenset({"refused", "unverified", "unreachable"})
 
 def cancelled_later_message(label: str) -> str:
     """The task's record once the processor's signed callback says the job is cancelled after a
-    call-off left it unconfirmed (no longer "it may still act")."""
+    call-off left it unconfirmed (no longer "it may still act: tell it by hand"): settled, so that
+    staff reading the page do not write to a processor about a job it has already cancelled."""
     return (f"called off: the request was closed unanswered, and {label} has since cancelled the job, its signed "
-            "callback says (the call-off's own answer had not confirmed it); it did not carry it out")
+            "callback says (the call-off's own answer had not confirmed it); it did not carry it out. Settled: "
+            "nobody need tell it by hand any more")
 
 
 async def note_cancelled_later(conn: asyncpg.Connection, *, request_id: str, system: str, action: str,
