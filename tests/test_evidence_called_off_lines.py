@@ -233,6 +233,9 @@ async def test_a_called_off_erasure_says_what_its_hold_keeps_restricted_and_what
     scheduled = page.split("Scheduled erasures:", 1)[1]
     assert "kept as they were, under the ordinary retention of their system, restricted until the hold is released (and while another hold or a restriction keeps them so)" in scheduled, scheduled
     assert "to be erased from 1 January 2033, the day after its period ends" in scheduled, scheduled
+    panel = console.split("Erasures deferred by a hold", 1)[1]
+    assert "2 not to be erased: the request was closed unanswered (called off), restricted until the hold is " \
+           "released (and while another hold or a restriction keeps them so)" in panel, panel[:800]
 
     # The hold released, the sweep lifts their restriction (activities/called_off_marks.py).
     await pool.execute("UPDATE deferred_erasures SET unrestricted_at = now() WHERE request_id = $1::uuid "
@@ -242,6 +245,11 @@ async def test_a_called_off_erasure_says_what_its_hold_keeps_restricted_and_what
     assert {d["system"]: d["unrestricted"] for d in pack["holds"]["deferred_erasures"]} == {"billing": 0, "crm": 2}
     assert re.search(r"and no longer restricted since \d+ \w+ \d{4}, \d\d:\d\d \w+ \(UTC\+\d\), the hold released",
                      page.split("Scheduled erasures:", 1)[1])
+    panel = console.split("Erasures deferred by a hold", 1)[1]
+    assert "(called off), no longer restricted: the hold was released" in panel, panel[:800]
+    rest = (await http.get(f"/v1/requests/{rid}/deferred-erasures", headers=await staff_headers(pool))).json()
+    assert {d["system"]: (d["states"], d["unrestricted"]) for d in rest} == {
+        "billing": ({"held": 1}, 0), "crm": ({"called_off": 2}, 2)}, rest
     line = "Records of the called-off erasure no longer restricted: the hold was released (CRM (contacts, support requests, live chat): 2 record(s))"
     assert line in page and line in console
     assert "erasure-sweep" in console  # who did it, as the trail records the sweep

@@ -56,7 +56,9 @@ async def list_deferred(staff: Annotated[Staff, require_role(DEFERRED_ROLES["rea
     started" when nothing is sending it (`retry` starts it); else null. `cut_short`, for an erasure a
     legal-claims hold cut short (the letter's and evidence pack's reading): of the `identifiers` by
     which the processor knows the subject, it had `accepted` the deletion of the data under some
-    before the hold; the deferred erasure is that of the data under the `kept` others; else null."""
+    before the hold; the deferred erasure is that of the data under the `kept` others; else null.
+    `unrestricted`: how many of the records called off are no longer restricted (their hold
+    released); `kept_whole`: a processor kept whole, which holds no restriction mark of ours."""
     await _known(pool, request_id)
     short = await request_cut_short(pool, request_id)
     listed = await with_retries_under_way(state, request_id, await deferred_erasures(pool, request_id))

@@ -142,13 +142,15 @@ async def kept_records(pool: asyncpg.Pool, *, subject_hash: str | None = None,
 async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[str, Any]]:
     """Per system, the records a hold deferred and where they stand: `states` counts them
     (held: the hold or its date not yet over; asked: a processor asked, its answer awaited;
-    failed: it did not erase, `failure` says why; erased; settled: recorded by staff), and
+    failed: it did not erase, `failure` says why; erased; settled: recorded by staff; called_off,
+    `unrestricted` of them no longer restricted), and
     `actions` are what staff may do now (`retry` also for a retry recorded whose sweep never
     started: see `retry_deferred`)."""
     rows = await pool.fetch(
         f"""SELECT system, {_STATE} AS state, count(*) AS records, max(attempt) AS attempt,
                    min(failure) AS failure, array_agg(DISTINCT hold_ref ORDER BY hold_ref) AS holds,
-                   max(settled_by) AS settled_by, bool_or({_RETRY_UNASKED}) AS unasked_retry
+                   max(settled_by) AS settled_by, bool_or({_RETRY_UNASKED}) AS unasked_retry,
+                   count(unrestricted_at) AS unrestricted, bool_or(dataset = 'all') AS kept_whole
               FROM deferred_erasures d WHERE request_id = $1
              GROUP BY system, state ORDER BY system, state""",
         request_id)
@@ -156,13 +158,17 @@ async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[st
     for row in rows:
         entry = systems.setdefault(row["system"], {"system": row["system"], "states": {}, "attempt": 1,
                                                    "failure": None, "holds": [], "settled_by": None,
-                                                   "unasked_retry": False})
+                                                   "unasked_retry": False, "unrestricted": 0,
+                                                   "kept_whole": False})
         entry["states"][row["state"]] = row["records"]
         entry["attempt"] = max(entry["attempt"], row["attempt"])
         entry["holds"] = sorted({*entry["holds"], *row["holds"]})
         entry["failure"] = entry["failure"] or row["failure"]
         entry["settled_by"] = entry["settled_by"] or row["settled_by"]
         entry["unasked_retry"] |= row["unasked_retry"]
+        # Called off, their restriction lifted once the hold was released (activities/called_off_marks.py).
+        entry["unrestricted"] += row["unrestricted"]
+        entry["kept_whole"] |= row["kept_whole"]  # a processor's: no restriction mark of ours
     for entry in systems.values():
         states, unasked_retry = entry["states"], entry.pop("unasked_retry")
         # A retry whose sweep never started (see retry_deferred) is offered again: pressing it starts it.
