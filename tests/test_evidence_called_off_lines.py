@@ -125,11 +125,16 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
     await _event(pool, rid, "processor.acted_after_call_off", {"system": "crm", "action": "erase",
                                                                "attempt": 1, "outcome": "completed", "results_count": 2},
                  actor="processor:crm")
+    for system, said in (("crm", "called off: the request was closed unanswered, and the job was cancelled at CRM "
+                                   "before it acted"),
+                         ("analytics", "not called off: the request was closed unanswered, but Analytics refused to "
+                                       "cancel the job (HTTP 409) while it was still pending; it may still act")):
+        await _event(pool, rid, "task.needs_attention", {"system": system, "action": "erase", "message": said})
     await _event(pool, rid, "processor.withdrawn", {"system": "surveys", "action": "erase", "message_id": "<m@x>"})
 
     pack, page, console = await _read(http, pool, rid)
 
-    assert [e["event_type"] for e in pack["audit"]["events"]][-5:] == [
+    assert [e["event_type"] for e in pack["audit"]["events"] if e["event_type"].startswith("processor.")] == [
         "processor.called_off", "processor.called_off", "processor.called_off", "processor.acted_after_call_off",
         "processor.withdrawn"]
     for line in ("Processor's job called off, its request closed (CRM (contacts, support requests, live chat): cancelled before it acted)",
@@ -138,7 +143,10 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
                  "Processor carried out a job after cancelling it at the call-off (CRM (contacts, support requests, live chat): it acted on the "
                  "request closed unanswered, 2 record(s))",
                  "Processor told by e-mail not to act: the request was closed (Survey service provider, which had "
-                 "been asked to erase)"):
+                 "been asked to erase)",
+                 # Its task's record: "needs attention" alone, for a job the processor had cancelled.
+                 "CRM (contacts, support requests, live chat) task ended: its job called off at the processor",
+                 "Website analytics (users and page events) task needs attention: its job could not be called off"):
         assert line in page and line in console, line
     for text in (page, console):
         assert not re.search(r"\bprocessor\.\w|\{['\"]", text)

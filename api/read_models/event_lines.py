@@ -116,6 +116,10 @@ _LIFT_AGAIN_WHY = ("the restriction reached it after the lift had begun there, s
                    "it may be restricted there until this run ends")
 
 
+# How a task's record begins when its call-off ended it (activities/connectors/opendsr_calloff.py).
+_CALLED_OFF = ("called off:", "not called off:")
+
+
 def lifted_again(events: Iterable[Mapping[str, Any]]) -> list[str]:
     """The systems whose lift the workflow ran again (`_LIFT_AGAIN`) in a request's trail."""
     return sorted({str((e["data"] or {}).get("system")) for e in events if e["event_type"] == "task.retried"
@@ -163,6 +167,11 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # The lift's task ran again after this record (`_LIFT_AGAIN`): until it ended, those
         # systems may still have restricted the data, which "in every system" denied.
         words = "Restriction lifted, except where it came into force after the lift began: lifted again there"
+    elif kind == "task.needs_attention" and str(data.get("message") or "").startswith(_CALLED_OFF):
+        # Ended by its call-off at the close (activities/connectors/opendsr_calloff.py): "needs
+        # attention" alone read as work still to do for a job the processor had cancelled.
+        words = (f"{system} task ended: its job called off at the processor" if data["message"].startswith("called")
+                 else f"{system} task needs attention: its job could not be called off")
     elif kind.startswith("task."):
         words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
