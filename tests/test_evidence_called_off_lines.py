@@ -206,10 +206,16 @@ async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, p
     assert "its lift runs again in Website analytics (users and page events), which the restriction reached after " \
            "the lift began: it may still be restricted there" in restriction, restriction[:600]
 
+    # The run's start (its processor asked) is no end.
+    await _event(pool, rid, "task.pending", {"system": "analytics", "action": "lift_restriction", "changed": 0})
+    _, page, _ = await _read(http, pool, rid)
+    assert "still under way: it may still be restricted there." in section(page, "Decisions", "Plan")
     await _event(pool, rid, "task.done", {"system": "analytics", "action": "lift_restriction", "found": 1, "changed": 1})
     _, page, console = await _read(http, pool, rid)
     assert re.search(r"so that lift may have come first; lifted there \d", section(page, "Decisions", "Plan"))
     assert "its lift runs again" not in console
+    # Which task ended, the lift's or the restriction's: both read "<system> task done".
+    assert "Website analytics (users and page events) lift task done" in console
 
 
 async def test_a_called_off_erasure_says_what_its_hold_keeps_restricted_and_what_a_statute_still_erases(

@@ -173,7 +173,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         words = (f"{system} task ended: its job called off at the processor" if data["message"].startswith("called")
                  else f"{system} task needs attention: its job could not be called off")
     elif kind.startswith("task."):
-        words = words or f"{system or 'system'} task {kind.removeprefix('task.').replace('_', ' ')}"
+        # A lift's task named apart from the restriction's: on a restriction's trail both read
+        # "<system> task done", and which had ended (restricted, or lifted) was not said.
+        lift = " lift" if data.get("action") == RUNS_AFTER_CLOSE else ""
+        words = words or f"{system or 'system'}{lift} task {kind.removeprefix('task.').replace('_', ' ')}"
     # An event this table does not name yet still reads as words, never as `access.not_automated`.
     words = in_law_words(words or kind.replace(".", " ").replace("_", " ").capitalize(), regime)
     held = _held_lift(kind, data, system, systems)

@@ -209,8 +209,10 @@ def _lifted_again(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if not (retried["event_type"] == "task.retried" and retried["actor"] == "workflow"
                 and data.get("action") == "lift_restriction"):
             continue
+        # Its first record that is an end: `task.pending` is the run's start (its processor asked).
         ended = next((e for e in events if e["seq"] > retried["seq"] and e["event_type"].startswith("task.")
-                      and e["event_type"] != "task.retried" and e["data"].get("system") == data.get("system")
+                      and e["event_type"] not in ("task.retried", "task.pending")
+                      and e["data"].get("system") == data.get("system")
                       and e["data"].get("action") == "lift_restriction"), None)
         again.append({"system": data.get("system"), "at": retried["occurred_at"],
                       "ended": ended and ended["event_type"].removeprefix("task."),
