@@ -128,13 +128,13 @@ def lifted_again(events: Iterable[Mapping[str, Any]]) -> list[str]:
 
 def _per_system(counts: Any, systems: Mapping[str, str] | None, regime: str | None) -> str | None:
     """What a legal-claims hold kept and the close called off, per system (dsrflow/stores/deferred_store.py
-    `call_off_deferred`), and what it leaves: the hold's release erases none of it; a statute's
-    records are not called off and are still erased at their period's end."""
+    `call_off_deferred`): the hold's release erases none of it (a statute's records are not called
+    off, and are still erased at their period's end)."""
     if not isinstance(counts, Mapping) or not counts:
         return None
     kept = ", ".join(f"{(systems or {}).get(s, s)}: {n} record(s)" for s, n in counts.items())
-    return in_law_words(f"{kept}: not erased when the hold is released; no longer restricted then, unless "
-                        "another hold or a restriction keeps them so", regime)
+    # Whether they are still restricted is the Holds section's (a processor kept whole holds no mark).
+    return in_law_words(f"{kept}: not erased when the hold is released", regime)
 
 
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
