@@ -21,11 +21,15 @@ from dsrflow.i18n import Translator
 from policy.model import Policy
 
 # Where a kept record's deferred erasure stands when the letter is written: `erased` (all its rows
-# done: by the sweep, a processor's confirmation or staff's record), `asked` (a processor asked and
-# not yet confirmed, failed, or asked again), `released` (its legal-claims hold released, nothing
-# erased: called off, or to be by the sweep before it erases), else `kept` (no row found: as kept).
+# done: by the sweep, a processor's confirmation or staff's record), `failed` (the processor refused
+# or never confirmed, or our own system could not erase: staff alerted, the sweep no longer tries
+# until staff ask again; before, it read as `asked`, and the letter said the erasure was awaited),
+# `asked` (a processor asked and not yet confirmed, or asked again by staff), `released` (its
+# legal-claims hold released, nothing erased: called off, or to be by the sweep before it erases),
+# else `kept` (no row found: as kept).
 _FATE = """(SELECT CASE WHEN bool_and(d.done_at IS NOT NULL) THEN 'erased'
-                        WHEN bool_or(d.done_at IS NULL AND (d.submitted_at IS NOT NULL OR d.failed_at IS NOT NULL
+                        WHEN bool_or(d.done_at IS NULL AND d.failed_at IS NOT NULL) THEN 'failed'
+                        WHEN bool_or(d.done_at IS NULL AND (d.submitted_at IS NOT NULL
                                                             OR d.retried_at IS NOT NULL)) THEN 'asked'
                         WHEN bool_or(h.released_at IS NOT NULL) THEN 'released' ELSE 'kept' END
               FROM deferred_erasures d
@@ -47,8 +51,11 @@ KEPT_AT_CLOSE = f"""(SELECT coalesce(jsonb_agg(jsonb_build_object(
                       FROM system_tasks t WHERE t.request_id = r.id AND t.action = 'erase' AND t.status = 'done'
                        AND jsonb_array_length(t.kept_records) > 0)"""
 
-# What a legal-claims hold kept, by where it stands (`_FATE`): the letter's sentence for each.
-CLAIMS_FATES = ("kept", "released", "asked", "erased")
+# What a legal-claims hold kept, by where it stands (`_FATE`): the letter's sentence for each. A
+# failed erasure is `unconfirmed` at a processor (asked; it refused or never confirmed: the letter
+# says what is known and that we follow it up, not that confirmation is on its way) and `unerased`
+# in our own systems (never asked of anyone: "we have asked for it to be erased" was untrue).
+CLAIMS_FATES = ("kept", "released", "asked", "unconfirmed", "unerased", "erased")
 
 
 def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str, today: date) -> None:
@@ -56,8 +63,12 @@ def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str
     dates (documents of different years), with the dates still to come, those past and erased, and
     those past whose erasure has not yet run (`due`: the daily sweep's, or a system it could not reach)."""
     law = item["law"] or item["basis"]
+    # `foreign`: the name of a law that is no obligation of ours under the request's ("Belgian law"
+    # under the UK GDPR): the letter says we kept them to comply with it, not that "the law requires"
+    # it, before the paragraph that says only UK law can; `foreign_law` is for that paragraph.
     entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "due": [],
-                                     "restricted": True, "foreign_law": item["foreign_law"]})
+                                     "restricted": True, "foreign": item["foreign_law"],
+                                     "foreign_law": item["foreign_law"]})
     entry["systems"] += [] if label in entry["systems"] else [label]
     past = item["until"] is not None and item["until"] < today
     dates: list[date] = entry["deleted" if fate == "erased" else "due" if past else "until"]
@@ -87,6 +98,8 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
         for kept in task["kept"]:
             item = kept_item(kept, policy, row["regime"], t, source)
             label, fate = policy.system_label(task["system"]), kept.get("fate") or "kept"
+            if fate == "failed":
+                fate = "unconfirmed" if item["processor"] else "unerased"
             if item["reviewed"]:  # a legal-claims hold's: its date is a review, not an end
                 claims[fate] += [] if label in claims[fate] else [label]
             else:

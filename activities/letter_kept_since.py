@@ -8,7 +8,8 @@ stands: read from the request's deferred erasures with the letter (activities/le
 KEPT_AT_CLOSE, each kept record's `fate`).
 
 And how the letter groups what is still kept: one item per system and law (`one_per_law`), its
-end dates each with what it keeps (`kept_until_each`)."""
+end dates each with what it keeps (`kept_until_each`), and one item per legal claim, naming every
+system it keeps whole (`one_per_claim`)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,10 @@ from policy.systems import dataset_words
 _CLAIMS_KEPT = N_("the data the legal-claims hold kept")
 _ERASED_AT_RELEASE = N_("erased when the hold ended")
 _ASKED_AT_RELEASE = N_("erasure asked of it when the hold ended, not yet confirmed")
+# Its erasure failed (`_FATE`): a processor asked that refused or never confirmed, whose
+# confirmation the letter must not say is on its way; our own system, which could not erase.
+_UNCONFIRMED_AT_RELEASE = N_("erasure asked of it when the hold ended, not confirmed: we are following this up")
+_UNERASED_AT_RELEASE = N_("not yet erased: its erasure when the hold ended failed, and we are following this up")
 _ERASED_AT_PERIOD_END = N_("erased when the period the law sets for it ended")
 # A statute's period over, its erasure not yet run (the daily sweep's; a system it could not reach).
 _PERIOD_ENDED = N_("being erased: the period the law sets for it has ended")
@@ -49,11 +54,12 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
     for kept in kept_records:
         fate, claims = fates.get(_key(system, kept), "kept"), kept["hold_kind"] == "legal_claims"
         ended = not claims and fate != "erased" and bool(kept.get("until")) and date.fromisoformat(kept["until"]) < today
-        if fate != "erased" and not (fate == "asked" and claims) and not ended:
+        if fate != "erased" and not (fate in ("asked", "failed") and claims) and not ended:
             still.append(kept)
             continue
         done = (_PERIOD_ENDED if ended else _ERASED_AT_PERIOD_END) if not claims \
-            else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE
+            else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE if fate == "asked" \
+            else _UNCONFIRMED_AT_RELEASE if at_processor(kept, policy) else _UNERASED_AT_RELEASE
         # A processor kept whole counted nothing: no count (not "0") for it.
         line = lines.setdefault(done, {"system": policy.system_label(system), "datasets": [], "action": t.gettext(done),
                                        "records": 0, "uncounted": True})
@@ -66,6 +72,16 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
         line["category"] = and_list(sorted(dataset_words(policy.systems, system, d) for d in datasets), language) \
             if done in (_ERASED_AT_PERIOD_END, _PERIOD_ENDED) else t.gettext(_CLAIMS_KEPT)
     return still, list(lines.values())
+
+
+def at_processor(kept: dict[str, Any], policy: Policy) -> bool:
+    """Whether a kept record is in a processor's service rather than in our own database: only a
+    sql system is ours to reduce and restrict (activities/connectors/sql_erasure.py `minimise`);
+    a processor's (http, OpenDSR, e-mail) keeps what a hold keeps as it holds it, and is asked to
+    erase it when the hold ends (activities/deferred_processors.py). A system the policy no longer
+    names is a processor's if it was kept whole (dataset "all"), as only a processor's is."""
+    system = policy.systems.get(kept["system"])
+    return system.connector != "sql" if system else kept["dataset"] == "all"
 
 
 def unrestricted(kept: dict[str, Any], policy: Policy) -> bool:
@@ -118,3 +134,31 @@ def kept_until_each(item: dict[str, Any], policy: Policy, t: Translator, languag
         each.append(f"{long_date(until, language)} ({records})" if len(item["datasets"]) < 2
                     else f"{and_list(datasets, language)}, {long_date(until, language)} ({records})")
     return (and_list if len(item["datasets"]) < 2 else series)(each, language)
+
+
+def one_per_claim(kept: list[tuple[dict[str, Any], dict[str, Any]]], t: Translator, language: str) -> list[dict[str, Any]]:
+    """The response letter's list of kept items (each a stored kept record and its letter item,
+    `_kept_item`), with one legal claim's hold over several systems, each kept whole, as one item
+    naming them ("your data in CRM and Survey service provider"): it listed an item per system,
+    the same basis and review date in each, as if they were separate claims. An item cut short
+    (`left`: part of a system's data) keeps its own words. The paragraph above the list still
+    reads the items per system (`kept_where`: which are ours, which a processor's)."""
+    listed: list[dict[str, Any]] = []
+    claims: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for raw, item in kept:
+        whole = raw["hold_kind"] == "legal_claims" and raw["dataset"] == "all" and not raw.get("left")
+        if not whole:
+            listed.append(item)
+            continue
+        key = (raw.get("hold_ref"), item["basis"], item["until"])
+        if key in claims:
+            claims[key]["systems"].append(item["system_id"])
+            claims[key]["labels"].append(item["label"])
+            continue
+        claims[key] = merged = {**item, "systems": [item["system_id"]], "labels": [item["label"]]}
+        listed.append(merged)
+    for merged in claims.values():
+        labels = merged.pop("labels")
+        if len(labels) > 1:
+            merged["what"] = t.gettext("your data in %(system)s") % {"system": and_list(labels, language)}
+    return listed

@@ -10,7 +10,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from activities.citations import citation
-from activities.letter_kept_since import fates_of, kept_since, kept_until_each, one_per_law, unrestricted
+from activities.letter_kept_since import (
+    at_processor,
+    fates_of,
+    kept_since,
+    kept_until_each,
+    one_per_claim,
+    one_per_law,
+    unrestricted,
+)
 from activities.processor_exports import missing_reasons
 from activities.recipients_told import (
     CutShort,
@@ -127,23 +135,13 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     # requires" after each statute was false of a processor's records. A statute's records go when
     # its period ends; a legal-claims hold's date is when we review whether the claims still need
     # them, not an end date.
-    return {"what": what, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
+    return {"what": what, "label": system, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "foreign_law": _foreign_law(_statute(kept, policy, source or policy), regime),
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
             "periods": [(date.fromisoformat(until), num, dataset) for until, num, dataset in kept.get("periods") or []],
             "datasets": kept.get("datasets") or [kept["dataset"]], "system_id": kept["system"],
-            "processor": system if _at_processor(kept, policy) else None,
+            "processor": system if at_processor(kept, policy) else None,
             "unrestricted": system if unrestricted(kept, policy) else None}
-
-
-def _at_processor(kept: dict[str, Any], policy: Policy) -> bool:
-    """Whether a kept record is in a processor's service rather than in our own database: only a
-    sql system is ours to reduce and restrict (activities/connectors/sql_erasure.py `minimise`);
-    a processor's (http, OpenDSR, e-mail) keeps what a hold keeps as it holds it, and is asked to
-    erase it when the hold ends (activities/deferred_processors.py). A system the policy no longer
-    names is a processor's if it was kept whole (dataset "all"), as only a processor's is."""
-    system = policy.systems.get(kept["system"])
-    return system.connector != "sql" if system else kept["dataset"] == "all"
 
 
 def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
@@ -304,13 +302,16 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
             actions.append({"system": label, "category": t.gettext("copy of your data, as this processor sent it"),
                             "records": count, "unit": "file",
                             "action": t.gettext(_INCLUDED if count else _PROCESSOR_HOLDS_NOTHING)})
-    fates, kept = fates_of(since), []
+    fates, listed = fates_of(since), []
     today = datetime.now(ZoneInfo(policy.defaults.timezone)).date()  # the controller's, as the sweep's
     for r in results:
         still, gone = kept_since(r.system, r.kept_records, fates, policy, t, language, today)
         actions += gone
-        kept += [_kept_item(k, policy, regime, t, source, left=short.kept if (short := cut_short(r)) else None)
-                 for k in one_per_law(still, policy, language)]
+        short = cut_short(r)
+        listed += [({**k, "left": short.kept if short else None},
+                    _kept_item(k, policy, regime, t, source, left=short.kept if short else None))
+                   for k in one_per_law(still, policy, language)]
+    kept = [item for _, item in listed]
     for item in kept:
         item["until_each"] = kept_until_each(item, policy, t, language)
     # A processor kept whole under a legal-claims hold (dataset "all") was asked nothing: it is
@@ -333,7 +334,8 @@ def response_outcome(report: dict[str, Any], policy: Policy, package_link: str |
     # any of your personal data", and neither claims in general that recipients were told.
     acted_any = any(r.action in ("rectify", "restrict") and r.status == "done"
                     and not acted_on_nothing(r, _connector(policy, r.system)) for r in results)
-    return {"summary": "", "actions": actions, "kept": kept, "informed": told, "missing": missing,
+    return {"summary": "", "actions": actions, "kept": kept, "kept_listed": one_per_claim(listed, t, language),
+            "informed": told, "missing": missing,
             "uncorrected": uncorrected, "acted_any": acted_any,
             "informed_by_kind": by_kind,
             "package_link": package_link, "package_expires_at": package_expires_at}

@@ -11,13 +11,14 @@ Pure rendering, as the letter activity builds each letter (tests/letters_as_sent
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
 
 from activities.citations import citation
 from api.read_models.evidence import _as_told
-from dsrflow.i18n import Translator, worded, wording_of
+from dsrflow.i18n import Translator, long_date, worded, wording_of
 from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, erasure_with_kept, kept_records
 
 FIRST = "We could not erase the data listed below, because we must keep it to comply with %(law)s."
@@ -33,6 +34,12 @@ OBJECT = ("You can object to our keeping the data we must keep to comply with %(
           "show compelling legitimate grounds for keeping it that override your interests, rights and freedoms. We "
           "will tell you what we decided, and why.")
 COMPLAIN = "You can also complain to %(authority)s, as set out below."
+# The closing letter's statement of what the statute keeps: under the UK GDPR we keep it to comply
+# with Belgian law, said before the sentence that only UK law binds us; not "the law requires us".
+KEPT_TO_COMPLY = ("We had kept some of your records in %(systems)s to comply with %(foreign)s (%(law)s): we keep them, "
+                  "restricted and reduced to what that law needs, until %(date)s, and then delete them.")
+KEPT_AS_REQUIRED = ("We had kept some of your records in %(systems)s because the law requires us to (%(law)s): we keep "
+                    "them, restricted and reduced to what the law needs, until %(date)s, and then delete them.")
 
 
 def _billing_only() -> dict[str, Any]:
@@ -137,7 +144,13 @@ async def test_a_uk_closing_letter_gives_the_basis_and_the_objection_for_what_be
     said = [_said(t, UK_LAW_ONLY), _said(t, WHY, law=law, citation=f" ({citation('uk_gdpr', '6(1)(f)', t)})"),
             _said(t, OBJECT, law=law, citation=f" ({citation('uk_gdpr', '21(1)', t)})",
                   email="privacy@onetagger.com", url=portal)]
+    statute = {"systems": policy.systems["billing"].label, "foreign": law, "date": long_date(date(2033, 12, 31), language),
+               "law": policy.statutory_holds["be_accounting"].law}
+    uk = regime == "uk_gdpr"
+    kept, not_kept = (KEPT_TO_COMPLY, KEPT_AS_REQUIRED) if uk else (KEPT_AS_REQUIRED, KEPT_TO_COMPLY)
     for part in both(letter):
         part = part.replace(f"{portal} ,", f"{portal},")  # the HTML's link, its tags taken out
-        assert all((words in part) is (regime == "uk_gdpr") for words in said), part
+        assert all((words in part) is uk for words in said), part
         assert _said(t, COMPLAIN, authority=policy.remedies["uk_gdpr"].authority_title) not in part
+        assert _said(t, kept, **statute) in part and _said(t, not_kept, **statute) not in part, part
+        assert not uk or part.index(_said(t, kept, **statute)) < part.index(said[0]), part

@@ -17,11 +17,13 @@ from temporalio.testing import ActivityEnvironment
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.deferred import DeferredErasureActivities
+from activities.letter_kept_since import _UNCONFIRMED_AT_RELEASE, _UNERASED_AT_RELEASE
+from dsrflow.i18n import worded, wording_of
 from dsrflow.stores.holds_store import release_hold
 from dsrflow.stores.requests_store import set_status
 from schemas.holds import SweepInput
 from schemas.requests import RequestStatus
-from tests.letters_as_sent import LOADED, as_sent, both
+from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both
 from tests.test_deferred_closed_unanswered import _kept_part_way, stack  # noqa: F401 (its fixture: Ada, a database of her own)
 from workers.dsr_worker import activity_context
 
@@ -97,6 +99,16 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
         assert ("we keep them, restricted and reduced to what the law needs, until 31 December 2036, and then "
                 "delete them. We have already deleted those we had to keep until 31 December 2035: that period "
                 "has ended.") in part, part
+    # The survey processor then refuses (or never confirms): the sweep records the failure
+    # (activities/deferred_processors.py record_failure). The letter no longer says its
+    # confirmation is awaited: asked, not confirmed, followed up.
+    await pool.execute("UPDATE deferred_erasures SET failed_at = now(), failure = 'refused: job rejected' "
+                       "WHERE request_id = $1::uuid AND system = 'surveys'", rid)
+    for part in await _letter(pool, rid):
+        assert "waiting for confirmation" not in part and f"{CRM} because of a legal claim. That claim has since ended, " \
+            "and we have erased that data." in part, part
+        assert f"{SURVEYS} because of a legal claim. That claim has since ended, and we asked for that data to be " \
+               "erased, but we have had no confirmation that it has been; we are following this up." in part, part
     # In the words of a law that deletes, and in every language.
     ccpa = (await _letter(pool, rid, regime="ccpa"))[0]
     assert "That claim has since ended, and we have deleted that information." in ccpa, ccpa
@@ -155,3 +167,45 @@ async def test_a_period_ended_and_not_yet_erased_is_told_as_being_deleted():
     response = (await as_sent("response", "erasure", {"report": {"results": [task]}}, **facts)).text
     assert f"- {BILLING}: invoices – being erased: the period the law sets for it has ended (1 record)" in response
     assert "Kept until: 31 December 2035" in response and "2025" not in response.split("What we kept", 1)[1], response
+
+
+# A legal claim's erasure that failed once the claim ended (`_FATE` "failed"): at a processor it
+# was asked and refused or never confirmed; in our own CRM the sweep could not erase. Neither is
+# "waiting for confirmation that it has been" (before: both were, as a processor simply asked).
+UNCONFIRMED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and "
+               "we asked for that data to be erased, but we have had no confirmation that it has been; we are "
+               "following this up.")
+UNERASED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, but we "
+            "have not yet been able to erase that data; we are following this up.")
+ASKED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and we "
+         "have asked for that data to be erased; we are waiting for confirmation that it has been.")
+
+
+async def test_a_claims_erasure_that_failed_is_not_told_as_awaiting_confirmation():
+    """Pure rendering, in every language: the closing letter and the response, the processor's
+    and the CRM's erasures failed after the claim ended, the statute's records kept still."""
+    claims = {"hold_kind": "legal_claims", "hold_ref": "0b9f8f1e-1111-4222-8333-444455556666", "dataset": "all",
+              "records": 0, "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+              "law": "a legal claim", "until": "2027-06-30", "fate": "failed"}
+    held = [HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2035, 12, 31))]
+    billing = [{**k, "fate": "kept"} for k in kept_summary(LOADED.policy, "billing", held, {})]
+    kept = [{"system": "billing", "whole": False, "kept": billing}] + [
+        {"system": system, "whole": True, "kept": [{**claims, "system": system}]} for system in ("crm", "surveys")]
+    facts = {"kept_at_close": kept, "stopped_runs": [], "done_systems": []}
+    tasks = [{"system": task["system"], "action": "erase", "status": "done", "found": 1, "kept": 1,
+              "kept_records": task["kept"]} for task in kept]
+    for language in LANGUAGES:
+        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
+        crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
+        closing = await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)
+        for part in both(closing):
+            for message, systems in ((UNCONFIRMED, surveys), (UNERASED, crm)):
+                assert " ".join((t.gettext(message) % {"systems": systems}).split()) in part, part
+            assert " ".join(t.gettext(ASKED).split()[-6:]) not in part, part
+        response = (await as_sent("response", "erasure", {"report": {"results": tasks}}, language=language,
+                                  **facts)).text
+        erased = response.split("\n" + t.gettext("What we kept, and why") + "\n")[0]  # the heading, not the opening
+        for system, done in ((surveys, _UNCONFIRMED_AT_RELEASE), (crm, _UNERASED_AT_RELEASE)):
+            assert any(line.startswith(f"- {system}") and line.endswith(f" – {t.gettext(done)}")
+                       for line in erased.splitlines()), erased
+        assert t.gettext("erasure asked of it when the hold ended, not yet confirmed") not in response

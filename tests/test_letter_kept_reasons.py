@@ -180,3 +180,32 @@ async def test_one_laws_records_of_two_end_dates_are_one_item(language):
             "be_accounting"].basis), _field(t, "Law", law), _field(t, "Kept until", until)]
     for part in both(letter):
         assert part.count(" ".join(law.split())) == 1, part
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+async def test_one_legal_claim_kept_at_two_systems_is_one_item(language):
+    """The CRM's data and the survey processor's kept whole under one legal-claims hold: one item
+    naming both, its basis and review date once (activities/letter_kept_since.py `one_per_claim`).
+    Before, an item per system, the same in all but the name, read as two claims. The paragraph
+    above still tells the processor's (not asked to erase) from ours (restricted)."""
+    report = _kept("both")
+    crm = report["report"]["results"][1]
+    surveys = {**crm, "system": "surveys", "kept_records": [{**k, "system": "surveys"} for k in crm["kept_records"]]}
+    report["report"]["results"].append(surveys)
+    letter = await as_sent("response", "erasure", report, language=language)
+    t = worded(language, wording_of("gdpr"))
+    policy = LOADED.in_language(language)
+    both_systems = and_list([policy.systems["crm"].label, policy.systems["surveys"].label], language)
+    what = t.gettext("your data in %(system)s") % {"system": both_systems}
+    basis = t.gettext("%(citation)s: establishment, exercise or defence of legal claims") % {
+        "citation": citation("gdpr", "17(3)(e)", t)}
+    assert _item(letter.text, what) == [f"- {what}", _field(t, "Legal basis", basis),
+                                        _field(t, "Next review by", long_date(date(2026, 6, 30), language))]
+    review = " ".join(t.gettext("Next review by").split())
+    held_by = t.ngettext("%(processors)s, our processor, holds for us the data of yours listed below that the "
+                         "legal-claims hold keeps. We have not asked it to delete that data, reduce it or restrict its "
+                         "processing: it stays there as it is until the hold ends, when we will ask it to erase it.",
+                         "", 1) % {"processors": policy.systems["surveys"].label}
+    for part in both(letter):
+        assert part.count(review) == 1 and " ".join(held_by.split()) in part, part
+        assert _said(t, REDUCED_AND_AS_IT_WAS) in part

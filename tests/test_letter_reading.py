@@ -230,6 +230,12 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "reason": EXTRA["cancellation"]["reason"], "withdrawn": False, "acted_in": ["billing"], "asked_in": [],
             REMEDIES_OF_REGIME: True, KEPT_AT_CLOSE_OF: _kept_at({
                 "billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked", "work_management": "released"})}),
+        # ... or a claim's erasure failed once it ended: the processor's refused or never confirmed,
+        # the CRM's not carried out (not "waiting for confirmation").
+        "denial-kept-erasure-failed": ("denial", {
+            "reason_code": "other", REMEDIES_OF_REGIME: True, "acted_in": ["billing"], "asked_in": [],
+            "explanation": "We reviewed the request and found it was made on behalf of someone else without a mandate.",
+            KEPT_AT_CLOSE_OF: _kept_at({"crm": "failed", "surveys": "failed"})}),
         "denial-kept-all-deleted": ("denial", {
             "reason_code": "other", REMEDIES_OF_REGIME: True, "acted_in": ["billing"], "asked_in": [],
             "explanation": "We reviewed the request and found it was made on behalf of someone else without a mandate.",
