@@ -128,7 +128,10 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
     for system, said in (("crm", "called off: the request was closed unanswered, and the job was cancelled at CRM "
                                    "before it acted"),
                          ("analytics", "not called off: the request was closed unanswered, but Analytics refused to "
-                                       "cancel the job (HTTP 409) while it was still pending; it may still act")):
+                                       "cancel the job (HTTP 409) while it was still pending; it may still act"),
+                         ("surveys", "not answered: the request was closed before Survey service provider confirmed "
+                                     "the erasure, and its link takes no answer any more; told by e-mail that the "
+                                     "request is withdrawn, not to act on it")):
         await _event(pool, rid, "task.needs_attention", {"system": system, "action": "erase", "message": said})
     await _event(pool, rid, "processor.withdrawn", {"system": "surveys", "action": "erase", "message_id": "<m@x>"})
 
@@ -146,7 +149,8 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
                  "been asked to erase)",
                  # Its task's record: "needs attention" alone, for a job the processor had cancelled.
                  "CRM (contacts, support requests, live chat) task ended: its job called off at the processor",
-                 "Website analytics (users and page events) task needs attention: its job could not be called off"):
+                 "Website analytics (users and page events) task needs attention: its job could not be called off",
+                 "Survey service provider task ended: the request closed before the processor confirmed"):
         assert line in page and line in console, line
     for text in (page, console):
         assert not re.search(r"\bprocessor\.\w|\{['\"]", text)

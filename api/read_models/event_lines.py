@@ -116,8 +116,12 @@ _LIFT_AGAIN_WHY = ("the restriction reached it after the lift had begun there, s
                    "it may be restricted there until this run ends")
 
 
-# How a task's record begins when its call-off ended it (activities/connectors/opendsr_calloff.py).
-_CALLED_OFF = ("called off:", "not called off:")
+# How a task's record begins when its request's close ended it: its call-off
+# (activities/connectors/opendsr_calloff.py), a processor asked by e-mail that had not confirmed
+# (activities/connectors/manual_email.py `_withdraw`); what its line says then.
+_ENDED_AT_CLOSE = {"called off:": "task ended: its job called off at the processor",
+                   "not called off:": "task needs attention: its job could not be called off",
+                   "not answered:": "task ended: the request closed before the processor confirmed"}
 
 
 def lifted_again(events: Iterable[Mapping[str, Any]]) -> list[str]:
@@ -167,11 +171,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # The lift's task ran again after this record (`_LIFT_AGAIN`): until it ended, those
         # systems may still have restricted the data, which "in every system" denied.
         words = "Restriction lifted, except where it came into force after the lift began: lifted again there"
-    elif kind == "task.needs_attention" and str(data.get("message") or "").startswith(_CALLED_OFF):
-        # Ended by its call-off at the close (activities/connectors/opendsr_calloff.py): "needs
-        # attention" alone read as work still to do for a job the processor had cancelled.
-        words = (f"{system} task ended: its job called off at the processor" if data["message"].startswith("called")
-                 else f"{system} task needs attention: its job could not be called off")
+    elif kind == "task.needs_attention" and str(data.get("message") or "").startswith(tuple(_ENDED_AT_CLOSE)):
+        # Ended by the close (its call-off, or a processor asked by e-mail that had not answered):
+        # "needs attention" alone read as work still to do for a job the processor had cancelled.
+        words = next(f"{system} {said}" for start, said in _ENDED_AT_CLOSE.items() if data["message"].startswith(start))
     elif kind.startswith("task."):
         # A lift's task named apart from the restriction's: on a restriction's trail both read
         # "<system> task done", and which had ended (restricted, or lifted) was not said.
