@@ -13,11 +13,12 @@ def actor_name(actor: str, names: Mapping[str, str], systems: Mapping[str, str] 
     The role comes from the audit event, not the label: a label is free words ("compliance officer
     Jane" on an agent's token), and alone it let an agent's acts read as compliance's."""
     name = names.get(actor)
-    kind, _, system = actor.partition(":")
-    if name is None and kind == "processor" and systems is not None:
-        # A processor's own signed word (api/callbacks/opendsr.py): by the system's label, where the
-        # timeline read `processor:email_marketing`.
-        return f"{systems.get(system, system)} (processor)"
     if name is None:
-        return actor
-    return name if name.startswith(f"{kind} ") else f"{name} ({kind})"
+        kind, _, system = str(actor).partition(":")
+        if kind == "processor" and systems is not None:
+            # A processor's own signed word (api/callbacks/opendsr.py): by the system's label, where
+            # the timeline read `processor:email_marketing`.
+            return f"{systems.get(system, system)} (processor)"
+        return actor  # as recorded; the pages pass one not recorded (None) through as well
+    role = actor.partition(":")[0]
+    return name if name.startswith(f"{role} ") else f"{name} ({role})"
