@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncpg
 
 from activities.context import ActivityContext
+from activities.letters import letter_key_of
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.domain.processor_answers import (
@@ -109,6 +110,22 @@ async def alert_acted_after(ctx: ActivityContext, request_id: str, system: str, 
         request_id=request_id, purpose="staff_alert", key=f"acted-after-call-off:{system}:{attempt}", to_staff=True,
         params={"kind": "needs_attention", "days_left": None,
                 "facts": {"what": "acted_after_call_off", "system": system}}))
+
+
+async def alert_call_off_settled(ctx: ActivityContext, request_id: str, system: str, attempt: int) -> bool:
+    """Staff who had the call-off's "tell it by hand" alert (opendsr_calloff.py `_alert`, keyed per
+    system and attempt) are told, once (this alert's own key), that the processor has since cancelled
+    the job: before, only the request's page said so, and someone could still write to a processor
+    about a job it had cancelled. Nobody is told where that alert never went (a call-off outcome
+    that alerted nobody, or its alert refused for good). Whether it went (or had gone)."""
+    first = letter_key_of(request_id, "staff_alert", f"call-off-by-hand:{system}:{attempt}")
+    if not await ctx.pool.fetchval("SELECT EXISTS (SELECT FROM audit_events WHERE event_key = $1)",
+                                   f"letter:{first}"):
+        return False
+    return await sweep_alert(ctx, LetterJob(
+        request_id=request_id, purpose="staff_alert", key=f"call-off-settled:{system}:{attempt}", to_staff=True,
+        params={"kind": "needs_attention", "days_left": None,
+                "facts": {"what": "call_off_settled", "system": system}})) is not None
 
 
 # The task's record when its processor's signed callback says the job is cancelled and its request

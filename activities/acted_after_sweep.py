@@ -10,7 +10,12 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from activities.acted_after_call_off import acted_message, alert_acted_after, cancelled_later_message
+from activities.acted_after_call_off import (
+    acted_message,
+    alert_acted_after,
+    alert_call_off_settled,
+    cancelled_later_message,
+)
 from activities.context import ActivityContext
 from activities.task_results import result_on_record, store_task_result
 from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF
@@ -51,6 +56,8 @@ async def settle_acted_after(ctx: ActivityContext, report: Report, *, older_than
         with pieces.piece("acted_after_call_off", request_id):
             if acted:
                 await alert_acted_after(ctx, request_id, system, attempt)
+            else:  # those told to tell it by hand learn it is settled (once), before its record says so
+                await alert_call_off_settled(ctx, request_id, system, attempt)
             record = await result_on_record(ctx.pool, request_id, system, action, None)
             label = (await ctx.policy(row["policy_version"])).policy.system_label(system)
             message = acted_message(label) if acted else cancelled_later_message(label)

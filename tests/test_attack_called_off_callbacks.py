@@ -204,7 +204,13 @@ async def test_callbacks_around_a_call_off(settings, pool, dev_server, tmp_path,
                                   "via": "callback"})]
     assert tuple(await pool.fetchrow(_TASK, uuid.UUID(refused_id), PROCESSOR)) == (
         "needs_attention", cancelled_later_message("Forged processor"))
-    assert len(letters_for(mail_sink, refused_id, "staff_alert")) == 1  # the call-off's "tell it by hand" alone
+    # Those told to tell it by hand are told it is settled, once (the sweep's second run sent nothing).
+    by_hand, settled = (" ".join(alert.get_body(("plain",)).get_content().split())
+                        for alert in letters_for(mail_sink, refused_id, "staff_alert"))
+    assert "Tell Forged processor by hand that the request was withdrawn" in by_hand, by_hand
+    assert ("Forged processor has since stopped the job it had been asked to do on this request, its signed "
+            "callback says, and did not carry it out. The earlier alert asking staff to tell Forged processor by "
+            "hand that the request was withdrawn is settled: nobody need do so any more.") in settled, settled
     # Nothing more on the other tasks: each says what it said when it ended; the open one's alerts
     # are its task's own (it needs attention), none of a processor acting after a call-off.
     assert tuple(await pool.fetchrow(_TASK, uuid.UUID(open_id), PROCESSOR)) == (

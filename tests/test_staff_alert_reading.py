@@ -111,6 +111,9 @@ ALERTS = [
     # activities/acted_after_call_off.py: a processor that carried out a job after cancelling it.
     (ALERT_NEEDS_ATTENTION, None, {"what": "acted_after_call_off", "system": "email_marketing"},
      "needs attention", [SYSTEMS["email_marketing"], "acted against the instruction", "subject must be told"]),
+    # activities/acted_after_call_off.py: the processor staff were to tell by hand has since cancelled.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "call_off_settled", "system": "email_marketing"},
+     "needs attention", [SYSTEMS["email_marketing"], "is settled: nobody need do so any more"]),
 ]
 
 
