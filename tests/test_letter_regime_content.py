@@ -1,7 +1,7 @@
 """What each letter says in the regime of its request: the recipients Art. 19 reached, named once;
 the remedies a refusal names, and the letters that carry none; the processor whose export is
 missing; the CCPA's record of the request; where an objection's test comes from; and no law cited
-but its regime's. The letters are the cases of tests/test_letter_reading.py, rendered as there."""
+but its regime's. The letters are the cases of tests/letter_cases.py, rendered as tests/test_letter_reading.py reads them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ import pytest
 
 from activities.letters import decision_summary
 from schemas.vocabulary import Regime
-from tests.test_letter_reading import LETTER_CASES, _html_as_text, _render_case
+from tests.letter_cases import LETTER_CASES, _render_case
+from tests.test_letter_reading import _html_as_text
 
 
 def test_response_names_the_recipients_art19_reached_once():
