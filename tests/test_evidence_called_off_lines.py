@@ -4,15 +4,18 @@ the evidence pack (JSON and page) and the console's request page. Each asks "wha
 it, when, and what is still in force?".
 
 Found and fixed: `restriction.reached`, `erasure.deferred_called_off` and
-`erasure.called_off_unrestricted` named no system; a lift run again by the workflow read "Task retried
-(Website analytics (users and page events))" by "workflow", and the lift's own line "Restriction lifted in every system" while that
-system could still be restricted; the processor told by e-mail not to act read "(Website analytics (users and page events), to erase)";
-the pack's Decisions said the restriction lifted with no word of the lift run again, and its
-scheduled erasures said nothing of whether records a called-off erasure kept are still restricted.
+`erasure.called_off_unrestricted` named no system; a lift run again by the workflow read "Task
+retried (Surveys)" by "workflow", and the lift's own line "Restriction lifted in every system"
+while that system could still be restricted; a processor told by e-mail not to act read "(Surveys,
+to erase)"; a task the close ended read "task needs attention"; a processor's own act named it by a
+code (`processor:crm`); the pack's Decisions said of every system asked at the close that it "may
+have acted", and the restriction lifted with no word of the lift run again; neither the pack nor
+the deferred panel said whether records a called-off erasure kept are still restricted.
 
 The trails are written as the activities write them (their event data), on requests stored as intake
-stores them; the paths themselves run end to end in tests/test_called_off_at_close.py,
-tests/test_processor_withdrawal_mail.py, tests/test_deferred_closed_unanswered.py and
+stores them (the session's policy has no systems: the database systems play the processors); the
+paths themselves run end to end, and were read there too, in tests/test_closed_request_called_off.py,
+tests/test_closed_request_asked_tasks.py, tests/test_deferred_closed_unanswered.py and
 tests/test_restriction_reached_after_lift.py. No workflow, no worker: the app in-process (`http`).
 """
 
@@ -169,8 +172,8 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
 
 
 async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, pool, settings):
-    """Path 4: a restriction closed part-way whose task left running restricted the survey processor
-    after the lift was decided; the workflow ran its lift there again. Until that run ends the pack
+    """Path 4: a restriction closed part-way whose task left running restricted a system (the survey
+    processor, played by analytics) after the lift was decided; the workflow ran its lift there again. Until that run ends the pack
     says the system may still be restricted; then that it was lifted there."""
     rid = await stored_request(pool, settings, "lift-again", type_="restriction",
                                restriction_grounds=["accuracy_contested"])
