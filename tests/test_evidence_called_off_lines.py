@@ -173,8 +173,9 @@ async def test_processors_called_off_told_not_to_act_and_acting_all_the_same_rea
 
 async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, pool, settings):
     """Path 4: a restriction closed part-way whose task left running restricted a system (the survey
-    processor, played by analytics) after the lift was decided; the workflow ran its lift there again. Until that run ends the pack
-    says the system may still be restricted; then that it was lifted there."""
+    processor, played by analytics) after the lift was decided; the workflow ran its lift there
+    again. Until that run ends the pack says the system may still be restricted; then that it was
+    lifted there."""
     rid = await stored_request(pool, settings, "lift-again", type_="restriction",
                                restriction_grounds=["accuracy_contested"])
     await _closed(pool, rid, ["crm", "analytics"], "restrict")
