@@ -273,6 +273,9 @@ def render_template_set(name: str, ctx: dict[str, Any], language: str, wording: 
     return RenderedLetter(subject=subject, text=text, html=html)
 
 
+_OTHERS_WORDS = ("message", "failed")
+
+
 def staff_alert_detail(ctx: dict[str, Any], language: str, subject: Mapping[str, Any] | None = None) -> str:
     """The detail of a staff alert, one paragraph in `language`: said from its `facts`, or the
     sentence an older workflow passed; what others wrote in it without `subject`'s identity."""
@@ -283,10 +286,12 @@ def staff_alert_detail(ctx: dict[str, Any], language: str, subject: Mapping[str,
         return quoted(str(ctx["detail"]), subject, DETAIL_CHARS)
     if facts.get("what") not in FACTS:
         raise ValueError(f"staff_alert: unknown facts {facts.get('what')!r}")
-    if isinstance(facts.get("message"), str):
-        # A processor's or the relay's words, quoted as they came (but the subject's identity and
-        # their length): without a full stop of their own (the sentence quoting them has one).
-        facts = {**facts, "message": quoted(facts["message"], subject).strip().rstrip(".")}
+    # Facts that hold others' words, quoted as they came (but the subject's identity and their
+    # length), without a full stop of their own (the sentence quoting them has one): a processor's
+    # or the relay's `message`, and the error a call-off or a lift `failed` with (a processor that
+    # echoes the subject's address went whole into the alert).
+    facts = {**facts, **{key: quoted(facts[key], subject).strip().rstrip(".")
+                         for key in _OTHERS_WORDS if isinstance(facts.get(key), str)}}
     env = letter_environment(Language(language), str(ctx["timezone"]))
     sentences = env.get_template("_staff_alert_detail.txt.j2").render({**ctx, "facts": facts,
                                                                        "systems": ctx.get("systems") or {}})

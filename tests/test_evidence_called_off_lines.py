@@ -27,8 +27,6 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from activities.letter_templates import staff_alert_detail
 from api.read_models.event_lines import describe_event
 from api.read_models.event_types import EVENT_WORDS
@@ -290,12 +288,10 @@ async def test_an_agent_reads_no_timeline_nor_pack(http, pool, settings):
     assert "no longer restricted" not in page and "Records of the called-off erasure" not in page
 
 
-@pytest.mark.xfail(strict=True, reason="activities/letter_templates.py `staff_alert_detail` quotes a fact's `message` "
-                                       "only, not `failed` (call_off_by_hand, lift_by_hand): another helper's file")
 def test_a_call_off_alert_quotes_the_processors_error_without_the_subjects_address():
     """A staff alert carries no personal data of the subject (activities/staff_alert_words.py
-    `quoted`). The call-off's alert puts the processor's error in `failed` as it came: a processor
-    echoing the subject's address, or an error page, went whole into the alert's clear text."""
+    `quoted`). The call-off's alert puts the processor's error in `failed`, which went into the
+    alert's clear text as it came: a processor echoing the subject's address, or an error page."""
     ctx = {"facts": {"what": "call_off_by_hand", "system": "crm",
                      "failed": "HTTP 409: job for ada.lovelace@example.org " + "x" * 3000},
            "timezone": "Europe/Brussels", "systems": LABELS}
