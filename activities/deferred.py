@@ -24,7 +24,13 @@ from temporalio import activity
 from activities.called_off_marks import lift_called_off_marks
 from activities.connectors.base import PermanentConnectorError
 from activities.context import ActivityContext
-from activities.deferred_processors import Followed, alert_unalerted, follow_processor_erasure, record_failure
+from activities.deferred_processors import (
+    Followed,
+    alert_unalerted,
+    follow_processor_erasure,
+    record_deferred,
+    record_failure,
+)
 from activities.erasure_evidence import ErasureEvidence
 from activities.errors import failure_message, is_deterministic
 from activities.fanout import open_connector, subject_of
@@ -34,6 +40,7 @@ from activities.ledger import erase_records
 from activities.restriction_guard import audit_kept_from_deferred, kept_by_restrictions
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
+from dsrflow.infra.writes import Write
 from dsrflow.stores.deferred_store import call_off_deferred, requests_to_call_off
 from dsrflow.stores.holds_store import active_holds_for
 from dsrflow.stores.requests_store import get_request
@@ -125,7 +132,7 @@ class DeferredErasureActivities:
                     erased = await erase_records(ctx.pool, connector, due, system=system, version=version,
                                                  origin="deferred")
                 failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
-                await self._done(due)
+                await self._done(due, system)
                 per_system[system] += sum(len(v) for v in erased.values())
             except Exception as exc:  # noqa: BLE001 - judged and recorded by _unable
                 unable[system] = await self._unable(due, system, exc, as_of)
@@ -168,7 +175,7 @@ class DeferredErasureActivities:
             outcome = await self.evidence.erase_with_evidence(connector, request_id, system, version, subject,
                                                             context, origin="deferred")
         failpoint("deferred-erased", system)  # committed in the system, and not yet marked done
-        await self._done(due)  # its evidence kept with the erasure (erase_with_evidence)
+        await self._done(due, system)  # its evidence kept with the erasure (erase_with_evidence)
         return sum(len(v) for v in outcome.erased.values())
 
     async def _unable(self, due: list[asyncpg.Record], system: str, exc: Exception, as_of: datetime) -> str:
@@ -216,8 +223,19 @@ class DeferredErasureActivities:
         return late, (f"{system} not reached for {(as_of - first).days} days, since {first:%Y-%m-%d} "
                       f"(its completion_timeout_days: {days}); last error: {error}")
 
-    async def _done(self, due: list[asyncpg.Record]) -> None:
+    async def _done(self, due: list[asyncpg.Record], system: str) -> None:
         """Mark the rows done (erased now, or found already gone by a retry), once the system has
-        committed: marked before, a failed commit would leave a record kept for good."""
-        await self.ctx.pool.execute("UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])",
-                                    [row["id"] for row in due])
+        committed: marked before, a failed commit would leave a record kept for good. With each
+        request's `erasure.deferred_erased` event, in the same statement: the end of what a statute
+        or a claim kept was only in this table (which anyone with the database can edit) and the
+        ledger, not in the request's trail, so its timeline and evidence never said it happened."""
+        by_request: dict[str, list[asyncpg.Record]] = defaultdict(list)
+        for row in due:
+            by_request[str(row["request_id"])].append(row)
+        for request_id, rows in by_request.items():
+            ids = [row["id"] for row in rows]
+            await record_deferred(
+                self.ctx, request_id, system, ids, 1, "erased",
+                Write("UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[])", (ids,)),
+                {**({"records": len(rows)} if all(row["dataset"] != "all" for row in rows) else {"kept_whole": True}),
+                 "kept_by": sorted({row["hold_kind"] for row in rows})})

@@ -72,7 +72,7 @@ async def follow_processor_erasure(ctx: ActivityContext, evidence: ErasureEviden
                                         + ("being asked again" if attempt > 1 else "the hold's end"))
         unconfirmed = {"unconfirmed_days": days, "asked_again": attempt > 1}
     if outcome.status in ("done", "not_found"):
-        await _record(ctx, str(request["id"]), system, ids, attempt, "confirmed", Write(
+        await record_deferred(ctx, str(request["id"]), system, ids, attempt, "confirmed", Write(
             f"UPDATE deferred_erasures SET done_at = now() WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
             (ids, attempt)),
             {"job": outcome.external_id, "erased": outcome.changed})
@@ -103,7 +103,7 @@ async def record_failure(ctx: ActivityContext, request_id: str, system: str, due
         # erasure is done, and neither the alert nor the failure would be true any more.
         return
     facts = {"what": "deferred_failed", "system": system, "asked": asked, **(unconfirmed or {"message": reason})}
-    await _record(ctx, request_id, system, ids, attempt, "failed", Write(
+    await record_deferred(ctx, request_id, system, ids, attempt, "failed", Write(
         f"UPDATE deferred_erasures SET failed_at = now(), failure = $3 WHERE id = ANY($1::bigint[]) AND {_STILL_OPEN}",
         (ids, attempt, reason[:500])), {**({"job": job} if asked else {"reason": reason[:500]}), _FACTS: facts})
     await _alert_failures(ctx, request_id, system, attempt)
@@ -166,16 +166,16 @@ async def _ask_or_follow(ctx: ActivityContext, evidence: ErasureEvidence, connec
         failpoint("deferred-processor-asked", system)  # asked, and not yet on record as asked
     outcome.external_id = outcome.external_id or external_id
     if not asked and outcome.status == "pending" and not outcome.unsent:  # unsent: asked on the next run
-        await _record(ctx, str(request["id"]), system, ids, attempt, "submitted", Write(
+        await record_deferred(ctx, str(request["id"]), system, ids, attempt, "submitted", Write(
             "UPDATE deferred_erasures SET external_id = $2, submitted_at = now() WHERE id = ANY($1::bigint[])",
             (ids, outcome.external_id)), {"job": outcome.external_id})
     return outcome
 
 
-async def _record(ctx: ActivityContext, request_id: str, system: str, ids: list[int], attempt: int,
+async def record_deferred(ctx: ActivityContext, request_id: str, system: str, ids: list[int], attempt: int,
                   what: str, change: Write, data: dict[str, Any]) -> None:
-    """The rows' change and its audit event in one statement, once per step and rows (a rerun
-    after a crash finds the event and writes nothing again)."""
+    """The rows' change and its audit event (`erasure.deferred_<what>`) in one statement, once per
+    step and rows (a rerun after a crash finds the event and writes nothing again)."""
     async with ctx.pool.acquire() as conn:
         await append_event(
             conn, event_key=f"{request_id}:deferred:{system}:{','.join(map(str, sorted(ids)))}:{what}"

@@ -26,6 +26,12 @@ _LEDGER = ("SELECT dataset, record_key, count(*) AS n FROM erasure_ledger "
            "WHERE request_id = $1 AND origin = 'deferred' GROUP BY 1, 2")
 
 
+async def _erased_events(pool, rid: str) -> list[dict]:
+    return [dict(r["data"]) for r in await pool.fetch(
+        "SELECT data FROM audit_events WHERE request_id = $1 AND event_type = 'erasure.deferred_erased' ORDER BY seq",
+        rid)]
+
+
 async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row(
         postgres, settings, dev_server, tmp_path, monkeypatch):
     client = dev_server.client
@@ -50,6 +56,7 @@ async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row
                                 gone) == []
         assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND done_at IS NULL "
                                    "AND system = 'billing' AND erase_after <= $2", rid, AS_OF.date()) == len(billing)
+        assert await _erased_events(pool, rid) == []  # not marked done: not on the trail either
 
         # The next day's sweep (here: the same, run again) finds the records gone and settles. Its
         # billing group is slow (a system with years of records): the sweep heartbeats while it
@@ -77,3 +84,8 @@ async def test_a_sweep_killed_after_the_system_committed_leaves_every_ledger_row
         assert sorted((r["dataset"], r["record_key"]) for r in ledger) == \
             sorted((r["dataset"], r["record_key"]) for r in due)
         assert all(r["n"] == 1 for r in ledger)
+        # The request's trail says it, once per system, in the statement that marked the rows done.
+        events = await _erased_events(pool, rid)
+        assert [e for e in events if e["system"] == "billing"] == [
+            {"system": "billing", "records": len(billing), "kept_by": ["statutory"]}], events
+        assert sum(e["records"] for e in events) == len(due)

@@ -141,6 +141,16 @@ def _per_system(counts: Any, systems: Mapping[str, str] | None, regime: str | No
     return in_law_words(f"{kept}: not erased when the hold is released", regime)
 
 
+_KEPT_BY = {"statutory": "a statute, its period ended", "legal_claims": "a legal-claims hold, released"}
+
+
+def _deferred_erased(system: str, data: Mapping[str, Any]) -> str:
+    """What a hold had kept, erased in our own system at its end (activities/deferred.py `_done`)."""
+    what = "its data of the subject" if data.get("kept_whole") else f"{data.get('records')} record(s)"
+    by = " and ".join(_KEPT_BY.get(k, str(k)) for k in data.get("kept_by") or ())
+    return f"{system}: {what}" + (f", kept by {by}" if by else "")
+
+
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
                    timezone: str = "UTC", regime: str | None = None, lifted_again: Sequence[str] = ()) -> str:
@@ -240,6 +250,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "restriction.reached": system and f"{system}: its task, left running at the close, restricted the data there",
         "erasure.deferred_called_off": _per_system(data.get("systems"), systems, regime),
         "erasure.called_off_unrestricted": system and f"{system}: {data.get('records')} record(s)",
+        "erasure.deferred_erased": system and _deferred_erased(system, data),
         "staff.assigned": (names or {}).get(f"token:{data.get('assignee')}", "a colleague"),
         "request.start_swept": f"{data.get('minutes_since_stored')} minutes after it was stored",
         "processor.answer_told_late": _told_late(data, system),

@@ -81,6 +81,8 @@ EVENT_WORDS = {
     "erasure.deferred_failed": "Processor did not carry out the deferred erasure",
     "erasure.deferred_retried": "Processor asked again to carry out the deferred erasure",
     "erasure.deferred_settled": "Deferred erasure recorded as done by other means",
+    # In our own systems, at the end of the statute's period or once the claim's hold is released (activities/deferred.py).
+    "erasure.deferred_erased": "Erased what a hold had kept: its period ended or its claim was released",
     # The request closed unanswered: what a legal-claims hold kept is not erased when it ends (dsrflow/stores/deferred_store.py).
     "erasure.deferred_called_off": "Deferred erasure called off: the request was closed unanswered",
     # Its hold released, the restriction it set on them lifted (activities/called_off_marks.py).
