@@ -61,7 +61,7 @@ from activities.connectors.opendsr_answers import (
     object_answer,
     results_answer,
 )
-from activities.connectors.opendsr_calloff import call_off, call_off_access, closed_meanwhile
+from activities.connectors.opendsr_calloff import call_off, call_off_access, closed_meanwhile, completed_stands
 from activities.connectors.opendsr_documents import (
     completion_time,
     datasets_of,
@@ -164,7 +164,9 @@ class OpenDsrConnector(Connector):
     async def status(self, subject: Subject, external_id: str) -> ActionOutcome:
         if subject.closed:  # its request closed unanswered: the job is called off (§ 9), not followed
             return await call_off(self, subject, external_id)
-        return outcome_from_status(await self._request_status(external_id))
+        # A `completed` on record stands (completed_stands): the job was carried out.
+        return outcome_from_status(await completed_stands(self, subject, external_id,
+                                                          await self._request_status(external_id)))
 
     def job_id(self, subject: Subject, action: str) -> str | None:
         """The id a job will carry, known before it is submitted: the fan-out records it first so

@@ -46,6 +46,7 @@ from dsrflow.domain.processor_answers import (
     called_off_event_key,
     called_off_later_key,
     closed_unanswered,
+    recorded_statuses,
     went_back,
 )
 from dsrflow.infra.failpoints import failpoint
@@ -220,6 +221,22 @@ async def _as_on_record(connector: OpenDsrConnector, subject: Subject, job_id: s
         return state, document
     return earlier, {"subject_request_id": job_id, "request_status": earlier,
                      "results_count": recorded[earlier].get("results_count")}
+
+
+async def completed_stands(connector: OpenDsrConnector, subject: Subject, job_id: str,
+                           document: dict[str, Any]) -> dict[str, Any]:
+    """The job's status document, or `completed` where it reads `cancelled` and the processor's
+    signed callback said `completed` for the task's attempt: a task told `completed` without a
+    count polls for it, and read as it stood, the poll ended the task "the processor reports the
+    request as cancelled", and needing attention, for a job carried out (which a cancellation cannot
+    undo; the API refuses such a callback, went_back). Its count, not given, is none."""
+    pool = connector.env.pool
+    if document.get("request_status") != "cancelled" or pool is None:
+        return document
+    on_record = await recorded_statuses(pool, subject.request_id, connector.name, job_id, subject.attempt)
+    if went_back("cancelled", on_record.statuses) != "completed":
+        return document
+    return {"subject_request_id": job_id, "request_status": "completed"}
 
 
 async def _acted_after(connector: OpenDsrConnector, subject: Subject, job_id: str,
