@@ -8,15 +8,23 @@ nothing else sweeps the subject. The fixtures are those of tests/test_deferred_c
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio.testing import ActivityEnvironment
 
+from activities import called_off_marks
 from activities.lifecycle import LifecycleActivities
 from dsrflow.stores.holds_store import release_hold
 from schemas.requests import RequestStatus
 from schemas.workflow import Transition
 from tests.process_support import transition_killed_at
 from tests.support import fetch_rows
-from tests.test_deferred_closed_unanswered import RESTRICTED, UNRESTRICTED, _kept_part_way, stack  # noqa: F401
+from tests.test_deferred_closed_unanswered import (  # noqa: F401
+    RESTRICTED,
+    UNRESTRICTED,
+    _kept_part_way,
+    stack,
+)
 from workers.dsr_worker import activity_context
 
 
@@ -56,3 +64,55 @@ async def test_a_close_killed_before_it_unrestricted_does_so_when_retried(stack)
     await ActivityEnvironment().run(LifecycleActivities(activity_context(stack.settings, pool)).transition, close)
     assert dict((await fetch_rows(stack.databases["crm"], RESTRICTED))[0]) == {"marked": 0, "n": contacts}
     assert len(await pool.fetch(UNRESTRICTED, rid)) == 1
+
+
+async def _kept(pool, rid: str) -> int:
+    """How many of the request's CRM records the hold kept (rows, one per dataset and record)."""
+    return await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid AND system = 'crm'", rid)
+
+
+async def _unrestricted_not_recorded(stack, pool, rid: str, contacts: int) -> None:  # noqa: F811
+    """The CRM un-restricted Ada's contacts; neither the rows nor the trail say so yet."""
+    assert dict((await fetch_rows(stack.databases["crm"], RESTRICTED))[0]) == {"marked": 0, "n": contacts}
+    assert await pool.fetch(UNRESTRICTED, rid) == []
+    assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1::uuid "
+                               "AND system = 'crm' AND unrestricted_at IS NOT NULL", rid) == 0
+
+
+async def test_a_close_killed_between_the_unrestriction_and_its_record_records_it_once_when_retried(
+        stack):  # noqa: F811
+    """Killed once the CRM committed the un-restriction, before its record (failpoint
+    called-off-unrestricted, in the close's step): the step's retry un-restricts again, which
+    changes nothing, and records it once (hDY)."""
+    stack, pool = stack
+    rid, contacts, close = await _released_while_open(stack, pool)
+    await transition_killed_at(stack.settings, "called-off-unrestricted~crm", close)
+    await _unrestricted_not_recorded(stack, pool, rid, contacts)
+    step = LifecycleActivities(activity_context(stack.settings, pool)).transition
+    for _ in range(2):  # retried, and retried again: one record
+        await ActivityEnvironment().run(step, close)
+    assert [dict(r["data"]) for r in await pool.fetch(UNRESTRICTED, rid)] == [{"system": "crm", "records": await _kept(pool, rid)}]
+
+
+async def test_a_close_whose_time_runs_out_before_the_record_leaves_it_to_the_sweep(
+        stack, monkeypatch):  # noqa: F811
+    """The close's bound (AT_CLOSE_WITHIN) running out once the CRM un-restricted, while the record
+    is written: the close goes on (its step succeeds, nothing recorded), and the daily sweep's
+    pass (`lift_called_off_marks`) un-restricts again, changing nothing, and records it once (hDY)."""
+    stack, pool = stack
+    rid, contacts, close = await _released_while_open(stack, pool)
+    record = called_off_marks.append_event
+
+    async def slow_record(*args, **kwargs):
+        await asyncio.sleep(1)  # past the bound below: cancelled before anything is written
+        return await record(*args, **kwargs)
+
+    monkeypatch.setattr(called_off_marks, "AT_CLOSE_WITHIN", 0.5)
+    monkeypatch.setattr(called_off_marks, "append_event", slow_record)
+    context = activity_context(stack.settings, pool)
+    await ActivityEnvironment().run(LifecycleActivities(context).transition, close)
+    await _unrestricted_not_recorded(stack, pool, rid, contacts)
+    monkeypatch.undo()
+    assert await called_off_marks.lift_called_off_marks(context, None, rid) == (await _kept(pool, rid), {})
+    assert await called_off_marks.lift_called_off_marks(context, None, rid) == (0, {})
+    assert [dict(r["data"]) for r in await pool.fetch(UNRESTRICTED, rid)] == [{"system": "crm", "records": await _kept(pool, rid)}]
