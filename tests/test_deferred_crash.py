@@ -17,11 +17,11 @@ from temporalio.testing import ActivityEnvironment
 
 from activities import deferred
 from activities.deferred import DeferredErasureActivities
+from dsrflow.stores.holds_store import release_hold
 from schemas.holds import SweepInput
 from schemas.workflow import workflow_id_for
 from tests.fanout_stack import api, fanout_stack_alone
 from tests.process_support import sweep_killed_at
-from dsrflow.stores.holds_store import release_hold
 from tests.support import attested_request, fetch_rows, place_claims_hold, staff_headers
 from workers.dsr_worker import activity_context, build_worker
 
