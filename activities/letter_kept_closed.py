@@ -23,12 +23,15 @@ from policy.model import Policy
 # Where a kept record's deferred erasure stands when the letter is written: `erased` (all its rows
 # done: by the sweep, a processor's confirmation or staff's record), `failed` (the processor refused
 # or never confirmed, or our own system could not erase: staff alerted, the sweep no longer tries
-# until staff ask again; before, it read as `asked`, and the letter said the erasure was awaited),
-# `asked` (a processor asked and not yet confirmed, or asked again by staff), `released` (its
-# legal-claims hold released, nothing erased: called off, or to be by the sweep before it erases),
-# else `kept` (no row found: as kept).
+# until staff ask again; before, it read as `asked`, and the letter said the erasure was awaited;
+# also a statute's row the sweep has not reached since its period ended, `unreached_since`: it tries
+# again each day until the system's completion_timeout_days, then fails it, and the letter said "we
+# are deleting them" of records no run had been able to delete), `asked` (a processor asked and not
+# yet confirmed, or asked again by staff), `released` (its legal-claims hold released, nothing
+# erased: called off, or to be by the sweep before it erases), else `kept` (no row found: as kept).
 _FATE = """(SELECT CASE WHEN bool_and(d.done_at IS NOT NULL) THEN 'erased'
-                        WHEN bool_or(d.done_at IS NULL AND d.failed_at IS NOT NULL) THEN 'failed'
+                        WHEN bool_or(d.done_at IS NULL AND (d.failed_at IS NOT NULL OR (d.hold_kind = 'statutory'
+                                                            AND d.unreached_since IS NOT NULL))) THEN 'failed'
                         WHEN bool_or(d.done_at IS NULL AND (d.submitted_at IS NOT NULL
                                                             OR d.retried_at IS NOT NULL)) THEN 'asked'
                         WHEN bool_or(h.released_at IS NOT NULL) THEN 'released' ELSE 'kept' END
@@ -61,17 +64,19 @@ CLAIMS_FATES = ("kept", "released", "asked", "unconfirmed", "unerased", "erased"
 def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str, today: date) -> None:
     """One statute's kept record into its law's entry: one statement per law, whatever its end
     dates (documents of different years), with the dates still to come, those past and erased, and
-    those past whose erasure has not yet run (`due`: the daily sweep's, or a system it could not reach)."""
+    those past whose erasure has not yet run (`due`: the daily sweep's), and those past whose erasure
+    failed or whose system the sweep has not reached (`unerased`: not "we are deleting them")."""
     law = item["law"] or item["basis"]
     # `foreign`: the name of a law that is no obligation of ours under the request's ("Belgian law"
     # under the UK GDPR): the letter says we kept them to comply with it, not that "the law requires"
     # it, before the paragraph that says only UK law can; `foreign_law` is for that paragraph.
-    entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "due": [],
+    entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "due": [], "unerased": [],
                                      "restricted": True, "foreign": item["foreign_law"],
                                      "foreign_law": item["foreign_law"]})
     entry["systems"] += [] if label in entry["systems"] else [label]
     past = item["until"] is not None and item["until"] < today
-    dates: list[date] = entry["deleted" if fate == "erased" else "due" if past else "until"]
+    failed = fate in ("unconfirmed", "unerased")  # `failed`, as kept_at_close names it
+    dates: list[date] = entry["deleted" if fate == "erased" else ("unerased" if failed else "due") if past else "until"]
     dates += [] if item["until"] is None or item["until"] in dates else [item["until"]]
     # A processor's records were neither reduced nor restricted, nor those of a dataset with no
     # column to mark them restricted: the letter does not say they were.
@@ -83,7 +88,7 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
     """The closing letter's kept records, in the response letter's terms (`kept_item`: the statute's
     law in the letter's language, its end dates): `by_law`, one entry per law with its systems, its
     end dates still to come (`until`) and those past, their records deleted (`deleted`) or not yet
-    (`due`), whether all
+    (`due`) or failed (`unerased`), whether all
     of it is ours and restricted, and the name of a law that is no obligation of ours under the
     request's (`foreign_law`: the UK GDPR's letter gives our basis and the objection); `for_claims`,
     the systems a legal-claims hold kept in, per fate (CLAIMS_FATES); and `acted` (system ids)
@@ -105,11 +110,11 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
             else:
                 _by_law(by_law, item, label, fate, today)
     for entry in by_law.values():
-        for dates in (entry["until"], entry["deleted"], entry["due"]):
+        for dates in (entry["until"], entry["deleted"], entry["due"], entry["unerased"]):
             dates.sort()
         # Nothing left to object to once a foreign law's records are all deleted.
         entry["foreign_law"] = entry["foreign_law"] if entry["until"] else None
     whole = {task["system"] for task in row.get("kept_at_close") or []
              if task["whole"] and all(k["hold_kind"] == "legal_claims" for k in task["kept"])}
-    laws = sorted(by_law.values(), key=lambda e: (str(min(e["until"] + e["deleted"] + e["due"], default="")), e["law"]))
+    laws = sorted(by_law.values(), key=lambda e: (str(min(e["until"] + e["deleted"] + e["due"] + e["unerased"], default="")), e["law"]))
     return {"by_law": laws, "for_claims": claims}, [s for s in acted if s not in whole]

@@ -31,6 +31,10 @@ _UNERASED_AT_RELEASE = N_("not yet erased: its erasure when the hold ended faile
 _ERASED_AT_PERIOD_END = N_("erased when the period the law sets for it ended")
 # A statute's period over, its erasure not yet run (the daily sweep's; a system it could not reach).
 _PERIOD_ENDED = N_("being erased: the period the law sets for it has ended")
+# Its erasure failed, or the sweep has not reached its system since (`_FATE` "failed"): "being
+# erased" was untrue of records no run had been able to erase.
+_PERIOD_ENDED_UNERASED = N_("the period the law sets for it has ended, but we have not yet been able to erase it: "
+                            "we are following this up")
 
 
 def _key(system: str, kept: dict[str, Any]) -> tuple[Any, ...]:
@@ -57,7 +61,8 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
         if fate != "erased" and not (fate in ("asked", "failed") and claims) and not ended:
             still.append(kept)
             continue
-        done = (_PERIOD_ENDED if ended else _ERASED_AT_PERIOD_END) if not claims \
+        done = ((_PERIOD_ENDED_UNERASED if fate == "failed" else _PERIOD_ENDED) if ended else _ERASED_AT_PERIOD_END) \
+            if not claims \
             else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE if fate == "asked" \
             else _UNCONFIRMED_AT_RELEASE if at_processor(kept, policy) else _UNERASED_AT_RELEASE
         # A processor kept whole counted nothing: no count (not "0") for it.
@@ -70,7 +75,7 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
     for done, line in lines.items():
         datasets = line.pop("datasets")
         line["category"] = and_list(sorted(dataset_words(policy.systems, system, d) for d in datasets), language) \
-            if done in (_ERASED_AT_PERIOD_END, _PERIOD_ENDED) else t.gettext(_CLAIMS_KEPT)
+            if done in (_ERASED_AT_PERIOD_END, _PERIOD_ENDED, _PERIOD_ENDED_UNERASED) else t.gettext(_CLAIMS_KEPT)
     return still, list(lines.values())
 
 

@@ -10,6 +10,7 @@ which the sweep had deleted."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 
 from temporalio.testing import ActivityEnvironment
@@ -17,8 +18,9 @@ from temporalio.testing import ActivityEnvironment
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.deferred import DeferredErasureActivities
-from activities.letter_kept_since import _UNCONFIRMED_AT_RELEASE, _UNERASED_AT_RELEASE
-from dsrflow.i18n import worded, wording_of
+from activities.letter_kept_closed import KEPT_AT_CLOSE
+from activities.letter_kept_since import _PERIOD_ENDED_UNERASED, _UNCONFIRMED_AT_RELEASE, _UNERASED_AT_RELEASE
+from dsrflow.i18n import long_date, worded, wording_of
 from dsrflow.stores.holds_store import release_hold
 from dsrflow.stores.requests_store import set_status
 from schemas.holds import SweepInput
@@ -116,6 +118,15 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
                            ("nl", "Die rechtsvordering is inmiddels beëindigd, en wij hebben die gegevens gewist."),
                            ("de", "Dieser Anspruch ist inzwischen beendet, und wir haben diese Daten gelöscht.")):
         assert said in (await _letter(pool, rid, language=language))[0]
+    # Billing not reached by the sweep (as activities/deferred.py `_unreached_too_long` records it):
+    # its statute's records read `failed`, as a failed erasure's do (the letters' words for it:
+    # test_a_statutes_erasure_that_failed_after_its_period_is_not_told_as_under_way).
+    await pool.execute("UPDATE deferred_erasures SET unreached_since = now() WHERE request_id = $1::uuid "
+                       "AND system = 'billing' AND done_at IS NULL", rid)
+    tasks = json.loads(await pool.fetchval(f"SELECT {KEPT_AT_CLOSE}::text FROM dsr_requests r WHERE r.id = $1::uuid",
+                                           rid))
+    assert {(k["until"], k["fate"]) for task in tasks if task["system"] == "billing" for k in task["kept"]} == {
+        ("2035-12-31", "erased"), ("2036-12-31", "failed")}, tasks
 
 
 async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_claim_ends(stack):  # noqa: F811
@@ -209,3 +220,43 @@ async def test_a_claims_erasure_that_failed_is_not_told_as_awaiting_confirmation
             assert any(line.startswith(f"- {system}") and line.endswith(f" – {t.gettext(done)}")
                        for line in erased.splitlines()), erased
         assert t.gettext("erasure asked of it when the hold ended, not yet confirmed") not in response
+
+
+# A statute's records past their period whose erasure failed, or whose system the sweep has not
+# reached since (`_FATE` "failed": failed_at, or unreached_since on a statutory row). Before, both
+# letters said "we are deleting them" / "being erased", as of records the sweep had simply not
+# reached yet: untrue of a system that refuses or is down.
+PERIOD_UNERASED = ("The period for those we had to keep until %(dates)s has ended, but we have not yet been able to "
+                   "delete them; we are following this up.")
+ALL_UNERASED = ("We had kept some of your records in %(systems)s because the law required us to (%(law)s), until "
+                "%(dates)s: that period has ended, but we have not yet been able to delete them; we are following "
+                "this up.")
+
+
+async def test_a_statutes_erasure_that_failed_after_its_period_is_not_told_as_under_way():
+    """Pure rendering, in every language: Billing's invoices of 2024 past their period, their erasure
+    failed; those of 2035 still kept. The closing letter, with and without the kept ones, and the
+    response's line of what was done."""
+    held = [HeldRecord("invoices", "INV-1", "statutory", "be_accounting", date(2024, 12, 31)),
+            HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2035, 12, 31))]
+    kept = [{**k, "fate": "failed" if k["until"] < "2026" else "kept"}
+            for k in kept_summary(LOADED.policy, "billing", held, {})]
+    facts = {"kept_at_close": [{"system": "billing", "whole": False, "kept": kept}], "stopped_runs": [], "done_systems": []}
+    alone = {**facts, "kept_at_close": [{"system": "billing", "whole": False, "kept": kept[:1]}]}
+    task = {"system": "billing", "action": "erase", "status": "done", "found": 2, "kept": 2,
+            "datasets": {"invoices": {"found": 2, "kept": 2}}, "kept_records": kept}
+    for language in LANGUAGES:
+        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
+        day = long_date(date(2024, 12, 31), language)
+        for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
+            assert t.ngettext(PERIOD_UNERASED, PERIOD_UNERASED, 1) % {"dates": day} in part, part
+            assert language != "en" or "we are deleting them" not in part, part
+        for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **alone)):
+            said = t.ngettext(ALL_UNERASED, ALL_UNERASED, 1).split("%(dates)s", 1)[1]
+            assert f"{day}{said}" in part, part
+        response = (await as_sent("response", "erasure", {"report": {"results": [task]}}, language=language,
+                                  **facts)).text
+        billing = policy.systems["billing"].label
+        assert any(line.startswith(f"- {billing}") and f" – {t.gettext(_PERIOD_ENDED_UNERASED)} (" in line
+                   for line in response.splitlines()), response
+        assert t.gettext("being erased: the period the law sets for it has ended") not in response, response
