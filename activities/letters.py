@@ -50,6 +50,7 @@ from activities.letter_templates import letter_wording, render_letter
 from activities.outbox import OnSent, Sent, send_once
 from activities.outbox_withdrawal import settle
 from activities.restrictions import lift_letter_context
+from activities.staff_alert_words import alert_about
 from dsrflow.crypto.hashing import keyed_hash, token_hash
 from dsrflow.domain.appeals import complaint_form
 from dsrflow.domain.appeals_deferred import CLOSED_FOR
@@ -333,7 +334,8 @@ async def _deliver(ctx: ActivityContext, job: LetterJob, secrets: dict[str, Any]
     # A letter with the remedies refuses in whole or in part: such a request can be appealed
     # where the law grants it (dsrflow/domain/appeals.py).
     copy = {"purpose": job.purpose, "to_staff": job.to_staff, "refusal": "remedies" in context,
-            "recipient": recipient, "subject": kept.subject, "text": kept.text, "html": kept.html}
+            "recipient": recipient, "subject": kept.subject, "text": kept.text, "html": kept.html,
+            **(alert_about(job.params) if job.to_staff else {})}
     # A staff alert's copy waits with its claim, for activities/sweep_alerts.py `record_handed_alerts`; a subject's letter is
     # only ever asked for again by its own step's retry, and its copy is personal data.
     sent = await send_once(ctx.pool, ctx.mailer, f"letter:{letter_key}", message, request_id=job.request_id,
@@ -357,7 +359,7 @@ def letter_recorder(letter_key: str, request_id: str, copy: dict[str, Any]) -> O
         await append_event(
             conn, event_key=f"letter:{letter_key}", request_id=request_id, event_type="letter.sent", actor="workflow",
             data={"purpose": copy["purpose"], "message_id": message_id_for(letter_key), "to_staff": copy["to_staff"],
-                  "refusal": copy["refusal"]},
+                  "refusal": copy["refusal"], **{k: copy[k] for k in ("about", "about_system") if k in copy}},
             along=[marked, Write(
                 """INSERT INTO sent_letters (letter_key, request_id, purpose, recipient, subject,
                                              message_id, body_text, body_html)

@@ -81,6 +81,19 @@ FACTS = ("step_failed", "deadline", "task_stuck", "approval", "objection", "defe
 _LETTER = " letter"  # workflows/dsr_steps.py `step_about`: "<purpose, spaced> letter"
 
 
+def alert_about(params: Mapping[str, Any]) -> dict[str, str]:
+    """What a staff alert was about, for its `letter.sent` event (activities/letters.py
+    `letter_recorder`): its facts' `what` and the system they name (a policy id), nothing of the
+    subject. The timeline read "Letter sent (alert to staff)" of every alert, whichever it was
+    (api/read_models/event_words.py `alert_words`). An older workflow's alert, a sentence
+    (`detail`) with no facts, has none."""
+    facts = params.get("facts")
+    what, system = (facts.get("what"), facts.get("system")) if isinstance(facts, Mapping) else (None, None)
+    if what not in FACTS:
+        return {}
+    return {"about": str(what), **({"about_system": system} if isinstance(system, str) else {})}
+
+
 def step_label(step: str, about: str | None = None, *, t: Translator) -> str:
     """The step in words: "sending the denial letter" for `send_letter` about a "denial letter"
     (StepTrouble.about), a step's own label otherwise; an unknown step by its name."""

@@ -5,6 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+# Actors recorded under another name for the same automatic hand: the call-off of a closed
+# request's jobs (activities/connectors/opendsr_calloff.py, run by the system task's workflow)
+# records its events as "system", which the timeline printed as "by system", a word that reads as
+# one of the request's systems. Shown as the workflow, whose acts they are; stored as recorded.
+_SHOWN_AS = {"system": "workflow"}
+
 
 def actor_name(actor: str, names: Mapping[str, str], systems: Mapping[str, str] | None = None) -> str:
     """Who did it, as people know them: a member of staff by their token's label
@@ -19,6 +25,8 @@ def actor_name(actor: str, names: Mapping[str, str], systems: Mapping[str, str] 
             # A processor's own signed word (api/callbacks/opendsr.py): by the system's label, where
             # the timeline read `processor:email_marketing`.
             return f"{systems.get(system, system)} (processor)"
-        return actor  # as recorded; the pages pass one not recorded (None) through as well
+        # As recorded, or as the workflow (`_SHOWN_AS`); the pages pass one not recorded (None)
+        # through as well.
+        return _SHOWN_AS.get(actor, actor) if isinstance(actor, str) else actor
     role = actor.partition(":")[0]
     return name if name.startswith(f"{role} ") else f"{name} ({role})"

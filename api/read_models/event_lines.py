@@ -11,6 +11,7 @@ from typing import Any
 from api.read_models.event_types import CALL_OFF_WORDS, EVENT_WORDS
 from api.read_models.event_words import (
     action_words,
+    alert_words,
     day_words,
     ended_words,
     ground_words,
@@ -196,7 +197,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     if held is None and kind == "restriction.lifted" and lifted_again:
         held = ", ".join((systems or {}).get(s, s) for s in lifted_again)
     detail = {
-        "letter.sent": purpose_words(data.get("purpose")) if data.get("purpose") else None,
+        "letter.sent": ((alert_words(data, systems) or purpose_words(data.get("purpose")))
+                        if data.get("purpose") else None),
         "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
         "letter.skip_settled": (f"{purpose_words(data.get('purpose'))}: "
                                 + ("it had gone out after all" if data.get("went") else "withdrawn, it never goes")

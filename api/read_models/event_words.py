@@ -75,6 +75,25 @@ _PURPOSE_WORDS = {
     "staff_alert": "alert to staff",
 }
 
+# What a staff alert was about: its facts' `what` (activities/staff_alert_words.py FACTS), recorded
+# with its `letter.sent` (`about`) since the timeline read "alert to staff" of every one alike.
+_ALERT_WORDS = {
+    "step_failed": "a step of the request failed",
+    "deadline": "the request's deadline is near or past",
+    "task_stuck": "a system's task needs staff",
+    "approval": "the response waits for compliance's approval",
+    "objection": "an objection waits for compliance's decision",
+    "deferred_failed": "an erasure a hold had deferred failed",
+    "workflow_ended": "the request's workflow stopped while the request was open",
+    "still_stopped": "the request is still stopped",
+    "workflow_failing": "the request's workflow keeps failing",
+    "package_unreadable": "the package cannot be read from a system",
+    "lift_by_hand": "a lift left a system restricted: lift it by hand",
+    "call_off_by_hand": "a processor could not be told to stop: tell it by hand",
+    "acted_after_call_off": "a processor carried out a job after cancelling it",
+    "call_off_settled": "a processor has since cancelled its job: nobody need tell it by hand",
+}
+
 
 # What each step a workflow supervises does (the activities behind workflows/dsr_steps.py `run_step`).
 _STEP_WORDS = {
@@ -219,6 +238,18 @@ def status_words(status: str) -> str:
 
 def purpose_words(purpose: str | None) -> str:
     return _PURPOSE_WORDS.get(str(purpose), str(purpose).replace("_", " "))
+
+
+def alert_words(data: Mapping[str, Any], systems: Mapping[str, str] | None = None) -> str | None:
+    """A staff alert's `letter.sent`: "alert to staff about <system>: <what it was about>", the
+    system by its label where the alert names one; None for a letter to the subject, or an alert
+    recorded before its event said (it reads "alert to staff", as it did)."""
+    about = data.get("about")
+    if data.get("purpose") != "staff_alert" or not about:
+        return None
+    system = data.get("about_system")
+    named = f" about {(systems or {}).get(system, system)}" if system else ""
+    return f"{purpose_words('staff_alert')}{named}: {_ALERT_WORDS.get(about, str(about).replace('_', ' '))}"
 
 
 def day_words(value: Any, language: str) -> str:
