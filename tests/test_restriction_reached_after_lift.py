@@ -1,7 +1,8 @@
 """A restriction withdrawn part-way whose processor's confirmation its task learns of only after the
 lift was decided and the lift's own task at that processor had begun (workflows/restriction_lifecycle.py
 `_lift_late_reach`, patch restriction-late-reach-lifted), end to end: the real workflows, worker,
-database, mail sink and the survey processor asked by e-mail.
+database, mail sink and the survey processor asked by e-mail; the worker stopped as the lift runs
+again, and another taking the workflow over from its history.
 
 The survey processor goes on record as reached (`restriction.reached`), and the lift's task there runs
 again, once: its link answers with the processor's confirmation of the lift, which came after the
@@ -44,7 +45,7 @@ async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked
         postgres, settings, pool, dev_server, tmp_path, mail_sink, monkeypatch):
     monkeypatch.setenv("DSRFLOW_SURVEYS_PRIVACY_EMAIL", SURVEYS_CONTACT)
     async with fanout_stack(postgres, settings, dev_server.client, tmp_path, keep_manual=("surveys",)) as stack:
-        async with build_worker(dev_server.client, stack.settings, pool), api(stack) as http:
+        async with api(stack) as http, build_worker(dev_server.client, stack.settings, pool):
             agent, compliance = await staff_headers(pool, "agent"), await staff_headers(pool, "compliance")
             rid = await restriction_opened(http, agent)
             assert await _until(lambda: _asked(http, pool, mail_sink, rid, "needs_attention"), 20), \
@@ -75,6 +76,11 @@ async def test_a_processor_restricted_after_the_lift_began_is_recorded_and_asked
             r = await http.post(f"/v1/requests/{rid}/resolve-task", headers=compliance,
                                 json={"system": "email_marketing", "note": "Told the e-mail processor by phone"})
             assert r.status_code == 200, r.text
+            # The worker stops as the lift runs again there (its cached workflows gone with it; read:
+            # still running then, the lift's second try not yet on record): the next replays the
+            # workflow from its history, and the lift's task is not retried twice (hDY). About 5 s more.
+            assert await _until(lambda: _retried(pool, rid), 20)
+        async with api(stack) as http, build_worker(dev_server.client, stack.settings, pool):
             # Asked again, the processor's link answers with its confirmation of the lift, made after
             # the restriction it had confirmed (its restriction link takes nothing once the request
             # closed): no second e-mail. A SaaS's run is sent again (tests/test_workflow_restriction_lift.py).
@@ -100,3 +106,8 @@ async def _recorded_late(pool, rid: str) -> bool:
 
 async def _async(value):
     return value
+
+
+async def _retried(pool, rid: str) -> bool:
+    return bool(await pool.fetchval("SELECT count(*) FROM audit_events WHERE request_id = $1::uuid "
+                                    "AND event_type = 'task.retried' AND data->>'system' = 'surveys'", rid))
