@@ -23,7 +23,7 @@ from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF
 from dsrflow.infra.pieces import Pieces, Report
 from schemas.workflow import TaskResult
 
-# How far back the sweep looks: past it, each event's alert and record were done by an earlier run.
+# How far back the sweep looks at every event: past it, only at one whose alert is not on record (_RECENT).
 LOOK_BACK = timedelta(days=1)
 
 
