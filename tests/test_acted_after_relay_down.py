@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from activities.acted_after_call_off import acted_message
+from activities.acted_after_call_off import acted_message, cancelled_later_message
 from activities.acted_after_sweep import LOOK_BACK, settle_acted_after
 from activities.task_results import store_task_result
 from devstack.processes import free_port
 from dsrflow.domain.audit import append_event
-from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF, acted_after_call_off_key
+from dsrflow.domain.processor_answers import ACTED_AFTER_CALL_OFF, acted_after_call_off_key, called_off_later_key
 from schemas.request_start import StartSweepInput
 from schemas.workflow import TaskResult
 from tests.process_support import activity_killed_at
@@ -67,6 +67,33 @@ async def test_a_processor_acting_after_its_call_off_is_recorded_with_the_relay_
         assert await settle_acted_after(context, _raise, older_than=timedelta(0)) == 0
     assert len(letters_for(mail_sink, rid, "staff_alert")) == 1
     assert tuple(await pool.fetchrow(_TASK, rid, _SYSTEM)) == acted
+
+
+async def test_a_call_off_settled_past_the_look_back_is_told_to_those_told_to_tell_it_by_hand(
+        pool, settings, mail_sink):
+    """The processor's signed `cancelled` after a call-off it refused (staff told to tell it by hand),
+    recorded by the API longer ago than the part looks back, no run since: the next run tells staff
+    it is settled, once, and puts it on the task's record. Before, it was never looked at."""
+    rid = await stored_request(pool, settings, "call-off-settled-late", type_="erasure")
+    await pool.execute("UPDATE dsr_requests SET status = 'cancelled', closed_at = now() WHERE id = $1::uuid", rid)
+    context = activity_context(settings, pool)
+    await store_task_result(context, rid, TaskResult(system=_SYSTEM, action="erase", status="needs_attention",
+                                                     attempt=1, external_id="job-1", message="not called off"))
+    async with pool.acquire() as conn:
+        # The "tell it by hand" alert on record as sent (its letter's key), then the API's event.
+        await append_event(conn, event_key=f"letter:{rid}:staff_alert:call-off-by-hand:{_SYSTEM}:1", request_id=rid,
+                           event_type="letter.sent", actor="system", data={"purpose": "staff_alert"})
+        await append_event(conn, event_key=called_off_later_key(rid, _SYSTEM, "job-1", "cancelled"), request_id=rid,
+                           event_type="processor.called_off", actor=f"processor:{_SYSTEM}",
+                           occurred_at=datetime.now(UTC) - LOOK_BACK - timedelta(hours=1),
+                           data={"system": _SYSTEM, "action": "erase", "attempt": 1, "outcome": "cancelled",
+                                 "via": "callback"})
+    for _ in range(2):
+        await settle_acted_after(context, _raise, older_than=timedelta(0))
+    (alert,) = letters_for(mail_sink, rid, "staff_alert")
+    version = await pool.fetchval("SELECT policy_version FROM dsr_requests WHERE id = $1::uuid", rid)
+    assert tuple(await pool.fetchrow(_TASK, rid, _SYSTEM)) == (
+        "needs_attention", cancelled_later_message((await context.policy(version)).policy.system_label(_SYSTEM)))
 
 
 class ActedAfterPart:
