@@ -69,17 +69,18 @@ _KEPT_ELSEWHERE = """
        AND (d.dataset, d.record_key) IN (SELECT * FROM unnest($2::text[], $3::text[]))"""
 
 
-async def lift_called_off_marks(ctx: ActivityContext, subject_hash: str | None,
-                                request_id: str | None = None) -> tuple[int, dict[str, str]]:
+async def lift_called_off_marks(ctx: ActivityContext, subject_hash: str | None, request_id: str | None = None,
+                                *, until: float | None = None) -> tuple[int, dict[str, str]]:
     """Lift the marks due (one subject's, or everyone's; one request's): the records unmarked
-    now, and the systems that could not be reached this run, with why (for the sweep's report)."""
+    now, and the systems that could not be reached this run, with why (for the sweep's report).
+    `until` (the event loop's clock): no system is waited for past it (`lift_at_close`)."""
     groups: dict[tuple[str, str, str], list[asyncpg.Record]] = defaultdict(list)
     for row in await ctx.pool.fetch(_DUE, subject_hash, request_id):
         groups[(row["request_id"], row["policy_version"], row["system"])].append(row)
     lifted, unable = 0, {}
     for (request_id, version, system), rows in groups.items():
         try:
-            lifted += await _lift(ctx, request_id, version, system, rows)
+            lifted += await _lift(ctx, request_id, version, system, rows, until)
         except Exception as exc:  # noqa: BLE001 - left marked, for the next run; the report says so
             log.warning("called-off records not unrestricted this run", request_id=request_id, system=system,
                         error=type(exc).__name__)
@@ -94,13 +95,12 @@ async def lift_at_close(ctx: ActivityContext, request_id: str) -> int:
     try that kept them after the release). Before, only the next daily sweep did, a day later:
     the release's sweep had run already and nothing else sweeps the subject. Bounded, as the close
     is a short step: a system slow to answer is left, like one unreachable, to the daily sweep.
-    The records lifted now."""
-    try:
-        async with asyncio.timeout(AT_CLOSE_WITHIN):
-            lifted, unable = await lift_called_off_marks(ctx, None, request_id)
-    except TimeoutError:
-        log.warning("called-off records not unrestricted at the close; the daily sweep does", request_id=request_id)
-        return 0
+    The bound is on waiting for the systems, not on recording what one did: a bound over both
+    that ran out once a system had un-restricted, while its record was written, left the records
+    no longer restricted and the rows, the trail and the deferred panel saying they were, until the
+    next daily sweep (hDY). The records lifted now."""
+    until = asyncio.get_running_loop().time() + AT_CLOSE_WITHIN
+    lifted, unable = await lift_called_off_marks(ctx, None, request_id, until=until)
     if unable:
         log.warning("called-off records not unrestricted at the close; the daily sweep does", request_id=request_id,
                     systems=sorted(unable))
@@ -108,30 +108,11 @@ async def lift_at_close(ctx: ActivityContext, request_id: str) -> int:
 
 
 async def _lift(ctx: ActivityContext, request_id: str, version: str, system: str,
-                rows: list[asyncpg.Record]) -> int:
-    # Another hold in force that covers a record's data keeps it restricted: its release sweeps the
-    # subject again. Judged per dataset's categories, as the erasure kept them, not per system.
-    holds = await active_holds_for(ctx.pool, rows[0]["subject_hash"])
-    policy = (await ctx.policy(version)).policy
-    rows = [r for r in rows if not any_covers(holds, system, dataset_categories(policy, system, r["dataset"]))]
-    if not rows:
+                rows: list[asyncpg.Record], until: float | None) -> int:
+    async with asyncio.timeout_at(until):  # (past it: TimeoutError, this system left for the next run)
+        free = await _lifted_in_system(ctx, request_id, version, system, rows)
+    if not free:
         return 0
-    request = await get_request(ctx.pool, request_id)
-    if request is None:
-        raise LookupError(f"request {request_id} not found")
-    async with restriction_lock(ctx, subject_of(request), system, "lift_restriction"):
-        if system in await restricted_elsewhere(ctx.pool, request_id):
-            return 0  # the subject restricted it: that restriction's lift un-restricts them
-        kept = {(r["dataset"], r["record_key"]) for r in await ctx.pool.fetch(
-            _KEPT_ELSEWHERE, system, [r["dataset"] for r in rows], [r["record_key"] for r in rows])}
-        free = [r for r in rows if (r["dataset"], r["record_key"]) not in kept]
-        if not free:
-            return 0
-        keys: dict[str, list[str]] = defaultdict(list)
-        for row in free:
-            keys[row["dataset"]].append(row["record_key"])
-        async with open_connector(ctx, version, system) as connector:
-            await connector.unrestrict_keys(keys)
     failpoint("called-off-unrestricted", system)  # lifted in the system, not yet on record
     ids = [row["id"] for row in free]
     data: dict[str, Any] = {"system": system, "records": len(ids)}
@@ -142,3 +123,32 @@ async def _lift(ctx: ActivityContext, request_id: str, version: str, system: str
                            along=[Write("UPDATE deferred_erasures SET unrestricted_at = now() "
                                         "WHERE id = ANY($1::bigint[]) AND unrestricted_at IS NULL", (ids,))])
     return len(ids)
+
+
+async def _lifted_in_system(ctx: ActivityContext, request_id: str, version: str, system: str,
+                            rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
+    """Un-restrict in `system` what nothing else keeps restricted: the rows so lifted."""
+    # Another hold in force that covers a record's data keeps it restricted: its release sweeps the
+    # subject again. Judged per dataset's categories, as the erasure kept them, not per system.
+    holds = await active_holds_for(ctx.pool, rows[0]["subject_hash"])
+    policy = (await ctx.policy(version)).policy
+    rows = [r for r in rows if not any_covers(holds, system, dataset_categories(policy, system, r["dataset"]))]
+    if not rows:
+        return []
+    request = await get_request(ctx.pool, request_id)
+    if request is None:
+        raise LookupError(f"request {request_id} not found")
+    async with restriction_lock(ctx, subject_of(request), system, "lift_restriction"):
+        if system in await restricted_elsewhere(ctx.pool, request_id):
+            return []  # the subject restricted it: that restriction's lift un-restricts them
+        kept = {(r["dataset"], r["record_key"]) for r in await ctx.pool.fetch(
+            _KEPT_ELSEWHERE, system, [r["dataset"] for r in rows], [r["record_key"] for r in rows])}
+        free = [r for r in rows if (r["dataset"], r["record_key"]) not in kept]
+        if not free:
+            return []
+        keys: dict[str, list[str]] = defaultdict(list)
+        for row in free:
+            keys[row["dataset"]].append(row["record_key"])
+        async with open_connector(ctx, version, system) as connector:
+            await connector.unrestrict_keys(keys)
+    return free

@@ -94,24 +94,49 @@ async def test_a_close_killed_between_the_unrestriction_and_its_record_records_i
     assert [dict(r["data"]) for r in await pool.fetch(UNRESTRICTED, rid)] == [{"system": "crm", "records": await _kept(pool, rid)}]
 
 
-async def test_a_close_whose_time_runs_out_before_the_record_leaves_it_to_the_sweep(
+async def test_a_close_whose_time_runs_out_while_it_records_still_records_what_the_crm_did(
         stack, monkeypatch):  # noqa: F811
     """The close's bound (AT_CLOSE_WITHIN) running out once the CRM un-restricted, while the record
-    is written: the close goes on (its step succeeds, nothing recorded), and the daily sweep's
-    pass (`lift_called_off_marks`) un-restricts again, changing nothing, and records it once (hDY)."""
+    is written: the record goes on (hDY). Before, the bound was over both: the record was cancelled,
+    and the rows, the trail and the deferred panel said the records were restricted, which they no
+    longer were, until the next daily sweep."""
     stack, pool = stack
     rid, contacts, close = await _released_while_open(stack, pool)
     record = called_off_marks.append_event
 
     async def slow_record(*args, **kwargs):
-        await asyncio.sleep(1)  # past the bound below: cancelled before anything is written
+        await asyncio.sleep(1)  # past the bound below
         return await record(*args, **kwargs)
 
     monkeypatch.setattr(called_off_marks, "AT_CLOSE_WITHIN", 0.5)
     monkeypatch.setattr(called_off_marks, "append_event", slow_record)
     context = activity_context(stack.settings, pool)
     await ActivityEnvironment().run(LifecycleActivities(context).transition, close)
-    await _unrestricted_not_recorded(stack, pool, rid, contacts)
+    assert dict((await fetch_rows(stack.databases["crm"], RESTRICTED))[0]) == {"marked": 0, "n": contacts}
+    assert [dict(r["data"]) for r in await pool.fetch(UNRESTRICTED, rid)] == [{"system": "crm", "records": await _kept(pool, rid)}]
+    monkeypatch.undo()
+    assert await called_off_marks.lift_called_off_marks(context, None, rid) == (0, {})  # the sweep: nothing left
+
+
+async def test_a_close_whose_time_runs_out_before_the_crm_answers_leaves_it_to_the_sweep(
+        stack, monkeypatch):  # noqa: F811
+    """The CRM slow to answer (here: the check under its lock) past the close's bound: the close
+    goes on, nothing un-restricted nor recorded; the daily sweep's pass (`lift_called_off_marks`)
+    un-restricts and records it once."""
+    stack, pool = stack
+    rid, contacts, close = await _released_while_open(stack, pool)
+    check = called_off_marks.restricted_elsewhere
+
+    async def slow_check(*args, **kwargs):
+        await asyncio.sleep(1)  # past the bound below
+        return await check(*args, **kwargs)
+
+    monkeypatch.setattr(called_off_marks, "AT_CLOSE_WITHIN", 0.5)
+    monkeypatch.setattr(called_off_marks, "restricted_elsewhere", slow_check)
+    context = activity_context(stack.settings, pool)
+    await ActivityEnvironment().run(LifecycleActivities(context).transition, close)
+    assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == contacts
+    assert await pool.fetch(UNRESTRICTED, rid) == []
     monkeypatch.undo()
     assert await called_off_marks.lift_called_off_marks(context, None, rid) == (await _kept(pool, rid), {})
     assert await called_off_marks.lift_called_off_marks(context, None, rid) == (0, {})
