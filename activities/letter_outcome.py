@@ -1,7 +1,7 @@
 """What a response letter says was done: each system's action and count (never a kept record
 counted as erased), what was kept and why in the letter's language and its regime's law, whom
 Art. 19 reached, what a copy could not include. Read from the execution report by
-activities/letters.py `build_context`."""
+activities/letter_context.py `build_context`."""
 
 from __future__ import annotations
 

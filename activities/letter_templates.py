@@ -336,7 +336,7 @@ def letter_wording(purpose: str, regime: str) -> str | None:
     """The wording of a letter of `purpose` (dsrflow/i18n `worded`): a subject's letter in the words
     of the law of their request, a processor's e-mail in the words that law names the parties with,
     a staff alert in the language's usual ones. The templates and the sentences written into them
-    (activities/letters.py `build_context`, activities/processor_mail.py `asked_of_processor`) both
+    (activities/letter_context.py `build_context`, activities/processor_mail.py `asked_of_processor`) both
     ask here, so the two cannot word one letter apart."""
     if purpose in PROCESSOR_PURPOSES:
         return wording_of(regime, to_processor=True)

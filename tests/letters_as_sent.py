@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime
 from html import unescape
 from typing import Any
 
-import activities.letters as letters
+import activities.letter_context as letter_context
 from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.letter_kept_closed import KEPT_AT_CLOSE
@@ -73,7 +73,7 @@ async def as_sent(purpose: str, request_type: str, params: dict[str, Any], *, re
         request["stopped_runs"], request["done_systems"], request["kept_at_close"] = await pool.fetchrow(
             f"SELECT {STOPPED_RUNS}, {DONE_SYSTEMS}, {KEPT_AT_CLOSE} FROM dsr_requests r WHERE r.id = $1", request["id"])
     job = LetterJob(request_id=request["id"], purpose=purpose, key="1", params=params)
-    context = await letters.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
+    context = await letter_context.build_context(_Ctx(loaded), request, job, language)  # type: ignore[arg-type]
     return render_letter(purpose, context, language)
 
 

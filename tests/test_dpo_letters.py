@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
+import activities.letter_context as letter_context
 import activities.letter_outcome as letter_outcome
-import activities.letters as letters
 import activities.restrictions as restrictions
 from activities.citations import cite
 from dsrflow.domain.references import short_reference
@@ -36,7 +36,7 @@ def package_link(monkeypatch):
     """The package's link without a database (`issue_package_link` stores the token's hash)."""
     async def issue(ctx: object, package_id: str, days: int) -> tuple[str, datetime]:
         return LINK, datetime(2026, 3, 9, 23, 59, tzinfo=UTC)
-    monkeypatch.setattr(letters, "issue_package_link", issue)
+    monkeypatch.setattr(letter_context, "issue_package_link", issue)
 
 
 def said(text: str) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-import activities.letters as letters
+import activities.letter_refusals as letter_refusals
 import activities.restrictions as restrictions
 from activities.citations import answer_period, citation
 from activities.letter_objection import decision_summary
@@ -361,7 +361,7 @@ async def test_the_restriction_lift_letter_names_the_regimes_authority_and_court
     letter = await as_sent("restriction_lift", "restriction",
                            {"reason": "The court case was settled.", "lift_on": "2026-02-09", "notice_days": 14},
                            regime=regime)
-    remedies = letters.remedies_context(LOADED.policy, regime, request_row(regime, "restriction", "en")["country"],
+    remedies = letter_refusals.remedies_context(LOADED.policy, regime, request_row(regime, "restriction", "en")["country"],
                                         appeal=True)
     for part in both(letter):
         assert remedies["authority"]["name"] in part and " ".join(remedies["judicial"].split()) in part

@@ -10,7 +10,7 @@ from html import unescape
 
 import pytest
 
-from activities.letters import decision_summary
+from activities.letter_objection import decision_summary
 from schemas.vocabulary import Regime
 from tests.letter_cases import LETTER_CASES, _render_case
 from tests.test_letter_reading import _html_as_text

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from babel.messages.pofile import read_po
 
-import activities.letters as letters
+import activities.letter_context as letter_context
 from activities.citations import cited_label
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import remedies_context
@@ -256,7 +256,7 @@ async def _context(purpose: str, request_type: str, params: dict[str, Any], lang
     # here as the others are, under the GDPR's words.
     row = request_row("gdpr", request_type, language, details={"appeal_of": APPEAL_OF} if purpose == "complaint_progress"
                       else {})
-    return await letters.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
+    return await letter_context.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
 
 
 async def letter_text(case: str, language: str) -> str:

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-import activities.letters as letters
+import activities.letter_context as letter_context
 from activities.letter_templates import render_letter
 from activities.mailbox_alerts import _staff_mail
 from dsrflow.crypto.hashing import token_hash
@@ -95,7 +95,7 @@ async def test_a_code_expiry_is_written_in_the_controllers_zone(purpose, param, 
         params["max_attempts"] = 5
     version = _ZONED[zone].version
     job = LetterJob(request_id=REQUEST_ID, purpose=purpose, key="1", params=params)
-    context = await letters.build_context(_VERSIONS, request_row("gdpr", "access", language, policy_version=version),  # type: ignore[arg-type]
+    context = await letter_context.build_context(_VERSIONS, request_row("gdpr", "access", language, policy_version=version),  # type: ignore[arg-type]
                                           job, language)
     secrets_ = {"code": "482913", "link": "https://privacy.example.test/verify?token=abc"}
     letter = render_letter(purpose, {**context, **(secrets_ if purpose != "closed_unverified" else {})}, language)

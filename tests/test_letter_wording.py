@@ -21,7 +21,7 @@ import pytest
 from babel.messages.catalog import Catalog
 from babel.messages.pofile import read_po
 
-import activities.letters as letters
+import activities.letter_context as letter_context
 from activities.citations import cited_label
 from activities.letter_outcome import response_outcome
 from activities.letter_refusals import remedies_context
@@ -165,7 +165,7 @@ async def _context(purpose: str, request_type: str, params: dict[str, Any], regi
     # A progress letter is a complaint's, which names the request complained of.
     complaint = {"details": {"appeal_of": APPEAL_OF}} if purpose == "complaint_progress" else {}
     row = request_row(regime, request_type, language, country=country, **complaint)
-    return await letters.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
+    return await letter_context.build_context(_Ctx(LOADED), row, job, language)  # type: ignore[arg-type]
 
 
 async def letter_text(case: str, regime: str, language: str, country: str) -> str:

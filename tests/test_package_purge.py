@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from activities.letters import issue_package_link
+from activities.letter_context import issue_package_link
 from dsrflow.crypto.keys import load_secret_key
 from dsrflow.infra.db import create_pool
 from dsrflow.infra.storage import BlobStore, open_storage

@@ -167,7 +167,7 @@ async def test_a_request_withdrawn_while_a_processor_works_names_what_was_done_a
         stack: FastStack):
     """The subject withdraws an erasure once the sql systems are done and while a processor still
     works on it: the confirmation names the systems already changed and the processor, which may
-    still act (activities/letters.py `named_systems`)."""
+    still act (activities/letter_context.py `named_systems`)."""
     fakes = stack.fakes
     request = await stack.open(RequestSpec(systems=[
         FakeSystem("crm"), FakeSystem("billing", found=0), FakeSystem("processor", connector="opendsr", answers_on_poll=3)]))

@@ -32,7 +32,7 @@ from schemas.copies import PurgeReport
 
 EXPIRED = "link_expired"
 # Whether the response that carries package `p`'s link has gone (a query's condition): its days
-# run from then (activities/letters.py `issue_package_link`), and the purge waits for it.
+# run from then (activities/letter_context.py `issue_package_link`), and the purge waits for it.
 RESPONSE_SENT = "EXISTS (SELECT FROM sent_letters s WHERE s.request_id = p.request_id AND s.purpose = 'response')"
 ERASED = "subject_erased"
 # A package whose request closed without the response that carries its link (denied, cancelled,
@@ -79,7 +79,7 @@ async def purge_expired(pool: asyncpg.Pool, store: BlobStore, now: datetime, *, 
     closed UNSENT_AFTER ago without ever sending it, and the objects no row names. A package still
     waiting for approval has no link yet (no expiry) and stays while its request is open; so does
     one whose response has not gone while its request is open (the letter failed and waits for
-    staff): its link starts again when the letter goes (activities/letters.py `issue_package_link`).
+    staff): its link starts again when the letter goes (activities/letter_context.py `issue_package_link`).
     Before, a package whose request was denied or withdrawn at approval stayed for good."""
     rows = await pool.fetch(
         f"""SELECT p.id, p.request_id, p.path, p.size_bytes,
