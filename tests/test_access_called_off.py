@@ -11,6 +11,8 @@ of its own, SIGKILL at a failpoint) right after the processor's 202, before anyt
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 from starlette.applications import Starlette
@@ -21,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.connectors.opendsr import subject_request_id
 from activities.packages import PackageActivities
+from dsrflow.settings import Settings
 from schemas.workflow import Plan, SystemTask
 from tests.fanout_stack import served
 from tests.process_support import activity_killed_at
@@ -69,6 +72,19 @@ class AccessProcessor(FakeProcessor):
         return app
 
 
+@contextlib.asynccontextmanager
+async def access_processor(settings, tmp_path, lifecycle_policy) -> AsyncIterator[tuple[AccessProcessor, Settings]]:
+    """The OpenDSR processor served on loopback, and settings whose policy has it as PROCESSOR,
+    polled every 50 ms."""
+    key_pem, cert_pem = processor_identity()
+    processor = AccessProcessor(key_pem, cert_pem)
+    async with served(processor.app()) as url:
+        processor.url = url
+        policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr",
+                                                               "poll_interval_seconds": 0.05})
+        yield processor, settings.model_copy(update={"policy_path": policy})
+
+
 async def _access(pool, ours, label: str) -> tuple[Plan, str]:
     """A stored access request whose plan reads the processor alone: (its plan, its job's id)."""
     rid = await stored_request(pool, ours, label, type_="access")
@@ -98,13 +114,7 @@ async def test_a_withdrawn_access_request_calls_its_processors_job_off(settings,
     so, one event, no package. A step killed right after the processor's 202 leaves nothing on
     record; the next try (the request closed) asks nothing new, reads the job cancelled, and records
     it once. A request closed before its job was asked has nothing called off."""
-    key_pem, cert_pem = processor_identity()
-    processor = AccessProcessor(key_pem, cert_pem)
-    async with served(processor.app()) as url:
-        processor.url = url
-        policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr",
-                                                               "poll_interval_seconds": 0.05})
-        ours = settings.model_copy(update={"policy_path": policy})
+    async with access_processor(settings, tmp_path, lifecycle_policy) as (processor, ours):
         build = PackageActivities(activity_context(ours, pool)).build_package
 
         plan, job = await _access(pool, ours, "access-withdrawn")

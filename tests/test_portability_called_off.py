@@ -21,11 +21,9 @@ from activities.acted_after_sweep import settle_acted_after
 from activities.connectors.opendsr import subject_request_id
 from activities.packages import PackageActivities
 from schemas.workflow import Plan, SystemTask
-from tests.fanout_stack import served
-from tests.processor_identity import processor_identity
 from tests.support import letters_for, stored_request
-from tests.test_access_called_off import AccessProcessor
-from tests.untrusted_support import PROCESSOR, processor_policy
+from tests.test_access_called_off import access_processor
+from tests.untrusted_support import PROCESSOR
 from workers.dsr_worker import activity_context
 
 _CALLED_OFF = ("called off: the request was closed unanswered, and the job was cancelled at Forged processor "
@@ -42,13 +40,7 @@ async def test_a_portability_job_carried_out_after_its_call_off_is_put_on_its_ta
     """Called off (a signed 202), then carried out: the retry's event names the portability task,
     and where the retry's own record was lost (its worker killed after the event), the start sweep
     puts "carried out ... after it was called off" on that task, once; staff are alerted once."""
-    key_pem, cert_pem = processor_identity()
-    processor = AccessProcessor(key_pem, cert_pem)
-    async with served(processor.app()) as url:
-        processor.url = url
-        policy = processor_policy(tmp_path, lifecycle_policy, {"base_url": f"{url}/opendsr",
-                                                               "poll_interval_seconds": 0.05})
-        ours = settings.model_copy(update={"policy_path": policy})
+    async with access_processor(settings, tmp_path, lifecycle_policy) as (processor, ours):
         context = activity_context(ours, pool)
         build = PackageActivities(context).build_package
         rid = await stored_request(pool, ours, "portability-acted-after", type_="portability")
