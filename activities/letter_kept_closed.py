@@ -27,11 +27,16 @@ from policy.model import Policy
 # also a statute's row the sweep has not reached since its period ended, `unreached_since`: it tries
 # again each day until the system's completion_timeout_days, then fails it, and the letter said "we
 # are deleting them" of records no run had been able to delete), `asked` (a processor asked and not
-# yet confirmed, or asked again by staff), `released` (its legal-claims hold released, nothing
-# erased: called off, or to be by the sweep before it erases), else `kept` (no row found: as kept).
+# yet confirmed, or asked again by staff), `unreached` (a released legal-claims hold's row the sweep
+# has not reached since, `unreached_since`, nobody asked yet: before, it read as `released`, or as
+# kept in the response, of data the claim no longer kept and no run had been able to erase),
+# `released` (its legal-claims hold released, nothing erased: called off, or to be by the sweep
+# before it erases), else `kept` (no row found: as kept).
 _FATE = """(SELECT CASE WHEN bool_and(d.done_at IS NOT NULL) THEN 'erased'
                         WHEN bool_or(d.done_at IS NULL AND (d.failed_at IS NOT NULL OR (d.hold_kind = 'statutory'
                                                             AND d.unreached_since IS NOT NULL))) THEN 'failed'
+                        WHEN bool_or(d.done_at IS NULL AND d.unreached_since IS NOT NULL AND d.submitted_at IS NULL
+                                     AND d.called_off_at IS NULL) THEN 'unreached'
                         WHEN bool_or(d.done_at IS NULL AND (d.submitted_at IS NOT NULL
                                                             OR d.retried_at IS NOT NULL)) THEN 'asked'
                         WHEN bool_or(h.released_at IS NOT NULL) THEN 'released' ELSE 'kept' END
@@ -105,6 +110,8 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
             label, fate = policy.system_label(task["system"]), kept.get("fate") or "kept"
             if fate == "failed":
                 fate = "unconfirmed" if item["processor"] else "unerased"
+            elif fate == "unreached":  # never asked of anyone, processor or not: not yet erased
+                fate = "unerased"
             if item["reviewed"]:  # a legal-claims hold's: its date is a review, not an end
                 claims[fate] += [] if label in claims[fate] else [label]
             else:

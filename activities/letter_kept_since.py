@@ -28,6 +28,9 @@ _ASKED_AT_RELEASE = N_("erasure asked of it when the hold ended, not yet confirm
 # confirmation the letter must not say is on its way; our own system, which could not erase.
 _UNCONFIRMED_AT_RELEASE = N_("erasure asked of it when the hold ended, not confirmed: we are following this up")
 _UNERASED_AT_RELEASE = N_("not yet erased: its erasure when the hold ended failed, and we are following this up")
+# A released claim's row the sweep has not reached since (`_FATE` "unreached"): it read as kept
+# ("until the hold ends") of data the claim no longer kept and no run had been able to erase.
+_UNREACHED_AT_RELEASE = N_("the claim has ended, but we have not yet been able to erase it: we are following this up")
 _ERASED_AT_PERIOD_END = N_("erased when the period the law sets for it ended")
 # A statute's period over, its erasure not yet run (the daily sweep's; a system it could not reach).
 _PERIOD_ENDED = N_("being erased: the period the law sets for it has ended")
@@ -58,12 +61,13 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
     for kept in kept_records:
         fate, claims = fates.get(_key(system, kept), "kept"), kept["hold_kind"] == "legal_claims"
         ended = not claims and fate != "erased" and bool(kept.get("until")) and date.fromisoformat(kept["until"]) < today
-        if fate != "erased" and not (fate in ("asked", "failed") and claims) and not ended:
+        if fate != "erased" and not (fate in ("asked", "failed", "unreached") and claims) and not ended:
             still.append(kept)
             continue
         done = ((_PERIOD_ENDED_UNERASED if fate == "failed" else _PERIOD_ENDED) if ended else _ERASED_AT_PERIOD_END) \
             if not claims \
             else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE if fate == "asked" \
+            else _UNREACHED_AT_RELEASE if fate == "unreached" \
             else _UNCONFIRMED_AT_RELEASE if at_processor(kept, policy) else _UNERASED_AT_RELEASE
         # A processor kept whole counted nothing: no count (not "0") for it.
         line = lines.setdefault(done, {"system": policy.system_label(system), "datasets": [], "action": t.gettext(done),

@@ -129,7 +129,10 @@ _REPORTS["erasure-two-laws-since"] = _REPORTS["erasure-two-laws"]
 # statute's period over for some records, a hold released and its data erased in one system and
 # asked of the processor in another.
 _SINCE = {"erasure-two-laws-since": _kept_at({"billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked"}),
-          "erasure-periods-ended": _kept_at(billing=_PERIODS_ENDED)}
+          "erasure-periods-ended": _kept_at(billing=_PERIODS_ENDED),
+          # ... or a hold released, its data in the CRM and at the processor not reached by the sweep since.
+          "erasure-claims-unreached": _kept_at({"crm": "unreached", "surveys": "unreached"})}
+_REPORTS["erasure-claims-unreached"] = _REPORTS["erasure-two-laws"]
 
 
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
@@ -239,6 +242,12 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "response-erasure-two-laws": _response("erasure", report="erasure-two-laws"),
         "response-erasure-kept-since": _response("erasure", report="erasure-two-laws-since"),
         "response-erasure-periods-ended": _response("erasure", report="erasure-periods-ended"),
+        # A claim ended, the sweep not yet able to reach its systems: told so, not kept nor released.
+        "response-erasure-claims-unreached": _response("erasure", report="erasure-claims-unreached"),
+        "denial-kept-claims-unreached": ("denial", {
+            "reason_code": "other", REMEDIES_OF_REGIME: True, "acted_in": ["billing"], "asked_in": [],
+            "explanation": "We reviewed the request and found it was made on behalf of someone else without a mandate.",
+            KEPT_AT_CLOSE_OF: _kept_at({"crm": "unreached", "surveys": "unreached"})}),
         "cancellation-withdrawn-periods-ended": ("cancellation", {
             "reason": "The subject withdrew it by phone on 3 February.", "withdrawn": True, "acted_in": ["billing"],
             "asked_in": [], KEPT_AT_CLOSE_OF: _kept_at(billing=_PERIODS_ENDED)}),

@@ -19,8 +19,13 @@ from activities.connectors.base import HeldRecord
 from activities.connectors.sql_erasure import kept_summary
 from activities.deferred import DeferredErasureActivities
 from activities.letter_kept_closed import KEPT_AT_CLOSE
-from activities.letter_kept_since import _PERIOD_ENDED_UNERASED, _UNCONFIRMED_AT_RELEASE, _UNERASED_AT_RELEASE
-from dsrflow.i18n import long_date, worded, wording_of
+from activities.letter_kept_since import (
+    _PERIOD_ENDED_UNERASED,
+    _UNCONFIRMED_AT_RELEASE,
+    _UNERASED_AT_RELEASE,
+    _UNREACHED_AT_RELEASE,
+)
+from dsrflow.i18n import and_list, long_date, worded, wording_of
 from dsrflow.stores.holds_store import release_hold
 from dsrflow.stores.requests_store import set_status
 from schemas.holds import SweepInput
@@ -127,6 +132,16 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
                                            rid))
     assert {(k["until"], k["fate"]) for task in tasks if task["system"] == "billing" for k in task["kept"]} == {
         ("2035-12-31", "erased"), ("2036-12-31", "failed")}, tasks
+    # The CRM not reached by the sweep once the claim ended (its row as `_unreached_too_long` leaves
+    # it: not done, unreached_since, nobody asked): `unreached`, told as not yet erased and followed
+    # up (before: `released`, "we have not erased that data" of data the sweep was trying to erase).
+    await pool.execute("UPDATE deferred_erasures SET done_at = NULL, unreached_since = now() "
+                       "WHERE request_id = $1::uuid AND system = 'crm'", rid)
+    tasks = json.loads(await pool.fetchval(f"SELECT {KEPT_AT_CLOSE}::text FROM dsr_requests r WHERE r.id = $1::uuid",
+                                           rid))
+    assert {k["fate"] for task in tasks if task["system"] == "crm" for k in task["kept"]} == {"unreached"}, tasks
+    for part in await _letter(pool, rid):
+        assert UNERASED % {"systems": CRM} in " ".join(part.split()), part
 
 
 async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_claim_ends(stack):  # noqa: F811
@@ -260,3 +275,34 @@ async def test_a_statutes_erasure_that_failed_after_its_period_is_not_told_as_un
         assert any(line.startswith(f"- {billing}") and f" – {t.gettext(_PERIOD_ENDED_UNERASED)} (" in line
                    for line in response.splitlines()), response
         assert t.gettext("being erased: the period the law sets for it has ended") not in response, response
+
+
+async def test_a_claims_data_the_sweep_has_not_reached_is_not_told_as_kept_or_released():
+    """Pure rendering, in every language: the claim ended, the sweep has not reached the CRM nor
+    the survey processor since (`_FATE` "unreached": nobody asked). The closing letter says the
+    claim has ended and the data is not yet erased, followed up, of both (not "we asked", of the
+    processor never asked); the response lists them among what was done so, not under "What we
+    kept, and why" ("until the hold ends"), as it did."""
+    claims = {"hold_kind": "legal_claims", "hold_ref": "0b9f8f1e-1111-4222-8333-444455556666", "dataset": "all",
+              "records": 0, "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+              "law": "a legal claim", "until": "2027-06-30", "fate": "unreached"}
+    kept = [{"system": system, "whole": True, "kept": [{**claims, "system": system}]} for system in ("crm", "surveys")]
+    facts = {"kept_at_close": kept, "stopped_runs": [], "done_systems": []}
+    tasks = [{"system": task["system"], "action": "erase", "status": "done", "found": 1, "kept": 1,
+              "kept_records": task["kept"]} for task in kept]
+    for language in LANGUAGES:
+        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
+        crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
+        for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
+            part = " ".join(part.split())
+            said = " ".join((t.gettext(UNERASED) % {"systems": and_list([crm, surveys], language)}).split())
+            assert said in part, part
+            for other in (UNCONFIRMED, ASKED):
+                assert " ".join(t.gettext(other).split("%(systems)s")[1].split()) not in part, part
+        response = (await as_sent("response", "erasure", {"report": {"results": tasks}}, language=language,
+                                  **facts)).text
+        heading = "\n" + t.gettext("What we kept, and why") + "\n"
+        assert heading not in response, response
+        for system in (crm, surveys):
+            assert any(line.startswith(f"- {system}") and line.endswith(f" – {t.gettext(_UNREACHED_AT_RELEASE)}")
+                       for line in response.splitlines()), response
