@@ -15,6 +15,7 @@ from activities.errors import failure_message, refused_for_good
 from activities.letters import deliver_letter, letter_key_of, letter_recorder, message_id_for
 from activities.outbox import Sent, send_once
 from activities.outbox_withdrawal import handed_over
+from activities.staff_alert_words import alert_about
 from dsrflow.domain.audit import append_event
 from schemas.workflow import LetterJob, LetterReceipt
 
@@ -40,7 +41,11 @@ async def sweep_alert(ctx: ActivityContext, job: LetterJob) -> LetterReceipt | N
     async with ctx.pool.acquire() as conn:
         await append_event(conn, event_key=refused, request_id=job.request_id, event_type="letter.refused",
                            actor="sweep", data={"purpose": job.purpose, "message_id": message_id_for(letter_key),
-                                                "to_staff": job.to_staff, "reply": reply})
+                                                "to_staff": job.to_staff, "reply": reply,
+                                                # What it was about, as its `letter.sent` would say
+                                                # (kind and system, nothing of the subject): the
+                                                # timeline read "alert to staff" of any refused one.
+                                                **(alert_about(job.params) if job.to_staff else {})})
     # The request's id (no personal data) tells the operator, alerted by DsrStaffAlertsRefused, which to open.
     activity.logger.error("staff alert refused for good by the mail relay",
                           extra={"request_id": job.request_id, "purpose": job.purpose, "reply": reply})

@@ -28,6 +28,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.deferred_processors import alert_unalerted, record_failure
 from activities.mail import Mailer
 from activities.request_start_sweep import RequestStartSweepActivities
+from api.read_models.event_lines import describe_event
 from dsrflow.domain.request_resume import ended_trouble_key
 from dsrflow.domain.request_start import start_request_workflow
 from dsrflow.infra.metrics import DatabaseGauges
@@ -142,6 +143,14 @@ async def test_a_deferred_failures_alert_refused_for_good_is_recorded_once(postg
         records = await pool.fetch(_REFUSED, rid)
     assert failed is not None and len(records) == 1 and relay.refused == 1
     assert letters_for(mail_sink, rid, "staff_alert") == []
+    # The refusal says what the alert was about, as its `letter.sent` would, nothing of the subject;
+    # before, the timeline read "alert to staff: <reply>" whichever alert it was.
+    data = records[0]["data"]
+    assert (data["about"], data["about_system"]) == ("deferred_failed", "crm")
+    line = describe_event({"event_type": "letter.refused", "data": data}, systems={"crm": "CRM"})
+    assert line.startswith("Letter refused for good by the mail relay (alert to staff about CRM: "
+                           "an erasure a hold had deferred failed: "), line
+    assert line.endswith("554 5.7.1 rejected by policy)"), line
 
 
 async def test_an_alert_a_dying_sweep_handed_over_is_recorded_though_nobody_asks_for_it_again(

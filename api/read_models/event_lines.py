@@ -199,7 +199,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     detail = {
         "letter.sent": ((alert_words(data, systems) or purpose_words(data.get("purpose")))
                         if data.get("purpose") else None),
-        "letter.refused": f"{purpose_words(data.get('purpose'))}: {data.get('reply')}" if data.get("purpose") else None,
+        "letter.refused": (f"{alert_words(data, systems) or purpose_words(data.get('purpose'))}: {data.get('reply')}"
+                           if data.get("purpose") else None),
         "letter.skip_settled": (f"{purpose_words(data.get('purpose'))}: "
                                 + ("it had gone out after all" if data.get("went") else "withdrawn, it never goes")
                                 if "went" in data else None),

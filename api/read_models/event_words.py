@@ -241,7 +241,7 @@ def purpose_words(purpose: str | None) -> str:
 
 
 def alert_words(data: Mapping[str, Any], systems: Mapping[str, str] | None = None) -> str | None:
-    """A staff alert's `letter.sent`: "alert to staff about <system>: <what it was about>", the
+    """A staff alert's `letter.sent` or `letter.refused`: "alert to staff about <system>: <what it was about>", the
     system by its label where the alert names one; None for a letter to the subject, or an alert
     recorded before its event said (it reads "alert to staff", as it did)."""
     about = data.get("about")
