@@ -94,6 +94,24 @@ async def test_a_close_killed_between_the_unrestriction_and_its_record_records_i
     assert [dict(r["data"]) for r in await pool.fetch(UNRESTRICTED, rid)] == [{"system": "crm", "records": await _kept(pool, rid)}]
 
 
+async def _closed_with_slow(fanout, pool, monkeypatch, slow: str):
+    """A request released while open, closed with the close's bound at 0.5 s and `slow` (a function
+    of activities/called_off_marks.py) taking 1 s: (its id, the CRM's contacts, the activities'
+    context)."""
+    rid, contacts, close = await _released_while_open(fanout, pool)
+    original = getattr(called_off_marks, slow)
+
+    async def slowly(*args, **kwargs):
+        await asyncio.sleep(1)  # past the bound
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(called_off_marks, "AT_CLOSE_WITHIN", 0.5)
+    monkeypatch.setattr(called_off_marks, slow, slowly)
+    context = activity_context(fanout.settings, pool)
+    await ActivityEnvironment().run(LifecycleActivities(context).transition, close)
+    return rid, contacts, context
+
+
 async def test_a_close_whose_time_runs_out_while_it_records_still_records_what_the_crm_did(
         stack, monkeypatch):  # noqa: F811
     """The close's bound (AT_CLOSE_WITHIN) running out once the CRM un-restricted, while the record
@@ -101,17 +119,7 @@ async def test_a_close_whose_time_runs_out_while_it_records_still_records_what_t
     and the rows, the trail and the deferred panel said the records were restricted, which they no
     longer were, until the next daily sweep."""
     stack, pool = stack
-    rid, contacts, close = await _released_while_open(stack, pool)
-    record = called_off_marks.append_event
-
-    async def slow_record(*args, **kwargs):
-        await asyncio.sleep(1)  # past the bound below
-        return await record(*args, **kwargs)
-
-    monkeypatch.setattr(called_off_marks, "AT_CLOSE_WITHIN", 0.5)
-    monkeypatch.setattr(called_off_marks, "append_event", slow_record)
-    context = activity_context(stack.settings, pool)
-    await ActivityEnvironment().run(LifecycleActivities(context).transition, close)
+    rid, contacts, context = await _closed_with_slow(stack, pool, monkeypatch, "append_event")
     assert dict((await fetch_rows(stack.databases["crm"], RESTRICTED))[0]) == {"marked": 0, "n": contacts}
     assert [dict(r["data"]) for r in await pool.fetch(UNRESTRICTED, rid)] == [{"system": "crm", "records": await _kept(pool, rid)}]
     monkeypatch.undo()
@@ -124,17 +132,7 @@ async def test_a_close_whose_time_runs_out_before_the_crm_answers_leaves_it_to_t
     goes on, nothing un-restricted nor recorded; the daily sweep's pass (`lift_called_off_marks`)
     un-restricts and records it once."""
     stack, pool = stack
-    rid, contacts, close = await _released_while_open(stack, pool)
-    check = called_off_marks.restricted_elsewhere
-
-    async def slow_check(*args, **kwargs):
-        await asyncio.sleep(1)  # past the bound below
-        return await check(*args, **kwargs)
-
-    monkeypatch.setattr(called_off_marks, "AT_CLOSE_WITHIN", 0.5)
-    monkeypatch.setattr(called_off_marks, "restricted_elsewhere", slow_check)
-    context = activity_context(stack.settings, pool)
-    await ActivityEnvironment().run(LifecycleActivities(context).transition, close)
+    rid, contacts, context = await _closed_with_slow(stack, pool, monkeypatch, "restricted_elsewhere")
     assert (await fetch_rows(stack.databases["crm"], RESTRICTED))[0]["marked"] == contacts
     assert await pool.fetch(UNRESTRICTED, rid) == []
     monkeypatch.undo()

@@ -207,19 +207,26 @@ ASKED = ("We had kept your personal data in %(systems)s because of a legal claim
          "have asked for that data to be erased; we are waiting for confirmation that it has been.")
 
 
+def _claims_at_crm_and_surveys(fate: str, others: list[dict] | None = None) -> tuple[dict, list[dict]]:
+    """A letter's facts (the request's kept records at the close) and its erasure tasks: a legal
+    claim kept the CRM and the survey processor whole, its erasure now at `fate` (KEPT_AT_CLOSE),
+    after the `others` systems' kept records."""
+    claims = {"hold_kind": "legal_claims", "hold_ref": "0b9f8f1e-1111-4222-8333-444455556666", "dataset": "all",
+              "records": 0, "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
+              "law": "a legal claim", "until": "2027-06-30", "fate": fate}
+    kept = [*(others or []), *({"system": system, "whole": True, "kept": [{**claims, "system": system}]}
+                               for system in ("crm", "surveys"))]
+    tasks = [{"system": task["system"], "action": "erase", "status": "done", "found": 1, "kept": 1,
+              "kept_records": task["kept"]} for task in kept]
+    return {"kept_at_close": kept, "stopped_runs": [], "done_systems": []}, tasks
+
+
 async def test_a_claims_erasure_that_failed_is_not_told_as_awaiting_confirmation():
     """Pure rendering, in every language: the closing letter and the response, the processor's
     and the CRM's erasures failed after the claim ended, the statute's records kept still."""
-    claims = {"hold_kind": "legal_claims", "hold_ref": "0b9f8f1e-1111-4222-8333-444455556666", "dataset": "all",
-              "records": 0, "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
-              "law": "a legal claim", "until": "2027-06-30", "fate": "failed"}
     held = [HeldRecord("invoices", "INV-2", "statutory", "be_accounting", date(2035, 12, 31))]
     billing = [{**k, "fate": "kept"} for k in kept_summary(LOADED.policy, "billing", held, {})]
-    kept = [{"system": "billing", "whole": False, "kept": billing}] + [
-        {"system": system, "whole": True, "kept": [{**claims, "system": system}]} for system in ("crm", "surveys")]
-    facts = {"kept_at_close": kept, "stopped_runs": [], "done_systems": []}
-    tasks = [{"system": task["system"], "action": "erase", "status": "done", "found": 1, "kept": 1,
-              "kept_records": task["kept"]} for task in kept]
+    facts, tasks = _claims_at_crm_and_surveys("failed", [{"system": "billing", "whole": False, "kept": billing}])
     for language in LANGUAGES:
         t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
         crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
@@ -283,13 +290,7 @@ async def test_a_claims_data_the_sweep_has_not_reached_is_not_told_as_kept_or_re
     claim has ended and the data is not yet erased, followed up, of both (not "we asked", of the
     processor never asked); the response lists them among what was done so, not under "What we
     kept, and why" ("until the hold ends"), as it did."""
-    claims = {"hold_kind": "legal_claims", "hold_ref": "0b9f8f1e-1111-4222-8333-444455556666", "dataset": "all",
-              "records": 0, "basis": "Art. 17(3)(e) GDPR: establishment, exercise or defence of legal claims",
-              "law": "a legal claim", "until": "2027-06-30", "fate": "unreached"}
-    kept = [{"system": system, "whole": True, "kept": [{**claims, "system": system}]} for system in ("crm", "surveys")]
-    facts = {"kept_at_close": kept, "stopped_runs": [], "done_systems": []}
-    tasks = [{"system": task["system"], "action": "erase", "status": "done", "found": 1, "kept": 1,
-              "kept_records": task["kept"]} for task in kept]
+    facts, tasks = _claims_at_crm_and_surveys("unreached")
     for language in LANGUAGES:
         t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
         crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
