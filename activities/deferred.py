@@ -50,6 +50,14 @@ from schemas.holds import SweepInput, SweepReport
 log = get_logger(__name__)
 
 
+def _by_request(due: list[asyncpg.Record]) -> dict[str, list[asyncpg.Record]]:
+    """Deferred-erasure rows grouped by their request: each request's trail records its own."""
+    grouped: dict[str, list[asyncpg.Record]] = defaultdict(list)
+    for row in due:
+        grouped[str(row["request_id"])].append(row)
+    return grouped
+
+
 class DeferredErasureActivities:
     def __init__(self, ctx: ActivityContext) -> None:
         self.ctx = ctx
@@ -194,11 +202,8 @@ class DeferredErasureActivities:
                             error=type(exc).__name__)
                 return f"not reached, tried again next run: {reason}"
         log.error("deferred erasure failed", system=system, error=type(exc).__name__)
-        by_request: dict[str, list[asyncpg.Record]] = defaultdict(list)
-        for row in due:
-            by_request[str(row["request_id"])].append(row)
         try:
-            for request_id, rows in by_request.items():
+            for request_id, rows in _by_request(due).items():
                 await record_failure(self.ctx, request_id, system, rows, reason, asked=False)
         except Exception as recording:  # noqa: BLE001 - the rows stay due: the next run fails them again
             log.error("deferred erasure failure not recorded", system=system, error=type(recording).__name__)
@@ -229,10 +234,7 @@ class DeferredErasureActivities:
         request's `erasure.deferred_erased` event, in the same statement: the end of what a statute
         or a claim kept was only in this table (which anyone with the database can edit) and the
         ledger, not in the request's trail, so its timeline and evidence never said it happened."""
-        by_request: dict[str, list[asyncpg.Record]] = defaultdict(list)
-        for row in due:
-            by_request[str(row["request_id"])].append(row)
-        for request_id, rows in by_request.items():
+        for request_id, rows in _by_request(due).items():
             ids = [row["id"] for row in rows]
             await record_deferred(
                 self.ctx, request_id, system, ids, 1, "erased",
