@@ -370,4 +370,11 @@ async def request_view(state: AppState, request_id: str, *, live_too: bool = Tru
             # What a decision taken still owes, its record or its letter (docs/lifecycle.md).
             owed=live.owed,
         )
+        restriction = view["restriction"]
+        if restriction and restriction["status"] == "lifted":
+            # The lift the workflow runs again after recording it, where the restriction came after
+            # the lift began (workflows/restriction_lifecycle.py `_lift_again`): until its run ends
+            # the system may still be restricted, which "lifted" alone denied (the console says it).
+            restriction["lift_runs_again"] = sorted(r.system for r in live.results if r.action == "lift_restriction"
+                                                    and r.status not in ("done", "not_found"))
     return view
