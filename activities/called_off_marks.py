@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
+from contextlib import AsyncExitStack
 from typing import Any
 
 import asyncpg
@@ -37,7 +38,7 @@ from activities.context import ActivityContext
 from activities.errors import failure_message
 from activities.fanout import open_connector, subject_of
 from activities.hold_cover import any_covers, dataset_categories
-from activities.restriction_lock import restriction_lock
+from activities.restriction_lock import acted, restriction_lock
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
 from dsrflow.infra.logging import get_logger
@@ -109,25 +110,30 @@ async def lift_at_close(ctx: ActivityContext, request_id: str) -> int:
 
 async def _lift(ctx: ActivityContext, request_id: str, version: str, system: str,
                 rows: list[asyncpg.Record], until: float | None) -> int:
-    async with asyncio.timeout_at(until):  # (past it: TimeoutError, this system left for the next run)
-        free = await _lifted_in_system(ctx, request_id, version, system, rows)
-    if not free:
-        return 0
-    failpoint("called-off-unrestricted", system)  # lifted in the system, not yet on record
-    ids = [row["id"] for row in free]
-    data: dict[str, Any] = {"system": system, "records": len(ids)}
-    async with ctx.pool.acquire() as conn:
-        await append_event(conn, event_key=f"{request_id}:deferred:unrestricted:{system}:{ids[0]}",
-                           request_id=request_id, event_type="erasure.called_off_unrestricted",
-                           actor="erasure-sweep", data=data,
-                           along=[Write("UPDATE deferred_erasures SET unrestricted_at = now() "
-                                        "WHERE id = ANY($1::bigint[]) AND unrestricted_at IS NULL", (ids,))])
+    # The restriction lock, entered in `held`, is given back after the record: a restriction of the
+    # subject waiting on it restricts, and records that, after (activities/restriction_lock.py).
+    async with AsyncExitStack() as held:
+        async with asyncio.timeout_at(until):  # (past it: TimeoutError, this system left for the next run)
+            free = await _lifted_in_system(ctx, request_id, version, system, rows, held)
+        if not free:
+            return 0
+        failpoint("called-off-unrestricted", system)  # lifted in the system, not yet on record
+        acted(system, "lift_restriction", request_id)
+        ids = [row["id"] for row in free]
+        data: dict[str, Any] = {"system": system, "records": len(ids)}
+        async with ctx.pool.acquire() as conn:
+            await append_event(conn, event_key=f"{request_id}:deferred:unrestricted:{system}:{ids[0]}",
+                               request_id=request_id, event_type="erasure.called_off_unrestricted",
+                               actor="erasure-sweep", data=data,
+                               along=[Write("UPDATE deferred_erasures SET unrestricted_at = now() "
+                                            "WHERE id = ANY($1::bigint[]) AND unrestricted_at IS NULL", (ids,))])
     return len(ids)
 
 
 async def _lifted_in_system(ctx: ActivityContext, request_id: str, version: str, system: str,
-                            rows: list[asyncpg.Record]) -> list[asyncpg.Record]:
-    """Un-restrict in `system` what nothing else keeps restricted: the rows so lifted."""
+                            rows: list[asyncpg.Record], held: AsyncExitStack) -> list[asyncpg.Record]:
+    """Un-restrict in `system` what nothing else keeps restricted: the rows so lifted, the system's
+    restriction lock left in `held` for the record."""
     # Another hold in force that covers a record's data keeps it restricted: its release sweeps the
     # subject again. Judged per dataset's categories, as the erasure kept them, not per system.
     holds = await active_holds_for(ctx.pool, rows[0]["subject_hash"])
@@ -138,17 +144,17 @@ async def _lifted_in_system(ctx: ActivityContext, request_id: str, version: str,
     request = await get_request(ctx.pool, request_id)
     if request is None:
         raise LookupError(f"request {request_id} not found")
-    async with restriction_lock(ctx, subject_of(request), system, "lift_restriction"):
-        if system in await restricted_elsewhere(ctx.pool, request_id):
-            return []  # the subject restricted it: that restriction's lift un-restricts them
-        kept = {(r["dataset"], r["record_key"]) for r in await ctx.pool.fetch(
-            _KEPT_ELSEWHERE, system, [r["dataset"] for r in rows], [r["record_key"] for r in rows])}
-        free = [r for r in rows if (r["dataset"], r["record_key"]) not in kept]
-        if not free:
-            return []
-        keys: dict[str, list[str]] = defaultdict(list)
-        for row in free:
-            keys[row["dataset"]].append(row["record_key"])
-        async with open_connector(ctx, version, system) as connector:
-            await connector.unrestrict_keys(keys)
+    await held.enter_async_context(restriction_lock(ctx, subject_of(request), system, "lift_restriction"))
+    if system in await restricted_elsewhere(ctx.pool, request_id):
+        return []  # the subject restricted it: that restriction's lift un-restricts them
+    kept = {(r["dataset"], r["record_key"]) for r in await ctx.pool.fetch(
+        _KEPT_ELSEWHERE, system, [r["dataset"] for r in rows], [r["record_key"] for r in rows])}
+    free = [r for r in rows if (r["dataset"], r["record_key"]) not in kept]
+    if not free:
+        return []
+    keys: dict[str, list[str]] = defaultdict(list)
+    for row in free:
+        keys[row["dataset"]].append(row["record_key"])
+    async with open_connector(ctx, version, system) as connector:
+        await connector.unrestrict_keys(keys)
     return free

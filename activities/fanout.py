@@ -30,7 +30,7 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.heartbeat import heartbeating
-from activities.restriction_lock import restriction_lock
+from activities.restriction_lock import acted, restriction_lock
 from activities.restrictions import held_message, lift_held_by
 from activities.task_outcomes import (
     STORED_OUTCOME,
@@ -172,6 +172,13 @@ class FanoutActivities(ErasureEvidence):
         row, stored = await get_request_with(self.ctx.pool, task.request_id, STORED_OUTCOME, *outcome_key(task))
         if row is None:
             raise ApplicationError(f"request {task.request_id} not found", non_retryable=True)
+        # A restriction's or a lift's run, from a lift's check to the result on record, one at a time
+        # per system and subject (activities/restriction_lock.py), so that what acted last is recorded
+        # last; nothing for other actions. (Not entered again below: a lift would wait for itself.)
+        async with restriction_lock(self.ctx, subject_of(row), task.task.system, task.task.action):
+            return await self._run_locked(task, row, stored)
+
+    async def _run_locked(self, task: TaskInput, row: dict[str, Any], stored: dict[str, Any] | None) -> TaskResult:
         earlier = stored_outcome(stored)
         if earlier is not None and earlier.committed:
             result = earlier.result  # this attempt acted before its worker died: report that
@@ -199,6 +206,7 @@ class FanoutActivities(ErasureEvidence):
                 result = earlier.result
             # Named by its request too: a test kills one request's try while others' go on.
             failpoint("task-effect-committed", f"{task.task.system}:{task.task.action}:{task.request_id}")
+        acted(task.task.system, task.task.action, task.request_id)
         outcome = outcome_write(task, result, committed=True)
         if task.record:
             # Refused if staff resolved the task after the run's last journal write (which found it
@@ -244,10 +252,7 @@ class FanoutActivities(ErasureEvidence):
 
         try:
             await self._identities_agree(task.policy_version, subject)
-            async with AsyncExitStack() as held:
-                # A restriction's or a lift's call, and a lift's check before it, one at a time per
-                # system and subject (activities/restriction_lock.py); nothing for other actions.
-                await held.enter_async_context(restriction_lock(self.ctx, subject, task.task.system, action))
+            async with AsyncExitStack() as held:  # (under `_run`'s restriction lock)
                 # A lift where another restriction of the subject holds the system leaves it: nothing
                 # to open, and no job to start at a processor.
                 if action == "lift_restriction" and (held_by := await lift_held_by(

@@ -57,7 +57,7 @@ from activities.connectors.base import ActionOutcome, Subject
 from activities.context import ActivityContext
 from activities.fanout import open_connector, subject_of
 from activities.heartbeat import heartbeating
-from activities.restriction_lock import restriction_lock
+from activities.restriction_lock import acted, restriction_lock
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
@@ -141,7 +141,6 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
     subject = subject_of(request)
     kind = (await ctx.policy(request["policy_version"])).policy.systems[system].connector
     data: dict[str, Any] = {"system": system, "by": holder}
-    # Lifted, not yet on record: failpoint restriction-acted, as the lock is given back.
     async with restriction_lock(ctx, subject, system, "lift_restriction"):
         if (await restricted_elsewhere(ctx.pool, lift)).get(system) is not None:
             return False  # held again (another restriction in force or under way): its lift lifts
@@ -157,6 +156,11 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
                                                       else {"changed": outcome.changed})
         else:  # a person carries it out: nothing is sent to the system, staff are told
             data |= {"status": "needs_attention"}
+        acted(system, "lift_restriction", lift)  # lifted, not yet on record, the lock held
+        if data["status"] != "needs_attention":
+            # On record before the lock is given back: a restriction of the subject waiting on it
+            # restricts, and records that, after (activities/restriction_lock.py).
+            await _record_release(ctx, lift, system, data)
     if data["status"] == "needs_attention":
         # The alert first (keyed: it goes once), then the record that ends the search: a sweep that
         # dies in between alerts nobody twice, and records it on the next run. Before, only L's
@@ -167,12 +171,18 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
                     "facts": {"what": "lift_by_hand", "system": system, "holder": holder,
                               **({"failed": data["failed"]} if "failed" in data else {})}}))
         failpoint("lift-by-hand-alerted", f"{system}:{lift}")  # staff told, the release not yet on record
-    async with ctx.pool.acquire() as conn:
-        await append_event(conn, event_key=released_key(lift, system), event_type="restriction.lift_released",
-                           request_id=lift, actor="sweep", data=data)
+        # Outside the lock (the alert may wait on the relay): nothing was changed in the system here
+        # (a person carries the lift out, or the system kept failing it).
+        await _record_release(ctx, lift, system, data)
     activity.logger.warning("held lift carried out: its holder ended without coming into force",
                             extra={"request_id": lift, "system": system, "status": data["status"]})
     return True
+
+
+async def _record_release(ctx: ActivityContext, lift: str, system: str, data: dict[str, Any]) -> None:
+    async with ctx.pool.acquire() as conn:
+        await append_event(conn, event_key=released_key(lift, system), event_type="restriction.lift_released",
+                           request_id=lift, actor="sweep", data=data)
 
 
 async def _lifted(ctx: ActivityContext, policy_version: str, system: str, subject: Subject) -> ActionOutcome:

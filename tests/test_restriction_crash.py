@@ -18,7 +18,7 @@ from schemas.workflow import StartRequest, TaskInput, workflow_id_for
 from tests.fanout_stack import api, fanout_stack
 from tests.process_support import died, worker_to_kill
 from tests.support import console_sign_in, fetch_rows, staff_headers, stored_request, task_result
-from tests.test_restriction_lifecycle import LIFT, _restrict
+from tests.test_restriction_lifecycle import LIFT, _restrict, _until
 from workers.dsr_worker import activity_context, build_worker
 
 # Ada's rows in the demo systems (tests/test_sql_connector.py restricts them one system at a time).
@@ -78,9 +78,11 @@ async def test_a_lift_held_by_another_restriction_is_reported_once_after_a_worke
 async def test_a_lift_killed_before_giving_back_the_systems_lock_is_restricted_again_once(
         postgres, settings, dev_server, pool, mail_sink, tmp_path):
     """The worker dies right after a lift un-restricted analytics, still holding the system's lock
-    (failpoint restriction-acted), before the task's result was kept. The lock goes with the dead
-    worker's session: a new restriction of the subject, started now, restricts analytics at once,
-    after the lift. The lift's retry (the next worker) finds that restriction under way and leaves
+    (failpoint restriction-acted), before the task's result was kept (the lock is held through the
+    record since hEA: a worker killed anywhere between the check and the record dies holding it).
+    The lock goes with the dead worker's session (no advisory lock left once it died): a new
+    restriction of the subject, started now, restricts analytics at once, after the lift. The
+    lift's retry (the next worker) finds that restriction under way and leaves
     analytics to it, and its record says what happened: the task reports what the first try lifted
     and that it was restricted again, one `restriction.lift_held` (the timeline: "restricted again:
     restriction <ref> started while this lift ran"), analytics not among the lift's systems lifted."""
@@ -96,6 +98,7 @@ async def test_a_lift_killed_before_giving_back_the_systems_lock_is_restricted_a
                                                       headers=await staff_headers(pool, "compliance"), json=LIFT))
             await died(worker, tmp_path)
         assert [row["restricted"] for row in await fetch_rows(stack.databases["analytics"], restricted)] == [False]
+        assert await _until(lambda: _no_advisory_lock(pool), 5)  # its session ended, no lease to run out
         # No worker runs: the new restriction's analytics task, as its workflow would run it.
         fanout = FanoutActivities(activity_context(stack.settings, pool))
         second = await stored_request(pool, stack.settings, "again", "restriction", email=email,
@@ -125,3 +128,7 @@ async def test_a_lift_killed_before_giving_back_the_systems_lock_is_restricted_a
             and e["data"]["system"] == "analytics"] == [{"system": "analytics", "by": second, "lifted_before": True}]
     (lifted,) = [e["data"] for e in events if e["event_type"] == "restriction.lifted"]
     assert "analytics" in lifted["held"]
+
+
+async def _no_advisory_lock(pool) -> bool:
+    return not await pool.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
