@@ -17,9 +17,10 @@ recorded last. Before (hEA), the lock ended with the lift's call; the restrictio
 restricted and recorded "restricted" before the lift recorded "lifted", so the request's trail and
 the subject's history, read in record order, said lifted last of a system left restricted. Each
 holder records inside the lock, and gives `acted` (failpoint `restriction-acted`) the place between
-the system's change and its record. What the lock does not order: a processor that answers later
-(OpenDSR's callback or poll records its job done, after the lock), and a task of a workflow started
-before its tasks recorded their own results (tasks-record-themselves: a step of its own records it).
+the system's change and its record. What the lock does not order: a processor asked by e-mail,
+whose confirmation (its link, a poll) records the job done later, when the processor acted, and a
+task of a workflow started before its tasks recorded their own results (tasks-record-themselves: a
+step of its own records it). (OpenDSR has no restriction: staff are asked.)
 
 The locks are held by a connection of their own, opened for the action and closed after its record
 (milliseconds more than the call: one transaction; restrict and lift actions only): a worker that
