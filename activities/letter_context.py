@@ -30,6 +30,7 @@ from activities.letter_stopped import (
     stopped_runs,
     stopped_sentence,
 )
+from activities.letter_systems import all_where
 from activities.letter_templates import letter_wording
 from activities.restrictions import lift_letter_context
 from dsrflow.crypto.hashing import keyed_hash, token_hash
@@ -144,6 +145,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         params["warning_days"] = policy.deadline_warnings_days
         # The detail names systems by the labels of the policy version the request runs under.
         params["systems"] = {system: spec.label for system, spec in policy.systems.items()}
+        params["where"] = all_where(policy, t)  # and after a verb ("The task at our ... needs staff")
     if job.purpose == "denial":
         params["reason_label"] = denial_label(params["reason_code"], row["regime"], t)
     if refuses_outright(job.purpose, params):
@@ -164,7 +166,7 @@ async def build_context(ctx: ActivityContext, row: dict[str, Any], job: LetterJo
         # A system still asked (a job at the processor) may still act, or is being called off: not stopped.
         acted, asked = done_so_far(params, row)
         params["kept_at_close"], acted = kept_at_close(row, policy, loaded.policy, t, acted)  # what holds kept
-        params["stopped"] = [stopped_sentence(stopped, t) for stopped in stopped_runs(row, policy)
+        params["stopped"] = [stopped_sentence(stopped, policy, t) for stopped in stopped_runs(row, policy)
                              if stopped.system not in asked and stopped.system not in acted]
         # A workflow that sends `acted_in` tells what was changed: the letter says plainly that
         # nothing, or only part, was done, not "we have not acted on your request, or not on all of

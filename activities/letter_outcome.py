@@ -19,6 +19,7 @@ from activities.letter_kept_since import (
     one_per_law,
     unrestricted,
 )
+from activities.letter_systems import system_where
 from activities.processor_exports import missing_reasons
 from activities.recipients_told import (
     CutShort,
@@ -120,22 +121,23 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     identifiers not yet sent."""
     basis, law = _kept_texts(kept, policy, source or policy, t, regime)
     system = policy.system_label(kept["system"])
+    where = system_where(policy, kept["system"], t)  # "in our CRM": after a noun, as after a verb
     if kept["dataset"] == "all" and left is not None:
         what = t.ngettext("the data %(system)s holds under the other identifier by which it knows you",
                           "the data %(system)s holds under the other %(num)d identifiers by which it knows you",
                           left) % {"num": left, "system": system}
     elif kept["dataset"] == "all":
-        what = t.gettext("your data in %(system)s") % {"system": system}
+        what = t.gettext("your data %(where)s") % {"where": where}
     else:  # one dataset's, or several of one law's (`one_per_law`: their `words`)
-        what = t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
-                          kept["records"]) % {"num": kept["records"], "system": system, "dataset": kept.get("words") or
+        what = t.ngettext("%(num)d record of %(dataset)s %(where)s", "%(num)d records of %(dataset)s %(where)s",
+                          kept["records"]) % {"num": kept["records"], "where": where, "dataset": kept.get("words") or
                                               dataset_words(policy.systems, kept["system"], kept["dataset"])}
     # The law alone: what was done with the record (reduced and restricted in our systems, not at a
     # processor's) the paragraph above the list says (`kept_where`); "; minimised to what that law
     # requires" after each statute was false of a processor's records. A statute's records go when
     # its period ends; a legal-claims hold's date is when we review whether the claims still need
     # them, not an end date.
-    return {"what": what, "label": system, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
+    return {"what": what, "label": system, "where": where, "basis": basis, "law": law, "reviewed": kept["hold_kind"] == "legal_claims",
             "foreign_law": _foreign_law(_statute(kept, policy, source or policy), regime),
             "until": date.fromisoformat(kept["until"]) if kept.get("until") else None,
             "periods": [(date.fromisoformat(until), num, dataset) for until, num, dataset in kept.get("periods") or []],

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from activities.letter_systems import system_where
 from dsrflow.i18n import Translator
 from policy.model import Policy
 
@@ -75,24 +76,24 @@ def stopped_runs(row: dict[str, Any], policy: Policy) -> list[Stopped]:
             for system, changes, status, *unsure in row.get("stopped_runs") or []]
 
 
-def stopped_sentence(stopped: Stopped, t: Translator) -> str:
-    """A closing letter's sentence for one such system: what its run had made "at least" when a
-    change of it was on the wire as the request closed, whose answer is not known (the service may
-    have made it): the letter says no more than is known when it goes."""
-    values = {"system": stopped.label, "num": stopped.changes}
+def stopped_sentence(stopped: Stopped, policy: Policy, t: Translator) -> str:
+    """A closing letter's sentence for one such system (named after "work", `system_where`): what its
+    run had made "at least" when a change of it was on the wire as the request closed, whose answer
+    is not known (the service may have made it): the letter says no more than is known when it goes."""
+    values = {"where": system_where(policy, stopped.system, t), "num": stopped.changes}
     if stopped.unsure and not stopped.changes:
-        return t.gettext("Our automated work in %(system)s stopped before it was finished, as it was making a "
+        return t.gettext("Our automated work %(where)s stopped before it was finished, as it was making a "
                          "change to your records there; that change may have been made.") % values
     if stopped.unsure:
         return t.ngettext(
-            "Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "Our automated work %(where)s stopped before it was finished; by then it had made at least %(num)d "
             "change to your records there.",
-            "Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "Our automated work %(where)s stopped before it was finished; by then it had made at least %(num)d "
             "changes to your records there.", stopped.changes) % values
     return t.ngettext(
-        "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d change "
+        "Our automated work %(where)s stopped before it was finished; by then it had made %(num)d change "
         "to your records there.",
-        "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d changes "
+        "Our automated work %(where)s stopped before it was finished; by then it had made %(num)d changes "
         "to your records there.", stopped.changes) % values
 
 

@@ -45,6 +45,7 @@ from jinja2.runtime import Undefined
 
 from activities.citations import ACCESS_PERIOD_ONLY, APPEAL_PROVISIONS, PERIODS, answer_period, cite, law_grants
 from activities.letter_outcome import kept_where
+from activities.letter_systems import placed
 from activities.staff_alert_words import DETAIL_CHARS, FACTS, action_label, named, quoted, step_label
 from dsrflow.domain.deadlines import answer_days, takes_complaints
 from dsrflow.domain.references import short_reference
@@ -91,7 +92,8 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     # `remedies` too, unless the subject withdrew the request (checked in render_letter).
     "cancellation": (*_COMMON, "reason", "withdrawn", "acted_in", "asked_in"),
     "restriction_lift": (*_COMMON, "reason", "lift_on", "notice_days", "restriction"),
-    # And `facts` (with `systems`, the policy's labels), or an older workflow's `detail`.
+    # And `facts` (with `systems`, the policy's labels, and `where`, its systems after a verb), or an
+    # older workflow's `detail`.
     "staff_alert": ("controller", "request", "timezone", "kind", "days_left"),
 }
 
@@ -231,6 +233,8 @@ def letter_environment(language: str, timezone: str, wording: str | None = None)
     env.filters["step_of"] = lambda step: step_label(step["step"], step.get("about"), t=t)
     env.filters["action_label"] = partial(action_label, t=t)
     env.filters["named"] = named
+    # Systems after a verb ("The task at our survey service provider"), from the context's `where`.
+    env.filters["placed"] = partial(placed, t=t, language=language)
     # The period the law of a request (or an appeal) gives to answer it, where it counts in days.
     env.globals["answer_period"] = partial(answer_period, t=t)
     env.globals["extension_rule"] = partial(extension_rule, t=t)
@@ -294,7 +298,8 @@ def staff_alert_detail(ctx: dict[str, Any], language: str, subject: Mapping[str,
                          for key in _OTHERS_WORDS if isinstance(facts.get(key), str)}}
     env = letter_environment(Language(language), str(ctx["timezone"]))
     sentences = env.get_template("_staff_alert_detail.txt.j2").render({**ctx, "facts": facts,
-                                                                       "systems": ctx.get("systems") or {}})
+                                                                       "systems": ctx.get("systems") or {},
+                                                                       "where": ctx.get("where") or {}})
     return _LINE_BREAKS.sub(" ", sentences).strip()  # one paragraph, keeping French no-break spaces
 
 

@@ -12,6 +12,7 @@ from temporalio import activity
 
 from activities.citations import IN_BRACKETS, CitedLabel, cited_label
 from activities.context import ActivityContext
+from activities.letter_systems import system_where
 from activities.recipients_told import recipients_named
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.domain.audit import append_event
@@ -66,8 +67,10 @@ async def lift_letter_context(ctx: ActivityContext, row: dict[str, Any], policy:
         "grounds": [cited_label(GROUND_LABELS[g], row["regime"], t) for g in restriction["grounds"]],
         "recipients": recipients, "recipients_by_kind": by_kind,
         # Where another of the subject's restrictions keeps the data restricted, the lift leaves it.
+        # Named after a verb ("your personal data in our CRM and at our ... provider"), each its own way.
         "still_restricted": [{"reference": short_reference(other), "in_force": other in in_force, "systems": [
-            policy.system_label(s) for s in sorted(held) if held[s] == other]}
+            policy.system_label(s) for s in sorted(held) if held[s] == other], "where": [
+            system_where(policy, s, t) for s in sorted(held) if held[s] == other]}
             for other in sorted(set(held.values()))]}}
     if restriction["lift_effective_on"] is not None:
         # The moment the lift takes effect, on record (restarted while the letter has not gone),

@@ -48,7 +48,7 @@ TRANSLATABLE: tuple[str, ...] = (
     "automated_decisions.profiling.significance",
     "statutory_holds.*.label", "statutory_holds.*.basis", "statutory_holds.*.law",
     "statutory_holds.*.later_periods.*.law", "statutory_holds.*.foreign_law",
-    "systems.*.label", "systems.*.datasets.*.label", "systems.*.config.datasets.*.label",
+    "systems.*.label", "systems.*.where", "systems.*.datasets.*.label", "systems.*.config.datasets.*.label",
     "systems.*.datasets.*.fields.*.rectifiable.label", "systems.*.config.labels.*",
 )
 

@@ -30,7 +30,7 @@ from policy.languages import SOURCE_LANGUAGE, Languages, check_translation, inli
 from policy.remedies import Authority, Remedies, check_translated
 from policy.restriction import RestrictionPolicy
 from policy.strict import IDENT, StrictModel
-from policy.systems import System
+from policy.systems import System, check_where
 from schemas.countries import country_code
 from schemas.requests import RequestType
 from schemas.vocabulary import Language, Regime
@@ -256,6 +256,11 @@ class Policy(StrictModel):
         does not know it (a system a later version added or an earlier one had)."""
         return self.systems[system].label if system in self.systems else system
 
+    def system_where(self, system: str) -> str | None:
+        """A system as letters name it after a verb ("in our CRM"), where the policy gives it
+        (`systems.<name>.where`); None: letters say their own phrase around its label."""
+        return self.systems[system].where if system in self.systems else None
+
     def authority_for(self, country: str) -> Authority:
         return self.supervisory_authorities.get(country) or self.supervisory_authorities[self.defaults.country]
 
@@ -353,6 +358,12 @@ def _check_translations(policy: Policy, content: dict) -> None:
         if language not in policy.translations:
             raise ValueError(f"translations.{language.value}: missing; languages.supported lists it")
         check_translation(content, language.value, policy.translations[language])
+        # Checked as the policy's own are (System), naming the translation's path: the translated
+        # policy is only validated when a letter in that language is first written.
+        for name, system in (policy.translations[language].get("systems") or {}).items():
+            where = system.get("where") if isinstance(system, dict) and name in policy.systems else None
+            if isinstance(where, str) and (problem := check_where(where)):
+                raise ValueError(f"translations.{language.value}.systems.{name}.where: {problem}")
         # Texts derived from others (the portal's words of a complaint) hold in each language too.
         check_translated(translated(content.get("remedies", {}), policy.translations[language].get("remedies", {})),
                          language.value)

@@ -94,6 +94,11 @@ class System(StrictModel):
     """A system holding personal data and how to reach it."""
 
     label: str
+    # The system as a letter names it after a verb, its preposition included ("in our CRM", "at our
+    # survey service provider"): a label after a bare "in" reads wrong ("in Survey service
+    # provider", "dans Prestataire de services d'enquêtes"). Translated like the label; without one,
+    # letters say a neutral phrase around the label (activities/letter_labels.py `system_where`).
+    where: str | None = None
     connector: ConnectorKind
     config: dict[str, Any] = Field(default_factory=dict)
     recipient: str | None = None  # the Recipient this system is, for Art. 19 notices
@@ -103,6 +108,10 @@ class System(StrictModel):
 
     @model_validator(mode="after")
     def _datasets(self) -> Self:
+        if self.where is not None:
+            where_problem = check_where(self.where)
+            if where_problem:
+                raise ValueError(f"where: {where_problem}")
         names = [d.name for d in self.datasets]
         if len(set(names)) != len(names):
             raise ValueError("dataset names must be unique within a system")
@@ -149,6 +158,29 @@ class System(StrictModel):
         except ValidationError as exc:
             raise ValueError("; ".join(
                 f"config.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())) from None
+
+
+_WHERE_END = re.compile(r"[.,;:!?]$")
+
+
+def check_where(where: str) -> str | None:
+    """What is wrong with a system's `where` (None: nothing). It is set inside a sentence, after a
+    verb and before the rest ("Our automated work in our CRM stopped ..."), in lists too ("in our CRM
+    and at our survey service provider"): so words on one line, starting with its preposition in
+    lower case, and no full stop or comma of its own."""
+    if not where.strip():
+        return "expected the words a letter names the system by after a verb, e.g. 'in our CRM'"
+    if where != where.strip() or "\n" in where or "  " in where:
+        return f"{where!r}: one line, without leading, trailing or doubled spaces"
+    if not where[0].islower():
+        return (f"{where!r}: it is set mid-sentence, so it starts with its preposition in lower case "
+                f"(e.g. 'in our CRM', 'at our survey service provider')")
+    if len(where.split()) < 2:
+        return (f"{where!r}: a preposition and the system, e.g. 'in our CRM' or 'at our survey service "
+                f"provider'; letters add nothing before it")
+    if _WHERE_END.search(where):
+        return f"{where!r}: no punctuation at its end: the sentence goes on after it"
+    return None
 
 
 def check_rectifiable(dataset: Dataset) -> None:

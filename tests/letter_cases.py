@@ -266,13 +266,15 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             **EXTRA["restriction_lift"], "request_type": "restriction", LIFT_GROUNDS: ["objection_pending"],
             "restriction": {**EXTRA["restriction_lift"]["restriction"], "still_restricted": [
                 {"reference": "6AK46AKM8F", "in_force": True,
-                 "systems": ["CRM", "Website analytics (users and page events)"]}]}}),
+                 "systems": ["CRM", "Website analytics (users and page events)"],
+                 "where": ["in our CRM", "in our website analytics"]}]}}),
         # ... and one still under way, which may yet end without coming into force.
         "restriction_lift-another-under-way": ("restriction_lift", {
             **EXTRA["restriction_lift"], "request_type": "restriction", LIFT_GROUNDS: ["objection_pending"],
             "restriction": {**EXTRA["restriction_lift"]["restriction"], "still_restricted": [
-                {"reference": "6AK46AKM8F", "in_force": False, "systems": ["Website analytics (users and page events)"]},
-                {"reference": "7BL57BLN9G", "in_force": True, "systems": ["CRM"]}]}}),
+                {"reference": "6AK46AKM8F", "in_force": False, "systems": ["Website analytics (users and page events)"],
+                 "where": ["in our website analytics"]},
+                {"reference": "7BL57BLN9G", "in_force": True, "systems": ["CRM"], "where": ["in our CRM"]}]}}),
         # An appeal withdrawn after another of the same refusal was closed for it
         # (activities/letter_closed_for.py): in the UK a complaint, whose form the letter links.
         "cancellation-withdrawn-appeal-others-closed-for": ("cancellation", {

@@ -61,9 +61,9 @@ async def test_nothing_is_named_when_nothing_was_changed_or_the_request_only_rea
             assert "we had already acted on it" not in part and "may still do so" not in part
 
 
-STOPPED = ("Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d change "
+STOPPED = ("Our automated work %(where)s stopped before it was finished; by then it had made %(num)d change "
            "to your records there.",
-           "Our automated work in %(system)s stopped before it was finished; by then it had made %(num)d changes "
+           "Our automated work %(where)s stopped before it was finished; by then it had made %(num)d changes "
            "to your records there.")
 PURPOSES = {**CLOSINGS, "completed": ("response", {"report": {"results": []}})}
 
@@ -85,7 +85,7 @@ async def test_a_letter_says_what_a_run_had_changed_before_its_task_stopped(clos
     for part in both(letter):
         for system, changes in (("crm", 1), ("billing", 3)):
             label = policy.systems[system].label
-            said = t.ngettext(*STOPPED, changes) % {"system": label, "num": changes}
+            said = t.ngettext(*STOPPED, changes) % {"where": policy.systems[system].where, "num": changes}
             if purpose == "response":  # a line of what was done per system, and not its sentence too
                 assert said not in part, (system, part)
                 assert part.count(label) == 1, (system, part)
@@ -106,11 +106,11 @@ async def test_a_system_still_asked_is_not_said_to_have_stopped(closing):
     purpose, params = CLOSINGS[closing]
     letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["surveys"]},
                            stopped_runs=[["surveys", 2, "pending"], ["crm", 1, "needs_attention"]])
-    label = LOADED.policy.systems["surveys"].label
+    label, where = LOADED.policy.systems["surveys"].label, LOADED.policy.systems["surveys"].where
     for part in both(letter):
         assert "are now calling that off" in part and label in part
-        assert f"Our automated work in {label} stopped" not in part, part
-        assert "Our automated work in " + LOADED.policy.systems["crm"].label + " stopped" in part
+        assert f"Our automated work {where} stopped" not in part, part
+        assert "Our automated work in our CRM stopped" in part
 
 
 @pytest.mark.parametrize("closing", CLOSINGS)
@@ -122,17 +122,16 @@ async def test_a_run_the_close_stopped_is_said_to_have_stopped_not_to_be_still_a
     purpose, params = CLOSINGS[closing]
     letter = await as_sent(purpose, "erasure", {**params, "acted_in": [], "asked_in": ["email_marketing"]},
                            stopped_runs=[["email_marketing", 1, "needs_attention"]])
-    label = LOADED.policy.systems["email_marketing"].label
     for part in both(letter):
         assert "may still do so" not in part, part
-        assert f"Our automated work in {label} stopped before it was finished; by then it had made 1 change" in part
+        assert "Our automated work in our e-mail marketing system stopped before it was finished; by then it had made 1 change" in part
 
 
-AT_LEAST = ("Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+AT_LEAST = ("Our automated work %(where)s stopped before it was finished; by then it had made at least %(num)d "
             "change to your records there.",
-            "Our automated work in %(system)s stopped before it was finished; by then it had made at least %(num)d "
+            "Our automated work %(where)s stopped before it was finished; by then it had made at least %(num)d "
             "changes to your records there.")
-MAY_HAVE = ("Our automated work in %(system)s stopped before it was finished, as it was making a change to your "
+MAY_HAVE = ("Our automated work %(where)s stopped before it was finished, as it was making a change to your "
             "records there; that change may have been made.")
 
 
@@ -146,8 +145,8 @@ async def test_a_change_on_the_wire_at_the_close_is_not_said_as_known(language):
     letter = await as_sent("cancellation", "erasure", {**CLOSINGS["withdrawn"][1], "acted_in": [], "asked_in": []},
                            language=language, stopped_runs=[["crm", 2, "needs_attention", 1],
                                                              ["billing", 0, "needs_attention", 1]])
-    # Either side of the system's label (which the letter gives in its language).
-    at_least, may_have = (said.split("%(system)s") for said in (t.ngettext(*AT_LEAST, 2), t.gettext(MAY_HAVE)))
+    # Either side of the system's phrase (which the letter gives in its language).
+    at_least, may_have = (said.split("%(where)s") for said in (t.ngettext(*AT_LEAST, 2), t.gettext(MAY_HAVE)))
     for part in both(letter):
         assert at_least[0] in part and at_least[1] % {"num": 2} in part, part
         assert may_have[0] in part and may_have[1] in part, part
@@ -181,13 +180,12 @@ async def test_a_run_stopped_part_way_is_said_under_every_law(closing, regime):
         params = {**params, "acted_in": [], "asked_in": []}
     letter = await as_sent(purpose, "erasure", params, regime=regime,
                            stopped_runs=[["crm", 2, "needs_attention"], ["billing", 1, "done"]])
-    label = LOADED.policy.systems["crm"].label
     for part in both(letter):
         assert "%(" not in part and "{{" not in part, part
         if purpose == "response":
             assert "changed before our work there stopped" in part and "2 changes" in part, part
         else:
-            assert f"Our automated work in {label} stopped before it was finished; by then it had made 2 changes" \
+            assert "Our automated work in our CRM stopped before it was finished; by then it had made 2 changes" \
                 in part, part
 
 

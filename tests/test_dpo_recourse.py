@@ -83,11 +83,11 @@ async def test_the_lift_letter_names_each_recipient_as_the_response_named_it(res
 
 
 
-_STILL_UNDER_WAY = ("Your restriction request %(reference)s is still being handled: your personal data in %(systems)s "
+_STILL_UNDER_WAY = ("Your restriction request %(reference)s is still being handled: your personal data %(where)s "
                     "stays restricted while it is. If it ends without restricting your data there, we will then lift "
                     "the restriction there too.")
-_STILL_IN_FORCE = ("This does not end your restriction %(reference)s, which is still in force: your personal data in "
-                   "%(systems)s stays restricted until we lift that restriction too, and we will tell you before we do.")
+_STILL_IN_FORCE = ("This does not end your restriction %(reference)s, which is still in force: your personal data "
+                   "%(where)s stays restricted until we lift that restriction too, and we will tell you before we do.")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -100,7 +100,7 @@ async def test_the_lift_letter_says_what_another_restriction_in_force_keeps_rest
     restricted_in("analytics", "crm", held={"analytics": other})
     for part in both(await as_sent("restriction_lift", "restriction", _LIFT, regime="gdpr", language=language)):
         sentence = t.gettext(_STILL_IN_FORCE) % {"reference": short_reference(other),
-                                                 "systems": policy.systems["analytics"].label}
+                                                 "where": policy.systems["analytics"].where}
         assert said(sentence) in said(html.unescape(part)), (language, part)
         assert said(policy.recipients["google_analytics"].identity) not in part
         assert said(policy.recipients["communication_crm"].name) in part
@@ -114,7 +114,7 @@ async def test_the_lift_letter_promises_no_later_lift_for_a_restriction_still_un
     policy, t = LOADED.in_language(language), translations(language)
     other = "5d0c1e2a-7b3f-4c4d-9e8f-0a1b2c3d4e5f"
     restricted_in("analytics", "crm", held={"analytics": other}, under_way=True)
-    values = {"reference": short_reference(other), "systems": policy.systems["analytics"].label}
+    values = {"reference": short_reference(other), "where": policy.systems["analytics"].where}
     for part in both(await as_sent("restriction_lift", "restriction", _LIFT, regime="gdpr", language=language)):
         assert said(t.gettext(_STILL_UNDER_WAY) % values) in said(html.unescape(part)), (language, part)
         assert said(t.gettext(_STILL_IN_FORCE) % values) not in said(html.unescape(part))

@@ -85,9 +85,9 @@ def _item(text: str, first: str) -> list[str]:
 def _item_of_invoices(t: Translator, language: str, num: int = 2) -> str:
     """The first line of the invoices' kept item."""
     policy = LOADED.in_language(language)
-    return t.ngettext("%(num)d record of %(dataset)s in %(system)s", "%(num)d records of %(dataset)s in %(system)s",
+    return t.ngettext("%(num)d record of %(dataset)s %(where)s", "%(num)d records of %(dataset)s %(where)s",
                       num) % {"num": num, "dataset": dataset_words(policy.systems, "billing", "invoices"),
-                            "system": policy.systems["billing"].label}
+                            "where": policy.systems["billing"].where}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -95,7 +95,7 @@ async def test_a_legal_claims_hold_gives_its_basis_once_no_law_and_what_its_date
     letter = await as_sent("response", "erasure", _kept("both"), language=language)
     t = worded(language, wording_of("gdpr"))
     policy = LOADED.in_language(language)
-    what = t.gettext("your data in %(system)s") % {"system": policy.systems["crm"].label}
+    what = t.gettext("your data %(where)s") % {"where": policy.systems["crm"].where}
     basis = t.gettext("%(citation)s: establishment, exercise or defence of legal claims") % {
         "citation": citation("gdpr", "17(3)(e)", t)}
     assert _item(letter.text, what) == [f"- {what}", _field(t, "Legal basis", basis),

@@ -21,7 +21,7 @@ def test_response_names_the_recipients_art19_reached_once():
     for part in (letter.text, unescape(letter.html)):
         assert part.count("Financial services and accounting provider") == 1
         assert "who these recipients are" not in part  # they are named: nothing left to ask
-        assert "4 records of invoices in Billing" in part and "support requests" in part
+        assert "4 records of invoices in our billing system" in part and "support requests" in part
 
 
 @pytest.mark.parametrize(("regime", "authority", "court", "appeal"), [

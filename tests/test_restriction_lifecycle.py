@@ -66,7 +66,7 @@ async def _resolve_email_task(http, pool, sink, rid: str, action: str) -> None:
     """The e-mail processor speaks OpenDSR, which has no restriction: staff are alerted (once per
     task, the restriction's and the lift's) and tell it by hand."""
     async def alerted() -> bool:
-        said = f"The {_ACTION_WORDS[action]} task in E-mail marketing (newsletters) needs staff"
+        said = f"The {_ACTION_WORDS[action]} task in our e-mail marketing system needs staff"
         return any(said in " ".join(text_of(m).split()) for m in letters_for(sink, rid, "staff_alert"))
 
     assert await _until(alerted), [text_of(m) for m in letters_for(sink, rid, "staff_alert")]
@@ -348,10 +348,10 @@ async def test_lifting_one_restriction_leaves_what_another_in_force_restricts(po
             said, result = await lift(objection, by_hand=False)
             assert [r["restricted"] for r in await fetch_rows(analytics, restricted)] == [True]
             reference = short_reference(claims)
-            opening = f"This does not end your restriction {reference}, which is still in force: your personal data in "
+            opening = f"This does not end your restriction {reference}, which is still in force: your personal data "
             assert opening in said, said
             still = said[said.index(opening):].split(" stays restricted until we lift that restriction too")[0]
-            assert "Website analytics (users and page events)" in still and "E-mail marketing (newsletters)" in still
+            assert "in our website analytics" in still and "in our e-mail marketing system" in still, still
             assert "Google Ireland Limited" not in said
             held = {t["system"]: t for t in result["results"] if t["action"] == "lift_restriction"}
             assert all((held[s]["status"], held[s]["changed"]) == ("done", 0) and reference in held[s]["message"]

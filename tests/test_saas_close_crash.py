@@ -33,7 +33,7 @@ from tests.support import attested_request, eventually, letters_for, staff_heade
 from workers.dsr_worker import build_worker
 
 # The second delete was on the wire as the worker died: its answer is known nowhere, so "at least".
-STOPPED = "Our automated work in Newsletter stopped before it was finished; by then it had made at least 1 change"
+STOPPED = "Our automated work in our system “Newsletter” stopped before it was finished; by then it had made at least 1 change"
 
 
 def _list_of(path: str) -> str:
@@ -165,7 +165,7 @@ async def _cancellation_letter(pool, rid: str) -> str:
 
 
 def _stopped(num: str) -> str:
-    return f"Our automated work in newsletter stopped before it was finished; by then it had made {num} to your"
+    return f"Our automated work in our system “newsletter” stopped before it was finished; by then it had made {num} to your"
 
 
 async def _partial_effects(pool, rid: str) -> list[tuple[int, int | None]]:

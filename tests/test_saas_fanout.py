@@ -84,7 +84,7 @@ async def test_erasure_through_stripe_and_ga4(saas, postgres, settings, pool, de
     assert "Google accepted our request to delete your Google Analytics data" in letter
     assert "within 72 hours" in letter
     # The datasets' labels, one law's records in one item (activities/letter_outcome.py).
-    assert re.search(r"\b2 records of customer details and invoices in Stripe \(card payments\)", letter)
+    assert re.search(r"\b2 records of customer details and invoices in our system “Stripe \(card payments\)”", letter)
     assert await pool.fetchval("SELECT count(*) FROM deferred_erasures WHERE request_id = $1 AND system = 'billing_stripe'",
                                uuid.UUID(rid)) == 2
 

@@ -263,7 +263,7 @@ async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back
             "Legal basis: Art. 17(3)(e) GDPR") in letter
     review = datetime.now(UTC).date() + timedelta(days=400)
     assert f"Next review by: {review.day} {review:%B %Y}" in letter
-    assert "your data in Google Analytics 4" not in letter and "We have not done everything you asked" in letter
+    assert "your data in our system “Google Analytics 4”" not in letter and "We have not done everything you asked" in letter
     # The evidence pack and the console say what the letter says (tests/test_evidence_cut_short.py
     # for their words): before, "all the data Google Analytics 4 holds, kept whole under a hold".
     counts = {"identifiers": run.expected, "accepted": run.quota, "kept": left}

@@ -210,5 +210,5 @@ async def test_a_request_withdrawn_while_its_saas_is_down_sends_it_nothing_more(
         assert still is None or not re.search(r"\bNewsletter\b", still.group(1)), letter
         # "At least": the second delete was answered 503, which a service may give for a change it
         # made (http_client.py `unsure_before`), and no answer after it says whether it did.
-        assert ("Our automated work in Newsletter stopped before it was finished; by then it had made at least 1 "
+        assert ("Our automated work in our system “Newsletter” stopped before it was finished; by then it had made at least 1 "
                 "change to your records there.") in " ".join(letter.split()), letter

@@ -142,7 +142,7 @@ async def test_a_ga4_erasure_under_way_sends_nothing_after_its_request_is_withdr
                                                         "asked_in": ["ga4"]}, pool=pool, id=rid)
     said = " ".join(letter.text.split())
     # (The letter names the system as the default policy does, which has no ga4 of its own.)
-    assert "Our automated work in ga4 stopped before it was finished; by then it had made 1 change to your " \
+    assert "Our automated work in our system “ga4” stopped before it was finished; by then it had made 1 change to your " \
            "records there" in said, said
 
 
