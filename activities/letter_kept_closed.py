@@ -27,7 +27,9 @@ from policy.model import Policy
 # also a statute's row the sweep has not reached since its period ended, `unreached_since`: it tries
 # again each day until the system's completion_timeout_days, then fails it, and the letter said "we
 # are deleting them" of records no run had been able to delete), `asked` (a processor asked and not
-# yet confirmed, or asked again by staff), `unreached` (a released legal-claims hold's row the sweep
+# yet confirmed, or a failed erasure asked again by staff: of a processor, or of our own system,
+# whose erasure the sweep runs again, at once on the press, else on its next run: `kept_at_close`
+# tells the two apart), `unreached` (a released legal-claims hold's row the sweep
 # has not reached since, `unreached_since`, nobody asked yet: before, it read as `released`, or as
 # kept in the response, of data the claim no longer kept and no run had been able to erase),
 # `released` (its legal-claims hold released, nothing erased: called off, or to be by the sweep
@@ -62,8 +64,11 @@ KEPT_AT_CLOSE = f"""(SELECT coalesce(jsonb_agg(jsonb_build_object(
 # What a legal-claims hold kept, by where it stands (`_FATE`): the letter's sentence for each. A
 # failed erasure is `unconfirmed` at a processor (asked; it refused or never confirmed: the letter
 # says what is known and that we follow it up, not that confirmation is on its way) and `unerased`
-# in our own systems (never asked of anyone: "we have asked for it to be erased" was untrue).
-CLAIMS_FATES = ("kept", "released", "asked", "unconfirmed", "unerased", "erased")
+# in our own systems (never asked of anyone: "we have asked for it to be erased" was untrue). One
+# asked again by staff (`asked`) is `erasing` in our own systems: no outside party was asked, and
+# no confirmation awaited; the sweep erases it (before: "we have asked for that data to be erased
+# ... waiting for confirmation").
+CLAIMS_FATES = ("kept", "released", "asked", "erasing", "unconfirmed", "unerased", "erased")
 
 
 def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str, today: date) -> None:
@@ -110,6 +115,8 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
             label, fate = policy.system_label(task["system"]), kept.get("fate") or "kept"
             if fate == "failed":
                 fate = "unconfirmed" if item["processor"] else "unerased"
+            elif fate == "asked" and not item["processor"]:  # asked again by staff: the sweep erases it
+                fate = "erasing"
             elif fate == "unreached":  # never asked of anyone, processor or not: not yet erased
                 fate = "unerased"
             if item["reviewed"]:  # a legal-claims hold's: its date is a review, not an end

@@ -24,6 +24,10 @@ from policy.systems import dataset_words
 _CLAIMS_KEPT = N_("the data the legal-claims hold kept")
 _ERASED_AT_RELEASE = N_("erased when the hold ended")
 _ASKED_AT_RELEASE = N_("erasure asked of it when the hold ended, not yet confirmed")
+# Our own system's erasure asked again by staff once it had failed (`_FATE` "asked", no processor):
+# the sweep runs it, and nobody was asked or is to confirm ("asked of it ... not yet confirmed" was
+# untrue of it).
+_ERASING_AT_RELEASE = N_("being erased: the hold has ended")
 # Its erasure failed (`_FATE`): a processor asked that refused or never confirmed, whose
 # confirmation the letter must not say is on its way; our own system, which could not erase.
 _UNCONFIRMED_AT_RELEASE = N_("erasure asked of it when the hold ended, not confirmed: we are following this up")
@@ -54,8 +58,9 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
                policy: Policy, t: Translator, language: str, today: date) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """A system's kept records still kept, and the lines of those that no longer are: erased, or
     (a legal-claims hold's at a processor) asked of the processor and not yet confirmed, or (a
-    statute's) past its period on the controller's `today` and not yet erased. One line per kind of
-    hold and fate: a hold's datasets together, a statute's named together."""
+    statute's) past its period on the controller's `today` and not yet erased, or (a legal-claims
+    hold's in our own system, its failed erasure asked again by staff) being erased by the sweep.
+    One line per kind of hold and fate: a hold's datasets together, a statute's named together."""
     still: list[dict[str, Any]] = []
     lines: dict[str, dict[str, Any]] = {}
     for kept in kept_records:
@@ -66,7 +71,8 @@ def kept_since(system: str, kept_records: list[dict[str, Any]], fates: dict[tupl
             continue
         done = ((_PERIOD_ENDED_UNERASED if fate == "failed" else _PERIOD_ENDED) if ended else _ERASED_AT_PERIOD_END) \
             if not claims \
-            else _ERASED_AT_RELEASE if fate == "erased" else _ASKED_AT_RELEASE if fate == "asked" \
+            else _ERASED_AT_RELEASE if fate == "erased" \
+            else (_ASKED_AT_RELEASE if at_processor(kept, policy) else _ERASING_AT_RELEASE) if fate == "asked" \
             else _UNREACHED_AT_RELEASE if fate == "unreached" \
             else _UNCONFIRMED_AT_RELEASE if at_processor(kept, policy) else _UNERASED_AT_RELEASE
         # A processor kept whole counted nothing: no count (not "0") for it.

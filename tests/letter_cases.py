@@ -131,8 +131,12 @@ _REPORTS["erasure-two-laws-since"] = _REPORTS["erasure-two-laws"]
 _SINCE = {"erasure-two-laws-since": _kept_at({"billing 2029-12-31": "erased", "crm": "erased", "surveys": "asked"}),
           "erasure-periods-ended": _kept_at(billing=_PERIODS_ENDED),
           # ... or a hold released, its data in the CRM and at the processor not reached by the sweep since.
-          "erasure-claims-unreached": _kept_at({"crm": "unreached", "surveys": "unreached"})}
+          "erasure-claims-unreached": _kept_at({"crm": "unreached", "surveys": "unreached"}),
+          # ... or their failed erasures asked again by staff: in the CRM (ours) the sweep erases, the
+          # processor is asked (letter_kept_closed.py `_FATE` "asked").
+          "erasure-claims-asked-again": _kept_at({"crm": "asked", "surveys": "asked"})}
 _REPORTS["erasure-claims-unreached"] = _REPORTS["erasure-two-laws"]
+_REPORTS["erasure-claims-asked-again"] = _REPORTS["erasure-two-laws"]
 
 
 def _response(request_type: str, decision: dict | None = None, report: str | None = None) -> tuple[str, dict]:
@@ -248,6 +252,11 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
             "reason_code": "other", REMEDIES_OF_REGIME: True, "acted_in": ["billing"], "asked_in": [],
             "explanation": "We reviewed the request and found it was made on behalf of someone else without a mandate.",
             KEPT_AT_CLOSE_OF: _kept_at({"crm": "unreached", "surveys": "unreached"})}),
+        # A claim's failed erasures asked again by staff: being erased in the CRM, asked of the processor.
+        "response-erasure-claims-asked-again": _response("erasure", report="erasure-claims-asked-again"),
+        "cancellation-withdrawn-claims-asked-again": ("cancellation", {
+            "reason": "The subject withdrew it by phone on 3 February.", "withdrawn": True, "acted_in": ["billing"],
+            "asked_in": [], KEPT_AT_CLOSE_OF: _kept_at({"crm": "asked", "surveys": "asked"})}),
         "cancellation-withdrawn-periods-ended": ("cancellation", {
             "reason": "The subject withdrew it by phone on 3 February.", "withdrawn": True, "acted_in": ["billing"],
             "asked_in": [], KEPT_AT_CLOSE_OF: _kept_at(billing=_PERIODS_ENDED)}),

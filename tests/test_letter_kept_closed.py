@@ -20,17 +20,24 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.deferred import DeferredErasureActivities
 from activities.letter_kept_closed import KEPT_AT_CLOSE
 from activities.letter_kept_since import (
+    _ASKED_AT_RELEASE,
+    _ERASING_AT_RELEASE,
     _PERIOD_ENDED_UNERASED,
     _UNCONFIRMED_AT_RELEASE,
     _UNERASED_AT_RELEASE,
     _UNREACHED_AT_RELEASE,
 )
+from api.read_models.event_lines import describe_event
 from dsrflow.i18n import and_list, long_date, worded, wording_of
+from dsrflow.stores.deferred_store import retry_deferred
 from dsrflow.stores.holds_store import release_hold
 from dsrflow.stores.requests_store import set_status
 from schemas.holds import SweepInput
 from schemas.requests import RequestStatus
+from tests.evidence_pages import readable
+from tests.fanout_stack import api
 from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both
+from tests.support import console_sign_in, staff_headers
 from tests.test_deferred_closed_unanswered import _kept_part_way, stack  # noqa: F401 (its fixture: Ada, a database of her own)
 from workers.dsr_worker import activity_context
 
@@ -142,6 +149,30 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
     assert {k["fate"] for task in tasks if task["system"] == "crm" for k in task["kept"]} == {"unreached"}, tasks
     for part in await _letter(pool, rid):
         assert UNERASED % {"systems": CRM} in " ".join(part.split()), part
+    # The CRM's erasure then fails, and compliance asks again (retried_at): our own system, whose
+    # erasure the sweep runs again, is told as being erased, not as asked of anyone and awaiting a
+    # confirmation; the trail says the sweep erases it, not that a processor was asked.
+    await pool.execute("UPDATE deferred_erasures SET unreached_since = NULL, failed_at = now(), failure = 'refused' "
+                       "WHERE request_id = $1::uuid AND system = 'crm'", rid)
+    await retry_deferred(pool, rid, "crm", actor="compliance:test")
+    for part in await _letter(pool, rid):
+        part = " ".join(part.split())
+        assert ERASING % {"systems": CRM} in part and ASKED % {"systems": CRM} not in part, part
+    retried = await pool.fetchrow("SELECT event_type, data::text AS data FROM audit_events WHERE request_id = $1::uuid "
+                                  "AND event_type = 'erasure.deferred_retried'", rid)
+    assert describe_event({"event_type": retried["event_type"], "data": json.loads(retried["data"])}, {},
+                          {"crm": CRM}) == f"Deferred erasure asked again by staff: the sweep erases it in our own system ({CRM})"
+    # The evidence pack's scheduled erasures: the CRM's tried again, not "asked 2 times" of a processor;
+    # the console's panel: its rows asked again of the sweep, not "being sent to the processor".
+    async with api(stack) as http:
+        page = readable((await http.get(f"/v1/requests/{rid}/evidence.html",
+                                        headers=await staff_headers(pool, "compliance"))).text)
+        scheduled = page[page.find("Scheduled erasures"):][:3000]
+        assert "tried 2 times, asked again by staff" in scheduled and "asked 2 times" not in page, scheduled
+        await console_sign_in(http, pool, "compliance")
+        console = (await http.get(f"/console/requests/{rid}")).text
+    crm = readable(console.split('<tr data-system="crm">', 1)[1].split("</tr>", 1)[0])
+    assert "asked again, not yet erased: the sweep did not start" in crm and "processor" not in crm, crm
 
 
 async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_claim_ends(stack):  # noqa: F811
@@ -205,6 +236,10 @@ UNERASED = ("We had kept your personal data in %(systems)s because of a legal cl
             "have not yet been able to erase that data; we are following this up.")
 ASKED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and we "
          "have asked for that data to be erased; we are waiting for confirmation that it has been.")
+# ... and in our own system, its failed erasure asked again by staff (`_FATE` "asked", retried_at): the
+# sweep runs it; nobody was asked (before: ASKED, as of a processor).
+ERASING = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and "
+           "that data is being erased.")
 
 
 def _claims_at_crm_and_surveys(fate: str, others: list[dict] | None = None) -> tuple[dict, list[dict]]:
@@ -307,3 +342,32 @@ async def test_a_claims_data_the_sweep_has_not_reached_is_not_told_as_kept_or_re
         for system in (crm, surveys):
             assert any(line.startswith(f"- {system}") and line.endswith(f" – {t.gettext(_UNREACHED_AT_RELEASE)}")
                        for line in response.splitlines()), response
+
+
+async def test_a_claims_erasure_asked_again_is_told_as_under_way_in_our_system_and_asked_of_the_processor():
+    """Pure rendering, in every language: compliance asked again for the claim's failed erasures
+    (`_FATE` "asked") in the CRM and at the survey processor. The closing letter says the CRM's data
+    is being erased and the processor's asked and awaited; the response lists each so among what
+    was done."""
+    facts, tasks = _claims_at_crm_and_surveys("asked")
+    for language in LANGUAGES:
+        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
+        crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
+        for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
+            part = " ".join(part.split())
+            for message, systems in ((ERASING, crm), (ASKED, surveys)):
+                assert " ".join((t.gettext(message) % {"systems": systems}).split()) in part, part
+            assert " ".join((t.gettext(ASKED) % {"systems": and_list([crm, surveys], language)}).split()) not in part
+        response = (await as_sent("response", "erasure", {"report": {"results": tasks}}, language=language,
+                                  **facts)).text
+        erased = response.split("\n" + t.gettext("What we kept, and why") + "\n")[0]
+        for system, done in ((crm, _ERASING_AT_RELEASE), (surveys, _ASKED_AT_RELEASE)):
+            assert any(line.startswith(f"- {system}") and line.endswith(f" – {t.gettext(done)}")
+                       for line in erased.splitlines()), erased
+    # In the words of a law that deletes.
+    ccpa = " ".join((await _letter_of(facts, regime="ccpa")).split())
+    assert "That claim has since ended, and that information is being deleted." in ccpa, ccpa
+
+
+async def _letter_of(facts: dict, **options) -> str:
+    return both(await as_sent("cancellation", "erasure", PARAMS, **facts, **options))[0]

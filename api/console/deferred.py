@@ -33,7 +33,10 @@ router = APIRouter(prefix="/console", tags=["console"], include_in_schema=False,
 # The panel is no live region (a poll would swap a half-written note away): a reload shows the answer.
 DONE = {"asked": "The processor is being asked again; reload this page for its answer once it is on record.",
         "queued": "Asking again is on record; the daily erasure sweep asks the processor (it could not start now).",
-        "settled": "Recorded as erased by other means, with your note."}
+        "settled": "Recorded as erased by other means, with your note.",
+        # Our own system's (sql): nobody is asked, the sweep erases again.
+        "erasing": "The erasure is being run again in our own system; reload this page to see it once it is on record.",
+        "erasing_queued": "Asking again is on record; the daily erasure sweep erases it (it could not start now)."}
 
 # The refusals in the panel's words, by the store's status (None: the form did not say what its page
 # showed): {label} is the system's, filled in after the law's words are (a label is not reworded).
@@ -108,8 +111,10 @@ async def retry(staff: Annotated[Staff, require_console_role("agent")], request:
         asked_now = await ask_processor_again(state, request_id, system, actor=staff.actor, shown=shown)
     except DeferredRefused as refused:
         return _refused(state, request_id, system, refused, regime)
-    return back_to_panel(request_id, "deferred", **outcome_params(state.settings, request_id, "deferred_done",
-                                              "asked" if asked_now else "queued"))
+    named = state.policy.policy.systems.get(system)
+    own = named is not None and named.connector == "sql"  # nobody is asked: the sweep erases again
+    done = ("erasing" if own else "asked") if asked_now else ("erasing_queued" if own else "queued")
+    return back_to_panel(request_id, "deferred", **outcome_params(state.settings, request_id, "deferred_done", done))
 
 
 @router.post("/requests/{request_id}/deferred/{system}/settle")

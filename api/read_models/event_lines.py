@@ -182,6 +182,9 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # The lift's task ran again after this record (`_LIFT_AGAIN`): until it ended, those
         # systems may still have restricted the data, which "in every system" denied.
         words = "Restriction lifted, except where it came into force after the lift began: lifted again there"
+    elif kind == "erasure.deferred_retried" and data.get("own_system"):
+        # Our own system's (dsrflow/stores/deferred_store.py `retry_deferred`): no processor was asked.
+        words = "Deferred erasure asked again by staff: the sweep erases it in our own system"
     elif kind == "task.needs_attention" and str(data.get("message") or "").startswith(tuple(_ENDED_AT_CLOSE)):
         # Ended by the close (its call-off, or a processor asked by e-mail that had not answered):
         # "needs attention" alone read as work still to do for a job the processor had cancelled.

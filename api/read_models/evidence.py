@@ -225,6 +225,10 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
     def cut(system: str, dataset: str) -> dict[str, int] | None:
         return short.get(system) if dataset == WHOLE_SYSTEM else None
 
+    def own(system: str, dataset: str) -> bool:  # a system the version no longer names: kept whole is a processor's
+        named = None if loaded is None else loaded.policy.systems.get(system)
+        return named.connector == "sql" if named is not None else dataset != WHOLE_SYSTEM
+
     # A kept record whose erasure was called off (every row of it): its "until" is no longer the
     # hold's release, which erases nothing of it now.
     called_off = {(r["system"], r["dataset"], r["hold_ref"]): r["called_off_at"] for r in deferred
@@ -234,7 +238,9 @@ async def _holds(conn: asyncpg.Connection, row: dict[str, Any], secret: bytes,
                           "cut_short": cut(kept["system"], kept["dataset"]),
                           "called_off_at": called_off.get((kept["system"], kept["dataset"], kept.get("hold_ref")))}
                          for task in tasks for kept in task["kept_records"]],
-        "deferred_erasures": [{**dict(r), "cut_short": cut(r["system"], r["dataset"])} for r in deferred],
+        # `own_system`: ours (sql), where the sweep erases; no processor was asked or failed there.
+        "deferred_erasures": [{**dict(r), "cut_short": cut(r["system"], r["dataset"]),
+                               "own_system": own(r["system"], r["dataset"])} for r in deferred],
         "legal_claims_holds": [{**dict(r), "id": str(r["id"])} for r in legal],
     }
 

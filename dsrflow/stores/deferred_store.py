@@ -143,15 +143,18 @@ async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[st
     """Per system, the records a hold deferred and where they stand: `states` counts them
     (held: the hold or its date not yet over; asked: a processor asked, its answer awaited;
     failed: it did not erase, `failure` says why; erased; settled: recorded by staff; called_off,
-    `unrestricted` of them no longer restricted), and
+    `unrestricted` of them no longer restricted), whether the system is ours (`own_system`: the
+    sweep erases there, no processor is asked), and
     `actions` are what staff may do now (`retry` also for a retry recorded whose sweep never
     started: see `retry_deferred`)."""
     rows = await pool.fetch(
         f"""SELECT system, {_STATE} AS state, count(*) AS records, max(attempt) AS attempt,
                    min(failure) AS failure, array_agg(DISTINCT hold_ref ORDER BY hold_ref) AS holds,
                    max(settled_by) AS settled_by, bool_or({_RETRY_UNASKED}) AS unasked_retry,
-                   count(unrestricted_at) AS unrestricted, bool_or(dataset = 'all') AS kept_whole
-              FROM deferred_erasures d WHERE request_id = $1
+                   count(unrestricted_at) AS unrestricted, bool_or(dataset = 'all') AS kept_whole,
+                   bool_and(p.content->'systems'->d.system->>'connector' = 'sql') AS own_system
+              FROM deferred_erasures d LEFT JOIN policy_versions p ON p.version = d.policy_version
+             WHERE request_id = $1
              GROUP BY system, state ORDER BY system, state""",
         request_id)
     systems: dict[str, dict[str, Any]] = {}
@@ -169,6 +172,8 @@ async def deferred_erasures(pool: asyncpg.Pool, request_id: str) -> list[dict[st
         # Called off, their restriction lifted once the hold was released (activities/called_off_marks.py).
         entry["unrestricted"] += row["unrestricted"]
         entry["kept_whole"] |= row["kept_whole"]  # a processor's: no restriction mark of ours
+        # Ours (sql): asking again asks nobody, the sweep erases again; the panel says so.
+        entry["own_system"] = bool(row["own_system"])
     for entry in systems.values():
         states, unasked_retry = entry["states"], entry.pop("unasked_retry")
         # A retry whose sweep never started (see retry_deferred) is offered again: pressing it starts it.
@@ -223,7 +228,7 @@ async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, ac
                          shown: Shown | None = None) -> tuple[str, int]:
     """Ask the processor again: a new job (the next attempt), its answer awaited for the
     system's `completion_timeout_days` from now (a system the sweep cannot reach, as long from
-    the first run that could not reach it). Returns the subject's hash, for the sweep
+    the first run that could not reach it); in our own system, the sweep erases again. Returns the subject's hash, for the sweep
     that asks it, and the attempt.
 
     A repeat while the last retry waits to be asked (its sweep never started: the API died
@@ -239,13 +244,19 @@ async def retry_deferred(pool: asyncpg.Pool, request_id: str, system: str, *, ac
             return str(unasked[0]["subject_hash"]), max(row["attempt"] for row in unasked)
         rows = _chosen(rows, system, ("failed",), "asking again")
         attempt = max(row["attempt"] for row in rows) + 1
+        # Our own system (sql, as the rows' policy version has it): nobody is asked, the sweep erases
+        # again; the trail says so (api/read_models/event_lines.py), where it said a processor was asked.
+        own = await conn.fetchval(
+            "SELECT bool_and(p.content->'systems'->d.system->>'connector' = 'sql') FROM deferred_erasures d "
+            "JOIN policy_versions p ON p.version = d.policy_version WHERE d.id = ANY($1::bigint[])",
+            [row["id"] for row in rows])
         await conn.execute(
             """UPDATE deferred_erasures SET failed_at = NULL, failure = NULL, external_id = NULL,
                       submitted_at = NULL, unreached_since = NULL, attempt = $2, retried_at = now()
                 WHERE id = ANY($1::bigint[])""", [row["id"] for row in rows], attempt)
         await append_event(conn, event_key=f"{request_id}:deferred:{system}:retried:{attempt}",
                            request_id=request_id, event_type="erasure.deferred_retried", actor=actor,
-                           data={"system": system, "attempt": attempt})
+                           data={"system": system, "attempt": attempt, **({"own_system": True} if own else {})})
     return str(rows[0]["subject_hash"]), attempt
 
 
