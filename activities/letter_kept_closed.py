@@ -71,7 +71,7 @@ KEPT_AT_CLOSE = f"""(SELECT coalesce(jsonb_agg(jsonb_build_object(
 CLAIMS_FATES = ("kept", "released", "asked", "erasing", "unconfirmed", "unerased", "erased")
 
 
-def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str, fate: str, today: date) -> None:
+def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], where: str, fate: str, today: date) -> None:
     """One statute's kept record into its law's entry: one statement per law, whatever its end
     dates (documents of different years), with the dates still to come, those past and erased, and
     those past whose erasure has not yet run (`due`: the daily sweep's), and those past whose erasure
@@ -83,7 +83,7 @@ def _by_law(entries: dict[str, dict[str, Any]], item: dict[str, Any], label: str
     entry = entries.setdefault(law, {"law": law, "systems": [], "until": [], "deleted": [], "due": [], "unerased": [],
                                      "restricted": True, "foreign": item["foreign_law"],
                                      "foreign_law": item["foreign_law"]})
-    entry["systems"] += [] if label in entry["systems"] else [label]
+    entry["systems"] += [] if where in entry["systems"] else [where]  # each as a letter names it after "in"
     past = item["until"] is not None and item["until"] < today
     failed = fate in ("unconfirmed", "unerased")  # `failed`, as kept_at_close names it
     dates: list[date] = entry["deleted" if fate == "erased" else ("unerased" if failed else "due") if past else "until"]
@@ -112,7 +112,8 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
     for task in row.get("kept_at_close") or []:
         for kept in task["kept"]:
             item = kept_item(kept, policy, row["regime"], t, source)
-            label, fate = policy.system_label(task["system"]), kept.get("fate") or "kept"
+            # Named after a verb ("We had kept your personal data in our CRM"), not by its bare label.
+            where, fate = item["where"], kept.get("fate") or "kept"
             if fate == "failed":
                 fate = "unconfirmed" if item["processor"] else "unerased"
             elif fate == "asked" and not item["processor"]:  # asked again by staff: the sweep erases it
@@ -120,9 +121,9 @@ def kept_at_close(row: dict[str, Any], policy: Policy, source: Policy, t: Transl
             elif fate == "unreached":  # never asked of anyone, processor or not: not yet erased
                 fate = "unerased"
             if item["reviewed"]:  # a legal-claims hold's: its date is a review, not an end
-                claims[fate] += [] if label in claims[fate] else [label]
+                claims[fate] += [] if where in claims[fate] else [where]
             else:
-                _by_law(by_law, item, label, fate, today)
+                _by_law(by_law, item, where, fate, today)
     for entry in by_law.values():
         for dates in (entry["until"], entry["deleted"], entry["due"], entry["unerased"]):
             dates.sort()

@@ -154,8 +154,8 @@ def kept_until_each(item: dict[str, Any], policy: Policy, t: Translator, languag
 def one_per_claim(kept: list[tuple[dict[str, Any], dict[str, Any]]], t: Translator, language: str) -> list[dict[str, Any]]:
     """The response letter's list of kept items (each a stored kept record and its letter item,
     `_kept_item`), with one legal claim's hold over several systems, each kept whole, as one item
-    naming them ("your data in CRM and Survey service provider"): it listed an item per system,
-    the same basis and review date in each, as if they were separate claims. An item cut short
+    naming them, each by its `where` ("your data in our CRM and at our survey service provider"): it
+    listed an item per system, the same basis and review date in each, as if they were separate claims. An item cut short
     (`left`: part of a system's data) keeps its own words. The paragraph above the list still
     reads the items per system (`kept_where`: which are ours, which a processor's)."""
     listed: list[dict[str, Any]] = []
@@ -168,12 +168,12 @@ def one_per_claim(kept: list[tuple[dict[str, Any], dict[str, Any]]], t: Translat
         key = (raw.get("hold_ref"), item["basis"], item["until"])
         if key in claims:
             claims[key]["systems"].append(item["system_id"])
-            claims[key]["labels"].append(item["label"])
+            claims[key]["places"].append(item["where"])
             continue
-        claims[key] = merged = {**item, "systems": [item["system_id"]], "labels": [item["label"]]}
+        claims[key] = merged = {**item, "systems": [item["system_id"]], "places": [item["where"]]}
         listed.append(merged)
     for merged in claims.values():
-        labels = merged.pop("labels")
-        if len(labels) > 1:
-            merged["what"] = t.gettext("your data in %(system)s") % {"system": and_list(labels, language)}
+        places = merged.pop("places")
+        if len(places) > 1:
+            merged["what"] = t.gettext("your data %(where)s") % {"where": and_list(places, language)}
     return listed

@@ -135,15 +135,15 @@ async def test_a_withdrawal_calls_off_what_a_legal_claims_hold_kept_and_not_what
         assert ("because the law requires us to (Belgian VAT Code Art. 60 §4" in part
                 and "we keep them, restricted and reduced to what the law needs, each until the end of its period "
                     "(31 December 2035 and 31 December 2036), and then delete them." in part), part  # one statement
-        assert ("We had kept your personal data in CRM (contacts, support requests, live chat) and Survey service "
-                "provider because of a legal claim. As your request is closed, we will not erase it when the claim "
+        assert ("We had kept your personal data in our CRM and at our survey service provider because of a legal "
+                "claim. As your request is closed, we will not erase it when the claim "
                 "ends: it stays as it is, and we keep it only as long as our privacy policy says.") in part, part
     # In every language, and in the words of a law that deletes (the CCPA: "personal information").
     for language, said in (("fr", "en raison d'une action en justice"), ("nl", "vanwege een rechtsvordering"),
                            ("de", "wegen eines Rechtsanspruchs")):
         assert said in (await as_sent("cancellation", "erasure", params, pool=pool, id=rid, language=language)).text
     ccpa = (await as_sent("cancellation", "erasure", params, pool=pool, id=rid, regime="ccpa")).text
-    assert "We had kept your personal information in CRM" in ccpa and "we will not delete it when the claim" in ccpa
+    assert "We had kept your personal information in our CRM" in ccpa and "we will not delete it when the claim" in ccpa
 
     await _release_and_sweep(stack, pool, hold)
     # Her CRM contacts stay, the survey processor is not asked; Billing's 2025 invoices, their

@@ -114,7 +114,7 @@ async def test_kept_until_follows_the_document_year_and_the_last_collection(post
             assert [(r["iban_last4"], r["restricted"]) for r in kept] == [(None, True)]
             letter = text_of(await wait_for_letter(mail_sink, rid, "response"))
             # One item for the law, each end date with what it keeps (before: an item per dataset and date).
-            kept_until = re.findall(r"- (\d+) records? of ([\w, ]+) in Billing.*?Kept until: ([^\r\n]+)", letter, re.S)
+            kept_until = re.findall(r"- (\d+) records? of ([\w, ]+) in our billing system.*?Kept until: ([^\r\n]+)", letter, re.S)
             assert kept_until == [("5", "customers, invoices, mandates and payments",
                                    "invoices and payments, 31 December 2029 (2 records); invoices, 31 December 2033 "
                                    "(1 record); customers and mandates, 31 December 2035 (2 records)")], letter

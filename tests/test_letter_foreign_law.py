@@ -36,9 +36,9 @@ OBJECT = ("You can object to our keeping the data we must keep to comply with %(
 COMPLAIN = "You can also complain to %(authority)s, as set out below."
 # The closing letter's statement of what the statute keeps: under the UK GDPR we keep it to comply
 # with Belgian law, said before the sentence that only UK law binds us; not "the law requires us".
-KEPT_TO_COMPLY = ("We had kept some of your records in %(systems)s to comply with %(foreign)s (%(law)s): we keep them, "
+KEPT_TO_COMPLY = ("We had kept some of your records %(where)s to comply with %(foreign)s (%(law)s): we keep them, "
                   "restricted and reduced to what that law needs, until %(date)s, and then delete them.")
-KEPT_AS_REQUIRED = ("We had kept some of your records in %(systems)s because the law requires us to (%(law)s): we keep "
+KEPT_AS_REQUIRED = ("We had kept some of your records %(where)s because the law requires us to (%(law)s): we keep "
                     "them, restricted and reduced to what the law needs, until %(date)s, and then delete them.")
 
 
@@ -144,7 +144,7 @@ async def test_a_uk_closing_letter_gives_the_basis_and_the_objection_for_what_be
     said = [_said(t, UK_LAW_ONLY), _said(t, WHY, law=law, citation=f" ({citation('uk_gdpr', '6(1)(f)', t)})"),
             _said(t, OBJECT, law=law, citation=f" ({citation('uk_gdpr', '21(1)', t)})",
                   email="privacy@onetagger.com", url=portal)]
-    statute = {"systems": policy.systems["billing"].label, "foreign": law, "date": long_date(date(2033, 12, 31), language),
+    statute = {"where": policy.systems["billing"].where, "foreign": law, "date": long_date(date(2033, 12, 31), language),
                "law": policy.statutory_holds["be_accounting"].law}
     uk = regime == "uk_gdpr"
     kept, not_kept = (KEPT_TO_COMPLY, KEPT_AS_REQUIRED) if uk else (KEPT_AS_REQUIRED, KEPT_TO_COMPLY)

@@ -42,6 +42,8 @@ from tests.test_deferred_closed_unanswered import _kept_part_way, stack  # noqa:
 from workers.dsr_worker import activity_context
 
 CRM, SURVEYS = "CRM (contacts, support requests, live chat)", "Survey service provider"
+# ... as a sentence names them after "in" (the policy's `where`).
+CRM_IN, SURVEYS_AT = "in our CRM", "at our survey service provider"
 BILLING = "Billing (customers, invoices, payments, mandates)"
 PARAMS = {"reason": "Withdrawn by phone", "withdrawn": True, "acted_in": ["billing", "crm"], "asked_in": []}
 WILL_NOT_ERASE = "we will not erase it when the claim ends"
@@ -103,9 +105,9 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
     assert states == {"billing 2036-01-01": True, "billing 2037-01-01": False, "crm ": True, "surveys ": True}, states
     for part in await _letter(pool, rid):
         assert WILL_NOT_ERASE not in part, part
-        assert (f"We had kept your personal data in {CRM} because of a legal claim. That claim has since ended, "
+        assert (f"We had kept your personal data {CRM_IN} because of a legal claim. That claim has since ended, "
                 "and we have erased that data.") in part, part
-        assert (f"We had kept your personal data in {SURVEYS} because of a legal claim. That claim has since "
+        assert (f"We had kept your personal data {SURVEYS_AT} because of a legal claim. That claim has since "
                 "ended, and we have asked for that data to be erased; we are waiting for confirmation that it "
                 "has been.") in part, part
         # Her 2025 documents are gone, her 2026 ones kept: one statement for the law.
@@ -119,9 +121,9 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
     await pool.execute("UPDATE deferred_erasures SET failed_at = now(), failure = 'refused: job rejected' "
                        "WHERE request_id = $1::uuid AND system = 'surveys'", rid)
     for part in await _letter(pool, rid):
-        assert "waiting for confirmation" not in part and f"{CRM} because of a legal claim. That claim has since ended, " \
+        assert "waiting for confirmation" not in part and f"{CRM_IN} because of a legal claim. That claim has since ended, " \
             "and we have erased that data." in part, part
-        assert f"{SURVEYS} because of a legal claim. That claim has since ended, and we asked for that data to be " \
+        assert f"{SURVEYS_AT} because of a legal claim. That claim has since ended, and we asked for that data to be " \
                "erased, but we have had no confirmation that it has been; we are following this up." in part, part
     # In the words of a law that deletes, and in every language.
     ccpa = (await _letter(pool, rid, regime="ccpa"))[0]
@@ -148,7 +150,7 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
                                            rid))
     assert {k["fate"] for task in tasks if task["system"] == "crm" for k in task["kept"]} == {"unreached"}, tasks
     for part in await _letter(pool, rid):
-        assert UNERASED % {"systems": CRM} in " ".join(part.split()), part
+        assert UNERASED % {"where": CRM_IN} in " ".join(part.split()), part
     # The CRM's erasure then fails, and compliance asks again (retried_at): our own system, whose
     # erasure the sweep runs again, is told as being erased, not as asked of anyone and awaiting a
     # confirmation; the trail says the sweep erases it, not that a processor was asked.
@@ -157,7 +159,7 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
     await retry_deferred(pool, rid, "crm", actor="compliance:test")
     for part in await _letter(pool, rid):
         part = " ".join(part.split())
-        assert ERASING % {"systems": CRM} in part and ASKED % {"systems": CRM} not in part, part
+        assert ERASING % {"where": CRM_IN} in part and ASKED % {"where": CRM_IN} not in part, part
     retried = await pool.fetchrow("SELECT event_type, data::text AS data FROM audit_events WHERE request_id = $1::uuid "
                                   "AND event_type = 'erasure.deferred_retried'", rid)
     assert describe_event({"event_type": retried["event_type"], "data": json.loads(retried["data"])}, {},
@@ -192,13 +194,13 @@ async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_
                "and reduced to what the law needs, each until the end of its period (31 December 2035 and 31 December "
                "2036), and then delete them.")
     for part in await _letter(pool, rid):
-        assert f"{CRM} and {SURVEYS} {kept}" in part and part.count(statute) == 1, part
+        assert f"{CRM_IN} and {SURVEYS_AT} {kept}" in part and part.count(statute) == 1, part
     await _release_and_sweep(stack, pool, hold, datetime.now(UTC))
     assert await pool.fetchval("SELECT bool_and(called_off_at IS NOT NULL AND done_at IS NULL) FROM deferred_erasures "
                                "WHERE request_id = $1::uuid AND hold_kind = 'legal_claims'", rid)
     for part in await _letter(pool, rid):
         assert WILL_NOT_ERASE not in part and "we have erased" not in part, part
-        assert (f"We had kept your personal data in {CRM} and {SURVEYS} because of a legal claim. That claim has "
+        assert (f"We had kept your personal data {CRM_IN} and {SURVEYS_AT} because of a legal claim. That claim has "
                 "since ended. As your request is closed, we have not erased that data: we keep it only as long as "
                 "our privacy policy says.") in part, part
         assert part.count(statute) == 1, part
@@ -229,16 +231,16 @@ async def test_a_period_ended_and_not_yet_erased_is_told_as_being_deleted():
 # A legal claim's erasure that failed once the claim ended (`_FATE` "failed"): at a processor it
 # was asked and refused or never confirmed; in our own CRM the sweep could not erase. Neither is
 # "waiting for confirmation that it has been" (before: both were, as a processor simply asked).
-UNCONFIRMED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and "
+UNCONFIRMED = ("We had kept your personal data %(where)s because of a legal claim. That claim has since ended, and "
                "we asked for that data to be erased, but we have had no confirmation that it has been; we are "
                "following this up.")
-UNERASED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, but we "
+UNERASED = ("We had kept your personal data %(where)s because of a legal claim. That claim has since ended, but we "
             "have not yet been able to erase that data; we are following this up.")
-ASKED = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and we "
+ASKED = ("We had kept your personal data %(where)s because of a legal claim. That claim has since ended, and we "
          "have asked for that data to be erased; we are waiting for confirmation that it has been.")
 # ... and in our own system, its failed erasure asked again by staff (`_FATE` "asked", retried_at): the
 # sweep runs it; nobody was asked (before: ASKED, as of a processor).
-ERASING = ("We had kept your personal data in %(systems)s because of a legal claim. That claim has since ended, and "
+ERASING = ("We had kept your personal data %(where)s because of a legal claim. That claim has since ended, and "
            "that data is being erased.")
 
 
@@ -265,10 +267,11 @@ async def test_a_claims_erasure_that_failed_is_not_told_as_awaiting_confirmation
     for language in LANGUAGES:
         t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
         crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
+        crm_in, surveys_at = policy.systems["crm"].where, policy.systems["surveys"].where
         closing = await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)
         for part in both(closing):
-            for message, systems in ((UNCONFIRMED, surveys), (UNERASED, crm)):
-                assert " ".join((t.gettext(message) % {"systems": systems}).split()) in part, part
+            for message, where in ((UNCONFIRMED, surveys_at), (UNERASED, crm_in)):
+                assert " ".join((t.gettext(message) % {"where": where}).split()) in part, part
             assert " ".join(t.gettext(ASKED).split()[-6:]) not in part, part
         response = (await as_sent("response", "erasure", {"report": {"results": tasks}}, language=language,
                                   **facts)).text
@@ -285,7 +288,7 @@ async def test_a_claims_erasure_that_failed_is_not_told_as_awaiting_confirmation
 # reached yet: untrue of a system that refuses or is down.
 PERIOD_UNERASED = ("The period for those we had to keep until %(dates)s has ended, but we have not yet been able to "
                    "delete them; we are following this up.")
-ALL_UNERASED = ("We had kept some of your records in %(systems)s because the law required us to (%(law)s), until "
+ALL_UNERASED = ("We had kept some of your records %(where)s because the law required us to (%(law)s), until "
                 "%(dates)s: that period has ended, but we have not yet been able to delete them; we are following "
                 "this up.")
 
@@ -329,12 +332,13 @@ async def test_a_claims_data_the_sweep_has_not_reached_is_not_told_as_kept_or_re
     for language in LANGUAGES:
         t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
         crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
+        crm_in, surveys_at = policy.systems["crm"].where, policy.systems["surveys"].where
         for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
             part = " ".join(part.split())
-            said = " ".join((t.gettext(UNERASED) % {"systems": and_list([crm, surveys], language)}).split())
+            said = " ".join((t.gettext(UNERASED) % {"where": and_list([crm_in, surveys_at], language)}).split())
             assert said in part, part
             for other in (UNCONFIRMED, ASKED):
-                assert " ".join(t.gettext(other).split("%(systems)s")[1].split()) not in part, part
+                assert " ".join(t.gettext(other).split("%(where)s")[1].split()) not in part, part
         response = (await as_sent("response", "erasure", {"report": {"results": tasks}}, language=language,
                                   **facts)).text
         heading = "\n" + t.gettext("What we kept, and why") + "\n"
@@ -353,11 +357,12 @@ async def test_a_claims_erasure_asked_again_is_told_as_under_way_in_our_system_a
     for language in LANGUAGES:
         t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
         crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
+        crm_in, surveys_at = policy.systems["crm"].where, policy.systems["surveys"].where
         for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
             part = " ".join(part.split())
-            for message, systems in ((ERASING, crm), (ASKED, surveys)):
-                assert " ".join((t.gettext(message) % {"systems": systems}).split()) in part, part
-            assert " ".join((t.gettext(ASKED) % {"systems": and_list([crm, surveys], language)}).split()) not in part
+            for message, where in ((ERASING, crm_in), (ASKED, surveys_at)):
+                assert " ".join((t.gettext(message) % {"where": where}).split()) in part, part
+            assert " ".join((t.gettext(ASKED) % {"where": and_list([crm_in, surveys_at], language)}).split()) not in part
         response = (await as_sent("response", "erasure", {"report": {"results": tasks}}, language=language,
                                   **facts)).text
         erased = response.split("\n" + t.gettext("What we kept, and why") + "\n")[0]

@@ -195,8 +195,8 @@ async def test_one_legal_claim_kept_at_two_systems_is_one_item(language):
     letter = await as_sent("response", "erasure", report, language=language)
     t = worded(language, wording_of("gdpr"))
     policy = LOADED.in_language(language)
-    both_systems = and_list([policy.systems["crm"].label, policy.systems["surveys"].label], language)
-    what = t.gettext("your data in %(system)s") % {"system": both_systems}
+    both_systems = and_list([policy.systems["crm"].where, policy.systems["surveys"].where], language)
+    what = t.gettext("your data %(where)s") % {"where": both_systems}
     basis = t.gettext("%(citation)s: establishment, exercise or defence of legal claims") % {
         "citation": citation("gdpr", "17(3)(e)", t)}
     assert _item(letter.text, what) == [f"- {what}", _field(t, "Legal basis", basis),
