@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from functools import cache
 from pathlib import Path
@@ -269,6 +269,19 @@ templates.env.globals["language_links"] = _language_links
 templates.env.globals["correction_words"] = _correction_words
 templates.env.globals["countries"] = _countries
 templates.env.globals["reconsiders"] = reconsiders  # "appeal" or "complaint": what a follow-up of a refusal is
+
+
+def _in_systems(ids: Iterable[str], label: Callable[[str], str | None]) -> str:
+    """Systems by id where the console's English says where something is: "in the system “Billing
+    (…)”", "in the systems “CRM (…)” and “Billing (…)”". A label after a bare "in" read wrong ("in
+    Survey service provider"), and the console shows labels in the staff language, which no English
+    preposition fits: the label in quotes is a name (activities/letter_systems.py for letters)."""
+    names = [f"“{label(s) or s}”" for s in ids]
+    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    return f"in the system{'s' if len(names) > 1 else ''} {joined}"
+
+
+templates.env.globals["in_systems"] = _in_systems
 
 
 # htmx swaps an answer into the element that asked for it (a live region polling, or an action's

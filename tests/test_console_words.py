@@ -141,7 +141,7 @@ async def test_the_holds_and_deferred_erasures_name_systems_datasets_and_holds_b
 
     page = html.unescape((await http.get(f"/console/requests/{rid}")).text)
     holds = page.split("<h2>Holds</h2>")[1].split("</div>")[0]
-    assert "3 record(s) of invoices in Billing kept under a statutory hold:" in holds
+    assert "3 record(s) of invoices in the system “Billing” kept under a statutory hold:" in holds
     assert "on CRM." in holds
     deferred = page.split('id="deferred"')[1].split("</section>")[0]
     rows = {system: re.sub(r"<[^>]+>", " ", row) for system, row in re.findall(
@@ -181,7 +181,7 @@ async def test_a_record_kept_under_a_legal_claims_hold_is_kept_until_its_release
 
     held = holds((await http.get(f"/console/requests/{rid}")).text)
     # The basis and law as the response letter told them (9df7e3f), not as the record stores them.
-    assert (f"Everything in CRM kept under a legal-claims hold: {TOLD_CLAIMS}, until the "
+    assert (f"Everything in the system “CRM” kept under a legal-claims hold: {TOLD_CLAIMS}, until the "
             f"hold's release (to be reviewed by {review}).") in held
     assert f"until {review}." not in held and "record(s) of all" not in held
     evidence = (await http.get(f"/v1/requests/{rid}/evidence.html")).text

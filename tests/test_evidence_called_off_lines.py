@@ -197,7 +197,7 @@ async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, p
     assert [r["system"] for r in pack["decisions"]["restriction"]["reached_late"]] == ["analytics"]
     decisions = section(page, "Decisions", "Plan")
     assert "reached after the close by its task left running" in decisions, decisions
-    assert "Its lift in Website analytics (users and page events) was run again by the workflow" in decisions
+    assert "Its lift in the system “Website analytics (users and page events)” was run again by the workflow" in decisions
     assert "still under way: it may still be restricted there." in decisions, decisions
     for text in (page, console):
         assert "Restriction in force at one more system, reached after the close (Website analytics (users and page events): its task, left running " \
@@ -209,8 +209,8 @@ async def test_a_lift_run_again_is_said_and_the_pack_says_what_is_lifted(http, p
         assert "Task retried" not in text
 
     restriction = console.split(" Restriction lifted since ", 1)[1]
-    assert "its lift runs again in Website analytics (users and page events), which the restriction reached after " \
-           "the lift began: it may still be restricted there" in restriction, restriction[:600]
+    assert ("its lift runs again in the system “Website analytics (users and page events)”, which the restriction "
+            "reached after the lift began: it may still be restricted there") in restriction, restriction[:600]
 
     # The run's start (its processor asked) is no end.
     await _event(pool, rid, "task.pending", {"system": "analytics", "action": "lift_restriction", "changed": 0})

@@ -124,7 +124,7 @@ async def test_what_an_erasure_kept_is_on_the_basis_its_letter_gave_in_the_reque
     # Erased on the day after "until", which the pack said it would be erased after; deleted, where
     # the request's law grants a deletion (dsrflow/i18n `in_law_words`).
     erased = "deleted" if regime == "vcdpa" else "erased"
-    assert "3 record(s) of invoices in billing, kept under the statutory " \
+    assert "3 record(s) of invoices in the system “billing”, kept under the statutory " \
            f"hold: Belgian accounting and tax records (invoices, payment confirmations, mandates), to be {erased} " \
            f"from 1 January 2034, the day after its period ends (0 {erased} since)" in row, row
     if regime != "gdpr":

@@ -74,12 +74,13 @@ async def test_a_restriction_and_its_lift_say_where_they_went_and_that_the_subje
     for code in CODES:
         assert code not in _words(page), code
     restriction = section(readable(page), "Decisions", "Plan")
-    assert ("in Website analytics (users and page events), E-mail marketing (newsletters) (the systems that hold the "
+    assert ("in the systems “Website analytics (users and page events)” and “E-mail marketing (newsletters)” (the "
+            "systems that hold the "
             "subject's data). While in force it keeps the subject's records from the controller's own erasures"
             in restriction), restriction
     assert re.search(f"Lift decided {LOCAL_TIME} by Jane Peeters \\(compliance\\): “The court case was settled on 3 "
                      f"February\\.”.* The subject was told {LOCAL_TIME}, before any system was lifted \\(Art\\. 18\\(3\\) "
-                     f"GDPR\\)\\. Lifted {LOCAL_TIME} in .*E-mail marketing \\(newsletters\\); the recipients told of "
+                     f"GDPR\\)\\. Lifted {LOCAL_TIME} in the systems? .*“E-mail marketing \\(newsletters\\)”; the recipients told of "
                      "its end: .*Google Ireland Limited", restriction), restriction
     # The lift's resolution has an event of its own in the trail (its key was once the
     # restriction's, and it was dropped as a repeat): who resolved it, when, and the note.
@@ -175,7 +176,8 @@ async def test_an_erasure_whose_processor_never_answered(postgres, settings, poo
     holds = section(text, "Holds and kept records", "Letters sent")
     assert ("Billing (customers, invoices, payments, mandates) customers 1 statutory hold: Belgian accounting and tax "
             "records (invoices, payment confirmations, mandates)") in holds, holds
-    assert ("1 record(s) of customers in Billing (customers, invoices, payments, mandates), kept under the statutory "
+    assert ("1 record(s) of customers in the system “Billing (customers, invoices, payments, mandates)”, kept under the "
+            "statutory "
             "hold: Belgian accounting and tax records") in holds, holds
     labels = pack["labels"]
     assert labels["holds"]["be_accounting"].startswith("Belgian accounting and tax records")

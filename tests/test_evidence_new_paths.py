@@ -218,5 +218,5 @@ async def test_a_restriction_is_not_said_in_force_where_it_restricted_nothing(ht
 
     assert pack["decisions"]["restriction"]["restricted_nothing_in"] == ["billing"]
     decisions = section(page, "Decisions", "Plan")
-    assert ", in CRM (the systems that hold the subject's data); Billing held the subject's records and restricted " \
+    assert ", in the system “CRM” (the systems that hold the subject's data); Billing held the subject's records and restricted " \
            "none of them (nothing to restrict, as the response letter says: see Results)." in decisions, decisions

@@ -92,7 +92,7 @@ async def test_access_erasure_under_holds_and_a_rectification_resolved_by_staff(
     assert "No decision" not in decisions
     # Released, the hold's records went: the pack says when.
     kept = section(readable(after_release), "Holds and kept records", "Packages")
-    assert re.search(f"1 record\\(s\\) of contacts in CRM \\(contacts, support requests, live chat\\), kept under the "
+    assert re.search(f"1 record\\(s\\) of contacts in the system “CRM \\(contacts, support requests, live chat\\)”, kept under the "
                      f"legal-claims hold placed {LOCAL_TIME} \\(“Dispute over a support contract, claim 2026/17”\\), to "
                      f"be erased after its release \\(1 erased since, the last {LOCAL_TIME}\\)", kept), kept
     # And why it was released, as compliance said it (DELETE /v1/legal-holds/{id}).
