@@ -30,6 +30,7 @@ from activities.connectors.sql_erasure import kept_summary
 from activities.context import ActivityContext
 from activities.erasure_evidence import ErasureEvidence
 from activities.heartbeat import heartbeating
+from activities.lift_superseded import tell_lift_superseded
 from activities.restriction_lock import acted, restriction_lock
 from activities.restrictions import held_message, lift_held_by
 from activities.task_outcomes import (
@@ -176,7 +177,19 @@ class FanoutActivities(ErasureEvidence):
         # per system and subject (activities/restriction_lock.py), so that what acted last is recorded
         # last; nothing for other actions. (Not entered again below: a lift would wait for itself.)
         async with restriction_lock(self.ctx, subject_of(row), task.task.system, task.task.action):
-            return await self._run_locked(task, row, stored)
+            result = await self._run_locked(task, row, stored)
+        if task.task.action == "restrict":
+            # A person told to lift the system for this subject before (staff, a processor by
+            # e-mail) would undo this restriction: told now, once (activities/lift_superseded.py).
+            # After the lock: an alert may wait on the relay, and no lift need wait for it. Not the
+            # task's failure: its restriction is done and on record; the start sweep tells them.
+            try:
+                await tell_lift_superseded(self.ctx, task.request_id, task.task.system)
+            except Exception as exc:
+                activity.logger.warning("a newer restriction could not yet tell staff not to lift; the start sweep does",
+                                        extra={"request_id": task.request_id, "system": task.task.system,
+                                               "error": type(exc).__name__})
+        return result
 
     async def _run_locked(self, task: TaskInput, row: dict[str, Any], stored: dict[str, Any] | None) -> TaskResult:
         earlier = stored_outcome(stored)

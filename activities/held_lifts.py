@@ -57,6 +57,7 @@ from activities.connectors.base import ActionOutcome, Subject
 from activities.context import ActivityContext
 from activities.fanout import open_connector, subject_of
 from activities.heartbeat import heartbeating
+from activities.lift_superseded import tell_after_release
 from activities.restriction_lock import acted, restriction_lock
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
@@ -174,6 +175,9 @@ async def release_held_lift(ctx: ActivityContext, lift: str, system: str, holder
         # Outside the lock (the alert may wait on the relay): nothing was changed in the system here
         # (a person carries the lift out, or the system kept failing it).
         await _record_release(ctx, lift, system, data)
+        # A restriction of the subject planned since the check may have run its task there before
+        # this record, not seeing it: staff are told now not to lift (activities/lift_superseded.py).
+        await tell_after_release(ctx, lift, system)
     activity.logger.warning("held lift carried out: its holder ended without coming into force",
                             extra={"request_id": lift, "system": system, "status": data["status"]})
     return True

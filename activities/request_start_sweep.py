@@ -35,6 +35,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.acted_after_sweep import settle_acted_after
 from activities.context import ActivityContext
 from activities.held_lifts import release_held_lifts
+from activities.lift_superseded import tell_untold
 from activities.sweep_alerts import record_handed_alerts, sweep_alert
 from dsrflow.crypto.keys import load_keyring
 from dsrflow.domain.audit import append_event
@@ -87,6 +88,7 @@ class RequestStartSweepActivities:
             "stopped_reminded": lambda: remind_stopped(ctx, datetime.now(UTC)),
             "failing_alerted": lambda: flag_failing_workflows(ctx, client, older_than=older_than),
             "held_lifts_released": lambda: release_held_lifts(ctx),
+            "lifts_superseded_told": lambda: tell_untold(ctx),
             "acted_after_call_off": lambda: settle_acted_after(ctx, _piece_failed, older_than=older_than),
             "handed_recorded": lambda: record_handed_alerts(ctx),
         }

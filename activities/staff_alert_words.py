@@ -76,6 +76,7 @@ ACTION_LABELS = {
 # What an alert's facts may say happened (`facts["what"]`): each is a branch of the template.
 FACTS = ("step_failed", "deadline", "task_stuck", "approval", "objection", "deferred_failed",
          "workflow_ended", "still_stopped", "workflow_failing", "package_unreadable", "lift_by_hand",
+         "lift_superseded",
          "call_off_by_hand", "acted_after_call_off", "call_off_settled")
 
 _LETTER = " letter"  # workflows/dsr_steps.py `step_about`: "<purpose, spaced> letter"

@@ -36,6 +36,9 @@ class StartSweepReport(BaseModel):
     # Lifts held by a restriction that ended without coming into force at the system, carried out
     # now (or shown to staff where a person carries them out: activities/held_lifts.py).
     held_lifts_released: int = 0
+    # Newer restrictions that told staff not to lift a system they were asked to lift by hand, their
+    # own task having failed to (activities/lift_superseded.py `tell_untold`).
+    lifts_superseded_told: int = 0
     # Tasks whose processor carried out their job after its call-off had cancelled it, put on their
     # record now, staff alerted (activities/acted_after_sweep.py `settle_acted_after`).
     acted_after_call_off: int = 0

@@ -105,6 +105,11 @@ ALERTS = [
     (ALERT_NEEDS_ATTENTION, None, {"what": "lift_by_hand", "system": "crm", "failed": "HttpSystemUnavailable",
                                    "holder": "6f1c2d3e-0000-4000-8000-000000000001"}, "needs attention",
      [SYSTEMS["crm"], "FWG4UHJ223", "HttpSystemUnavailable"]),
+    # activities/lift_superseded.py: a newer restriction restricts a system staff were asked to lift by hand.
+    (ALERT_NEEDS_ATTENTION, None, {"what": "lift_superseded", "system": "email_marketing",
+                                   "lifts": ["6f1c2d3e-0000-4000-8000-000000000001"],
+                                   "since": datetime(2026, 3, 2, 8, 30, tzinfo=UTC)}, "needs attention",
+     ["Do not lift the restriction", "FWG4UHJ223", "2 March 2026, 09:30", "restrict it there again"]),
     # activities/connectors/opendsr_calloff.py: a job at a processor that could not be called off.
     (ALERT_NEEDS_ATTENTION, None, {"what": "call_off_by_hand", "system": "email_marketing", "failed": "HTTP 405"},
      "needs attention", [SYSTEMS["email_marketing"], "HTTP 405", "must not act on it"]),

@@ -73,6 +73,7 @@ from activities.processor_mail import (
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.writes import Write
+from dsrflow.stores.lifts_outstanding_store import lifts_told
 
 TOKEN_PURPOSE = "manual-confirm"
 # The first check of a task whose e-mail did not go, in seconds (a relay's restart takes seconds;
@@ -300,7 +301,10 @@ class ManualEmailConnector(Connector):
             )
             if existing is not None:  # sent by an earlier attempt
                 return self._confirmed(existing) if existing["confirmed_at"] else self._pending(action, external_id)
-            message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key)
+            told = await lifts_told(conn, subject.request_id, self.name, action)
+            message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key, extra=told)
+
+        supersedes = told.get("supersedes", [])
 
         async def record(c: Any, marked: Write) -> None:
             task = Write(
@@ -313,7 +317,7 @@ class ManualEmailConnector(Connector):
                             WHERE request_id = $1 AND external_id = $2 AND status = 'pending'""",
                          (subject.request_id, external_id, self._pending(action, external_id).message))
             await self._audit(c, subject.request_id, action, REQUEST_PURPOSE, message["Message-ID"],
-                              along=[marked, task, told])
+                              along=[marked, task, told], supersedes=[lift["id"] for lift in supersedes])
 
         try:
             sent = await self._send(subject, message, record)
@@ -353,12 +357,13 @@ class ManualEmailConnector(Connector):
             in_reply_to=in_reply_to)
 
     async def _audit(self, conn: Any, request_id: str, action: str, purpose: str, message_id: str,
-                     key_suffix: str = "", along: Sequence[Write] = ()) -> None:
+                     key_suffix: str = "", along: Sequence[Write] = (), supersedes: Sequence[str] = ()) -> None:
         await append_event(
             conn, event_key=f"{request_id}:{purpose}:{self.name}:{action}" + (f":{key_suffix}" if key_suffix else ""),
             request_id=request_id, event_type=_EVENT_TYPES[purpose],
             actor="workflow",
-            data={"system": self.name, "action": action, "to": self.contact_email, "message_id": message_id},
+            data={"system": self.name, "action": action, "to": self.contact_email, "message_id": message_id,
+                  **({"supersedes": list(supersedes)} if supersedes else {})},
             along=along,
         )
 

@@ -90,6 +90,12 @@ def _held_lift(kind: str, data: Mapping[str, Any], system: str | None,
                 # The system holds nothing of the subject's (activities/held_lifts.py): no lift to make.
                 "not_found": f"{system}: nothing of the subject's there to lift once {ended}",
                 }.get(str(data.get("status")), f"{system}: lifted once {ended}")
+    if kind == "restriction.lift_superseded":  # activities/lift_superseded.py
+        told = [f"staff alerted not to lift it for {', '.join(map(short_reference, data['staff']))}"
+                if data.get("staff") else None,
+                f"this restriction's e-mail supersedes the lift e-mailed for {', '.join(map(short_reference, data['emailed']))}"
+                if data.get("emailed") else None]
+        return f"{system}: " + "; ".join(t for t in told if t)
     if kind == "restriction.lift_release_failing":
         return f"{system}: {data.get('error')}; the sweep tries again, and asks staff if it still fails a day later"
     if kind == "restriction.lifted" and data.get("held"):

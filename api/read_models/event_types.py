@@ -59,6 +59,8 @@ EVENT_WORDS = {
     # way, holds it), activities/held_lifts.py (that one ended without restricting the system).
     "restriction.lift_held": "Lift left a system restricted: another restriction holds it there",
     "restriction.lift_released": "Lift carried out late: the restriction that held the system never came into force there",
+    # activities/lift_superseded.py: told to staff (an alert) or to the processor (this restriction's e-mail).
+    "restriction.lift_superseded": "Restriction supersedes a lift a person was asked to carry out at a system",
     "restriction.lift_release_failing": "Lift carried out late failed at a system: tried again, staff asked after a day",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
     "mail.converted": "Opened from an e-mail to the privacy address",

@@ -89,6 +89,7 @@ _ALERT_WORDS = {
     "workflow_failing": "the request's workflow keeps failing",
     "package_unreadable": "the package cannot be read from a system",
     "lift_by_hand": "a lift left a system restricted: lift it by hand",
+    "lift_superseded": "a newer restriction holds a system staff were asked to lift: do not lift it",
     "call_off_by_hand": "a processor could not be told to stop: tell it by hand",
     "acted_after_call_off": "a processor carried out a job after cancelling it",
     "call_off_settled": "a processor has since cancelled its job: nobody need tell it by hand",
