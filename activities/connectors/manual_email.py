@@ -301,10 +301,10 @@ class ManualEmailConnector(Connector):
             )
             if existing is not None:  # sent by an earlier attempt
                 return self._confirmed(existing) if existing["confirmed_at"] else self._pending(action, external_id)
-            told = await lifts_told(conn, subject.request_id, self.name, action)
-            message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key, extra=told)
+            lifts = await lifts_told(conn, subject.request_id, self.name, action)
+            message = await self._compose(conn, subject, REQUEST_PURPOSE, action, scope=scope, key=key, extra=lifts)
 
-        supersedes = told.get("supersedes", [])
+        supersedes = lifts.get("supersedes", [])
 
         async def record(c: Any, marked: Write) -> None:
             task = Write(

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_SAME_SUBJECT = "(lower(d.subject_email) = me.email OR lower(d.customer_id) = me.customer_id)"
-_ME = "me AS (SELECT lower(subject_email) AS email, lower(customer_id) AS customer_id FROM dsr_requests WHERE id = $1::uuid)"
+from dsrflow.stores.restrictions_store import SAME_SUBJECT, SUBJECT_OF_REQUEST
+
 # Not yet named by another request's `restriction.lift_superseded` at the system: told once.
 _NOT_TOLD = """NOT EXISTS (SELECT FROM audit_events x WHERE x.event_type = 'restriction.lift_superseded'
                   AND x.request_id <> $1::uuid AND x.data ->> 'system' = $2 AND x.data -> 'lifts' ? d.id::text)"""
@@ -15,18 +15,18 @@ _NOT_TOLD = """NOT EXISTS (SELECT FROM audit_events x WHERE x.event_type = 'rest
 # The subject's lifts at a system (other requests) that a person is told to carry out and has not
 # been seen to: `by` staff or the processor `e-mail`.
 _OUTSTANDING = f"""
-    WITH {_ME}
-    SELECT d.id::text AS lift, 'staff' AS told, e.occurred_at AS at FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
+    WITH {SUBJECT_OF_REQUEST}
+    SELECT d.id::text AS lift, 'staff' AS told, e.occurred_at AS at FROM dsr_requests d JOIN me ON {SAME_SUBJECT}
       JOIN audit_events e ON e.request_id = d.id AND e.event_type = 'restriction.lift_released'
        AND e.data ->> 'system' = $2 AND e.data ->> 'status' = 'needs_attention'
     WHERE d.id <> $1::uuid AND {_NOT_TOLD}
     UNION ALL
-    SELECT d.id::text, 'staff', t.updated_at FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
+    SELECT d.id::text, 'staff', t.updated_at FROM dsr_requests d JOIN me ON {SAME_SUBJECT}
       JOIN system_tasks t ON t.request_id = d.id AND t.system = $2 AND t.action = 'lift_restriction'
        AND t.status = 'needs_attention'
     WHERE d.id <> $1::uuid AND {_NOT_TOLD}
     UNION ALL
-    SELECT d.id::text, 'e-mail', m.sent_at FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
+    SELECT d.id::text, 'e-mail', m.sent_at FROM dsr_requests d JOIN me ON {SAME_SUBJECT}
       JOIN manual_tasks m ON m.request_id = d.id AND m.system = $2 AND m.action = 'lift_restriction'
        AND m.confirmed_at IS NULL
     WHERE d.id <> $1::uuid AND {_NOT_TOLD}

@@ -111,8 +111,11 @@ async def keeping_from_erasure(conn: Executor, keeping_grounds: Sequence[str]) -
     return rows
 
 
-# The subject of request `me` in another request `d`, as the connectors find a subject.
-_SAME_SUBJECT = "(lower(d.subject_email) = me.email OR lower(d.customer_id) = me.customer_id)"
+# The subject of request $1 (`me`), and that subject in another request `d`, as the connectors find a
+# subject: by address or by customer number (dsrflow/stores/lifts_outstanding_store.py uses them too).
+SUBJECT_OF_REQUEST = ("me AS (SELECT lower(subject_email) AS email, lower(customer_id) AS customer_id "
+                      "FROM dsr_requests WHERE id = $1::uuid)")
+SAME_SUBJECT = "(lower(d.subject_email) = me.email OR lower(d.customer_id) = me.customer_id)"
 
 
 async def restricted_elsewhere(conn: Executor, request_id: str) -> dict[str, str]:
@@ -129,20 +132,20 @@ async def restricted_elsewhere(conn: Executor, request_id: str) -> dict[str, str
     have reached the system, and any other starts after the lift (before, one that restricted the
     system and had not yet recorded its task done was undone by the lift)."""
     rows = await conn.fetch(
-        f"""WITH me AS (SELECT lower(subject_email) AS email, lower(customer_id) AS customer_id FROM dsr_requests WHERE id = $1::uuid)
+        f"""WITH {SUBJECT_OF_REQUEST}
            SELECT DISTINCT ON (system) system, other FROM (
              SELECT unnest(r.systems) AS system, r.request_id::text AS other, r.since AS since
-             FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id JOIN me ON {_SAME_SUBJECT}
+             FROM restrictions r JOIN dsr_requests d ON d.id = r.request_id JOIN me ON {SAME_SUBJECT}
              WHERE r.request_id <> $1::uuid AND r.lifted_at IS NULL
                AND (r.lift_effective_on IS NULL OR r.lift_effective_on > now())
              UNION ALL
              SELECT t.system, d.id::text, d.received_at
-             FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
+             FROM dsr_requests d JOIN me ON {SAME_SUBJECT}
                   JOIN system_tasks t ON t.request_id = d.id AND t.action = 'restrict' AND t.status = 'done'
              WHERE d.id <> $1::uuid AND {_UNDER_WAY}
              UNION ALL
              SELECT task ->> 'system', d.id::text, d.received_at
-             FROM dsr_requests d JOIN me ON {_SAME_SUBJECT}
+             FROM dsr_requests d JOIN me ON {SAME_SUBJECT}
                   JOIN request_plans p ON p.request_id = d.id
                   CROSS JOIN jsonb_array_elements(p.plan -> 'tasks') task
              WHERE d.id <> $1::uuid AND d.status IN ('in_progress', 'awaiting_approval') AND {_UNDER_WAY}) held
