@@ -97,7 +97,7 @@ class System(StrictModel):
     # The system as a letter names it after a verb, its preposition included ("in our CRM", "at our
     # survey service provider"): a label after a bare "in" reads wrong ("in Survey service
     # provider", "dans Prestataire de services d'enquêtes"). Translated like the label; without one,
-    # letters say a neutral phrase around the label (activities/letter_labels.py `system_where`).
+    # letters say a neutral phrase around the label (activities/letter_systems.py `system_where`).
     where: str | None = None
     connector: ConnectorKind
     config: dict[str, Any] = Field(default_factory=dict)
