@@ -123,9 +123,9 @@ def _kept_item(kept: dict[str, Any], policy: Policy, regime: str, t: Translator 
     system = policy.system_label(kept["system"])
     where = system_where(policy, kept["system"], t)  # "in our CRM": after a noun, as after a verb
     if kept["dataset"] == "all" and left is not None:
-        what = t.ngettext("the data %(system)s holds under the other identifier by which it knows you",
-                          "the data %(system)s holds under the other %(num)d identifiers by which it knows you",
-                          left) % {"num": left, "system": system}
+        what = t.ngettext("the data held %(where)s under the other identifier by which you are known there",
+                          "the data held %(where)s under the other %(num)d identifiers by which you are known there",
+                          left) % {"num": left, "where": where}
     elif kept["dataset"] == "all":
         what = t.gettext("your data %(where)s") % {"where": where}
     else:  # one dataset's, or several of one law's (`one_per_law`: their `words`)
@@ -151,13 +151,18 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     done with it (response.*.j2): whether any is in our own systems, and the processors that hold
     what a legal-claims hold kept (`held_by`) and what a statute requires kept (`kept_by`), and our
     systems that cannot mark what they keep as restricted (`unrestricted`), each named once by its
-    label; and which of the reasons to keep data apply (a statute `by_law`, a legal-claims hold
+    phrase (`where`: "at our survey service provider"; a label as the sentence's subject read
+    "Survey service provider, our processor, holds", "à Prestataire ..."), in the order of their
+    labels; and which of the reasons to keep data apply (a statute `by_law`, a legal-claims hold
     `for_claims`, with a review date `reviewed_by`), and of the statutes those that are a legal
     obligation of ours under the request's law (`domestic`) and the names of the laws that are none
     (`foreign_laws`: we keep what they require in our legitimate interests, which the subject may
     object to)."""
+    def placed(items: list[dict[str, Any]]) -> list[str]:
+        return [where for _, where in sorted({(k["label"], k["where"]) for k in items})]
+
     def processors(legal_claims: bool) -> list[str]:
-        return sorted({k["processor"] for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims})
+        return placed([k for k in kept if k.get("processor") and bool(k.get("reviewed")) is legal_claims])
 
     # Ours, by reason: a statute's records were reduced to what it needs, a legal-claims hold's kept
     # as they were (activities/connectors/sql_erasure.py `minimise`); both restricted.
@@ -165,7 +170,7 @@ def kept_where(kept: list[dict[str, Any]]) -> dict[str, Any]:
     return {"ours": bool(ours), "ours_by_law": any(not k.get("reviewed") for k in ours),
             "ours_for_claims": any(k.get("reviewed") for k in ours),
             "held_by": processors(True), "kept_by": processors(False),
-            "unrestricted": sorted({k["unrestricted"] for k in kept if k.get("unrestricted")}),
+            "unrestricted": placed([k for k in kept if k.get("unrestricted")]),
             "by_law": any(not k.get("reviewed") for k in kept), "for_claims": any(k.get("reviewed") for k in kept),
             "domestic": any(not k.get("reviewed") and not k.get("foreign_law") for k in kept),
             "foreign_laws": sorted({k["foreign_law"] for k in kept if k.get("foreign_law")}),
@@ -349,14 +354,19 @@ def _cut_short_action(result: TaskResult, short: CutShort, policy: Policy, t: Tr
     deletion of all the subject's data there."""
     system = policy.system_label(result.system)
     done, left = short.accepted, short.kept
+    # The system by its phrase ("at our survey service provider"): its label as the one asked read
+    # "demandé à Prestataire de services d'enquêtes" (activities/letter_systems.py).
     note = t.ngettext(
-        "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "
-        "holds under %(done)d of the %(total)d identifiers by which it knows you, and it accepted. We have not "
-        "asked it to delete the data it holds under the other identifier: that data is kept under the hold.",
-        "Before the legal-claims hold set out below was placed, we had asked %(system)s to delete the data it "
-        "holds under %(done)d of the %(total)d identifiers by which it knows you, and it accepted. We have not "
-        "asked it to delete the data it holds under the other %(num)d identifiers: that data is kept under the hold.",
-        left) % {"system": system, "done": done, "total": short.identifiers, "num": left}
+        "Before the legal-claims hold set out below was placed, we had asked for the deletion of the data held "
+        "%(where)s under %(done)d of the %(total)d identifiers by which you are known there, and that was "
+        "accepted. We have not asked for the deletion of the data held there under the other identifier: that "
+        "data is kept under the hold.",
+        "Before the legal-claims hold set out below was placed, we had asked for the deletion of the data held "
+        "%(where)s under %(done)d of the %(total)d identifiers by which you are known there, and that was "
+        "accepted. We have not asked for the deletion of the data held there under the other %(num)d "
+        "identifiers: that data is kept under the hold.",
+        left) % {"where": system_where(policy, result.system, t), "done": done, "total": short.identifiers,
+                 "num": left}
     return {"system": system, "category": t.gettext("part of your data"),
             "action": t.gettext("deletion requested and accepted"), "records": done, "unit": "identifier",
             "note": note}

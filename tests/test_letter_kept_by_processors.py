@@ -32,16 +32,17 @@ _LEGAL = {HOLD: {"basis": "Art. 17(3)(e) GDPR: establishment, exercise or defenc
 OLD = "We have reduced it to what that purpose requires and restricted it"
 OURS = ("What we keep in our own systems we have reduced to what that purpose requires, and we have restricted "
         "its processing: it is used for no other purpose.")
-HELD = ("E-mail marketing (newsletters), our processor, holds for us the data of yours listed below that the "
-        "legal-claims hold keeps. We have not asked it to delete that data, reduce it or restrict its processing: "
+HELD = ("The data of yours listed below that the legal-claims hold keeps is held for us in our e-mail marketing "
+        "system, by a processor of ours. We have not asked it to delete that data, reduce it or restrict its processing: "
         "it stays there as it is until the hold ends, when we will ask it to erase it.")
-# The same in each language: the processor in the Regulation's term, what was not asked of it.
-HELD_IN = {"fr": ("Marketing par e-mail (newsletters), notre sous-traitant, détient pour nous",
+# The same in each language: the processor in the Regulation's term, named by its phrase (`where`),
+# what was not asked of it.
+HELD_IN = {"fr": ("sont détenues pour nous dans notre outil de marketing par e-mail, par l'un de nos sous-traitants",
                   "Nous ne lui avons demandé ni de supprimer ces données, ni de les réduire, ni d'en limiter le "
                   "traitement"),
-           "nl": ("E-mailmarketing (nieuwsbrieven), onze verwerker, bewaart voor ons",
+           "nl": ("worden in ons e-mailmarketingsysteem voor ons bewaard door een verwerker van ons",
                   "Wij hebben die verwerker niet gevraagd die gegevens te verwijderen"),
-           "de": ("E-Mail-Marketing (Newsletter), unser Auftragsverarbeiter, speichert für uns",
+           "de": ("speichert ein Auftragsverarbeiter für uns in unserem E-Mail-Marketing-System",
                   "Wir haben ihn nicht gebeten, diese Daten zu löschen, auf das Erforderliche zu beschränken oder "
                   "ihre Verarbeitung einzuschränken")}
 
@@ -94,15 +95,16 @@ async def test_a_statutes_records_kept_in_a_processors_service_are_not_said_to_b
     letter = await as_sent("response", "erasure", {"report": {"results": [stripe]}}, loaded=loaded)
     for part in both(letter):
         assert OLD not in part and OURS not in part
-        assert ("Stripe billing, our processor, holds for us the records listed below that the law obliges us to "
-                "keep. We have not asked it to delete them or to restrict their processing.") in part, part
+        assert ("The records listed below that the law obliges us to keep are held for us in our system “Stripe "
+                "billing”, by a processor of ours. We have not asked it to delete them or to restrict their processing.") in part, part
         assert "Data the law obliges us to keep is erased when its period, given below, ends." in part
         assert "minimised" not in part and "reduced" not in part, part
 
 
 @pytest.mark.parametrize(("regime", "language", "said"), [
-    ("ccpa", "en", "E-mail marketing (newsletters), our service provider, holds for us the data of yours listed below"),
-    ("pipeda", "fr", "Marketing par e-mail (newsletters), notre fournisseur de services, détient pour nous")])
+    ("ccpa", "en", "is held for us in our e-mail marketing system, by a service provider of ours."),
+    ("pipeda", "fr", "sont détenues pour nous dans notre outil de marketing par e-mail, par l'un de nos fournisseurs "
+                     "de services.")])
 async def test_under_the_ccpa_and_pipeda_the_processor_is_a_service_provider(regime, language, said):
     """Neither law says "processor": the CCPA's "service provider" (Cal. Civ. Code § 1798.140(ag)),
     PIPEDA's information "transferred to a third party for processing" (Schedule 1, cl. 4.1.3)."""
@@ -124,6 +126,5 @@ async def test_a_dataset_of_ours_that_cannot_mark_a_record_restricted_is_not_sai
     letter = await as_sent("response", "erasure", {"report": {"results": [_billing()]}}, loaded=load_policy(path))
     for part in both(letter):
         assert OURS not in part and OLD not in part
-        assert ("Billing (customers, invoices, payments, mandates), a system of ours, cannot mark data as restricted: "
-                "what it keeps we have reduced to what that purpose requires, but its processing there is not "
+        assert ("Data in our billing system cannot be marked as restricted: what that system keeps we have reduced to what that purpose requires, but its processing there is not "
                 "restricted.") in part, part

@@ -202,10 +202,10 @@ async def test_one_legal_claim_kept_at_two_systems_is_one_item(language):
     assert _item(letter.text, what) == [f"- {what}", _field(t, "Legal basis", basis),
                                         _field(t, "Next review by", long_date(date(2026, 6, 30), language))]
     review = " ".join(t.gettext("Next review by").split())
-    held_by = t.ngettext("%(processors)s, our processor, holds for us the data of yours listed below that the "
-                         "legal-claims hold keeps. We have not asked it to delete that data, reduce it or restrict its "
+    held_by = t.ngettext("The data of yours listed below that the legal-claims hold keeps is held for us %(where)s, "
+                         "by a processor of ours. We have not asked it to delete that data, reduce it or restrict its "
                          "processing: it stays there as it is until the hold ends, when we will ask it to erase it.",
-                         "", 1) % {"processors": policy.systems["surveys"].label}
+                         "", 1) % {"where": policy.systems["surveys"].where}
     for part in both(letter):
         assert part.count(review) == 1 and " ".join(held_by.split()) in part, part
         assert _said(t, REDUCED_AND_AS_IT_WAS) in part

@@ -232,5 +232,5 @@ async def test_a_german_erasure_cut_short_says_the_rest_stays_stored_not_kept_un
     letter = await as_sent("response", "erasure", {"report": {"results": [_held_whole("email_marketing", 3, 1)]}},
                            language="de")
     for part in both(letter):
-        assert "haben wir es nicht gebeten: Diese Daten bleiben aufgrund dieser Aufbewahrung gespeichert." in part
+        assert "haben wir nicht gebeten: Diese Daten bleiben aufgrund dieser Aufbewahrung gespeichert." in part
         assert "Aufbewahrung aufbewahrt" not in part

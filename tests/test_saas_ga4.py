@@ -253,13 +253,13 @@ async def test_a_legal_claims_hold_placed_while_the_quota_holds_the_erasure_back
     assert (task.found, task.changed) == (run.expected, run.quota)
     # The letter says both: what Google was asked to delete before the hold, and what the hold
     # keeps, with its review date and the remedies. Before, it said Google Analytics 4 kept it all.
-    left = run.expected - run.quota
+    left, where = run.expected - run.quota, "in our system “Google Analytics 4”"  # no `where`: our phrase
     assert (f"Google Analytics 4: part of your data – deletion requested and accepted ({run.quota} identifiers) "
-            f"Before the legal-claims hold set out below was placed, we had asked Google Analytics 4 to delete the "
-            f"data it holds under {run.quota} of the {run.expected} identifiers by which it knows you, and it "
-            f"accepted. We have not asked it to delete the data it holds under the other {left} identifiers: that "
-            "data is kept under the hold.") in letter
-    assert (f"- the data Google Analytics 4 holds under the other {left} identifiers by which it knows you "
+            f"Before the legal-claims hold set out below was placed, we had asked for the deletion of the data held "
+            f"{where} under {run.quota} of the {run.expected} identifiers by which you are known there, and that was "
+            f"accepted. We have not asked for the deletion of the data held there under the other {left} identifiers: "
+            "that data is kept under the hold.") in letter
+    assert (f"- the data held {where} under the other {left} identifiers by which you are known there "
             "Legal basis: Art. 17(3)(e) GDPR") in letter
     review = datetime.now(UTC).date() + timedelta(days=400)
     assert f"Next review by: {review.day} {review:%B %Y}" in letter
@@ -330,13 +330,14 @@ async def test_a_time_at_the_calendars_edge_in_googles_answer_leaves_the_erasure
 # GA4's place: 50 of 61 identifiers went before the hold, 11 are kept.
 _CUT_SHORT = {
     "en": ("part of your data", "deletion requested and accepted", "50 identifiers", "under 50 of the 61 identifiers",
-           "the data Website analytics (users and page events) holds under the other 11 identifiers"),
+           "the data held in our website analytics under the other 11 identifiers by which you are known there"),
     "fr": ("une partie de vos données", "suppression demandée et acceptée", "50 identifiants",
-           "sous 50 des 61 identifiants", "sous les 11 autres identifiants par lesquels il vous connaît"),
+           "sous 50 des 61 identifiants", "détenues dans notre outil d'analyse du site web sous les 11 autres identifiants"),
     "nl": ("een deel van uw gegevens", "verwijdering gevraagd en aanvaard", "50 identificatiegegevens",
-           "onder 50 van de 61 identificatiegegevens", "onder de 11 andere identificatiegegevens waaronder het u kent"),
+           "onder 50 van de 61 identificatiegegevens",
+           "in onze websiteanalyse worden bewaard onder de 11 andere identificatiegegevens waaronder u daar bekend bent"),
     "de": ("ein Teil Ihrer Daten", "Löschung beantragt und angenommen", "50 Kennungen", "unter 50 der 61 Kennungen",
-           "unter den 11 anderen Kennungen speichert, unter denen es Sie kennt"),
+           "in unserer Website-Analyse unter den 11 anderen Kennungen gespeichert sind, unter denen Sie dort bekannt sind"),
 }
 
 

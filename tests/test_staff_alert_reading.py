@@ -11,11 +11,14 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from activities.letter_systems import all_where
 from activities.letter_templates import render_letter
 from activities.staff_alert_words import FACTS
+from dsrflow.i18n import translations
 from policy.model import load_policy
 from schemas.requests import RequestStatus
 from schemas.steps import StepTrouble
@@ -26,7 +29,8 @@ from workflows.deadline_watch import overdue_reminder_facts, watch_facts
 from workflows.step_trouble import trouble_facts
 from workflows.task_fanout import stuck_facts
 
-POLICY = load_policy().policy
+LOADED = load_policy()
+POLICY = LOADED.policy
 SYSTEMS = {system: spec.label for system, spec in POLICY.systems.items()}
 LANGUAGES = sorted({POLICY.languages.staff.value, "nl"})
 ALL_LANGUAGES = [language.value for language in Language]
@@ -122,10 +126,10 @@ ALERTS = [
 ]
 
 
-def _alert(kind: str, days_left: int | None, facts: dict, language: str) -> tuple[str, str]:
+def _alert(kind: str, days_left: int | None, facts: dict, language: str, **extra: Any) -> tuple[str, str]:
     """The alert's text, and its detail."""
     letter = render_letter("staff_alert", full_context("staff_alert", kind=kind, days_left=days_left, facts=facts,
-                                                       systems=SYSTEMS), language)
+                                                       systems=SYSTEMS, **extra), language)
     detail = DETAIL.search(letter.text)
     assert detail is not None, letter.text
     assert detail.group(1) in letter.html.replace("&#39;", "'"), letter.html
@@ -190,13 +194,18 @@ def test_a_failed_steps_reminder_is_wholly_in_the_staff_language(language):
 
 
 @pytest.mark.parametrize("language", ALL_LANGUAGES)
-def test_a_warning_names_the_systems_by_their_labels_in_every_language(language):
+def test_a_warning_names_the_systems_by_their_phrases_in_every_language(language):
+    """The systems a request waits for by their phrases (`where`, as build_context gives them): "from
+    Survey service provider" read wrong, and "dans/in <label>" in the translations."""
     facts = watch_facts(_request(RequestStatus.in_progress, waiting_for=["surveys", "crm"]))
-    _, detail = _alert("due_in_7_days", 7, facts, language)
-    assert "Survey service provider" in detail and SYSTEMS["crm"] in detail, detail
+    where = all_where(LOADED.in_language(language), translations(language))
+    _, detail = _alert("due_in_7_days", 7, facts, language, where=where)
+    assert where["surveys"] in detail and where["crm"] in detail, detail
+    assert "Survey service provider" not in detail and SYSTEMS["crm"] not in detail, detail
     assert CODES.search(detail) is None, detail
-    english = _alert("due_in_7_days", 7, facts, "en")[1]
-    assert english.startswith("The request is in progress. It still waits for an answer from"), english
+    english = _alert("due_in_7_days", 7, facts, "en", where=all_where(POLICY, translations("en")))[1]
+    assert english.startswith("The request is in progress. It still waits for the answers to its tasks at our survey "
+                              "service provider and in our CRM."), english
     assert (detail == english) == (language == "en"), detail
 
 
