@@ -80,6 +80,8 @@ REQUIRED_CONTEXT: dict[str, tuple[str, ...]] = {
     "acknowledgement": (*_COMMON, "verification_required"),
     "verification": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
     "reminder": (*_COMMON, "code", "link", "expires_at", "max_attempts"),
+    # `found`, `unread`, `asked`: what our own systems told at once (activities/letter_confirmation.py).
+    "simplified_confirmation": (*_COMMON, "found", "unread", "asked"),
     "extension": (*_COMMON, "reason", "new_due_date"),
     # `stage`: "verification", "review" or "compliance" (workflows/complaint_progress.py); `late`:
     # the date we aimed at has passed; `complaint`: the Commissioner; `next_date`: when we write next.

@@ -124,6 +124,7 @@ class LifecycleActivities:
                 appeal=_is_appeal(row)),
             progress_days=policy.complaint_progress_days(row["regime"]) if _is_appeal(row) else None,
             appeal_of=(row["details"] or {}).get("appeal_of"),
+            simplified_confirmation=bool((row["details"] or {}).get("simplified_confirmation")),
         )
 
     @activity.defn(name="start_clock_at_verification")

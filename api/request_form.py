@@ -125,6 +125,8 @@ def staff_details(form: FormData, errors: dict[str, str], words: Sequence[Mappin
     body = details(form, errors, words=words)
     if reasons := text(form, "complaint_reasons"):
         body["complaint_reasons"] = reasons
+    if form.get("simplified_confirmation") == "true":  # LGPD Art. 19, I; refused, naming it, elsewhere
+        body["simplified_confirmation"] = True
     return body if body.get("appeal_of") else {**body, "regime": text(form, "regime") or "gdpr"}
 
 

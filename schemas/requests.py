@@ -104,6 +104,10 @@ def denial_reasons(regime: str) -> list[DenialReason]:
     return list(DenialReason)
 
 
+# LGPD Art. 19, I: the simplified confirmation of whether we process the subject's data, at once.
+CONFIRMATION_ONLY = ("only applies to an access request under the LGPD (regime lgpd), not an appeal: the "
+                     "simplified confirmation of LGPD Art. 19, I")
+
 MAX_CORRECTIONS = 20
 # What a subject writes about their complaint (UK GDPR: Data Protection Act 2018 s. 164A): a few
 # paragraphs; the privacy mailbox takes anything longer.
@@ -182,12 +186,23 @@ class RequestDetails(BaseModel):
         "subject's words; line breaks allowed, no other control characters; at most 2,000 characters. Refused on "
         "any other request, an appeal under a US state law included. Shown to compliance, kept in the evidence "
         "pack, never repeated in a letter")
+    simplified_confirmation: bool | None = Field(
+        None, description="an access request under the LGPD (`regime` `lgpd`): the subject also asks for the "
+        "simplified confirmation at once (LGPD Art. 19, I), a letter sent as soon as their identity is verified "
+        "saying whether we process personal data about them as far as our own systems tell at once; the complete "
+        "statement (Art. 19, II) still follows by the due date. Refused (422 naming this field) on any other "
+        "request type, under any other regime, and on an appeal")
 
     @field_validator("complaint_reasons", mode="before")
     @classmethod
     def _complaint_reasons(cls, value: Any) -> Any:
         # A browser's text area sends CRLF: a line break counts as one character, not two.
         return value.replace("\r\n", "\n") if isinstance(value, str) else value
+
+    @field_validator("simplified_confirmation")
+    @classmethod
+    def _simplified_confirmation(cls, value: bool | None) -> bool | None:
+        return value or None  # false asks for nothing: stored as not asked
 
     @field_validator("appeal_of", mode="before")
     @classmethod
@@ -232,6 +247,8 @@ class RequestDetails(BaseModel):
                 raise _field_error(field, message)
             if self.type != request_type and value:
                 raise _field_error(field, f"only applies to {request_type.value} requests")
+        if self.simplified_confirmation and (self.type != RequestType.access or self.appeal_of is not None):
+            raise _field_error("simplified_confirmation", CONFIRMATION_ONLY)
         if self.complaint_reasons and self.appeal_of is None:
             raise _field_error("complaint_reasons", "only applies to a complaint about a request we refused under "
                                "UK data protection law (name it in appeal_of)")
@@ -239,7 +256,8 @@ class RequestDetails(BaseModel):
 
     def details(self) -> dict[str, Any]:
         return self.model_dump(
-            mode="json", include={"corrections", "restriction_grounds", "objection_scope", "appeal_of", "complaint_reasons"},
+            mode="json", include={"corrections", "restriction_grounds", "objection_scope", "appeal_of", "complaint_reasons",
+                                   "simplified_confirmation"},
             exclude_none=True,
         )
 
@@ -257,6 +275,12 @@ class NewRequest(RequestDetails):
     client_request_id: OneLine | None = Field(
         None, min_length=1, max_length=200, description="the caller's id; repeats return the same request"
     )
+
+    @model_validator(mode="after")
+    def _confirmation_under_lgpd(self) -> Self:
+        if self.simplified_confirmation and self.regime != Regime.lgpd:
+            raise _field_error("simplified_confirmation", CONFIRMATION_ONLY)
+        return self
 
     @field_validator("received_at")
     @classmethod
@@ -277,6 +301,15 @@ class PublicNewRequest(RequestDetails):
 
     email: EmailStr
     name: OneLine | None = Field(None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _no_lgpd_here(self) -> Self:
+        # A subject's own request is under the GDPR (api/public/intake.py opens it so): the LGPD's
+        # simplified confirmation is asked of staff, who open the request under the LGPD.
+        if self.simplified_confirmation:
+            raise _field_error("simplified_confirmation", CONFIRMATION_ONLY + "; a request made here is "
+                               "under the GDPR: write to our privacy address to make one under the LGPD")
+        return self
 
 
 def without_complaint_reasons(details: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -33,6 +33,8 @@ class LetterPurpose(StrEnum):
     acknowledgement = "acknowledgement"
     verification = "verification"
     reminder = "reminder"
+    # An LGPD access request's simplified confirmation, at once (Art. 19, I; activities/letter_confirmation.py).
+    simplified_confirmation = "simplified_confirmation"
     extension = "extension"
     # A UK complaint undecided: where it stands (DPA 2018 s. 164A(5)(b); workflows/complaint_progress.py).
     complaint_progress = "complaint_progress"

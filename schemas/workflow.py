@@ -109,6 +109,9 @@ class RequestFacts(Contract):
     # The id of the refused request an appeal (a complaint) reconsiders (workflows/appeal_claim.py);
     # None: any other request, and appeals prepared before.
     appeal_of: str | None = None
+    # An LGPD access request asking for the simplified confirmation at once (Art. 19, I): its letter
+    # goes as soon as the identity is verified (workflows/dsr.py). False for requests prepared before.
+    simplified_confirmation: bool = False
 
 
 class ExtendInput(Contract):

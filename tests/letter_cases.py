@@ -201,6 +201,14 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         "verification": ("verification", EXTRA["verification"]),
         "reminder": ("reminder", EXTRA["reminder"]),
         "extension": ("extension", {**EXTRA["extension"], COMPLAINT_OF_REGIME: True}),
+        # LGPD Art. 19, I at once (activities/letter_confirmation.py): found in our own systems; none
+        # there, processors still asked (one of ours unread too); no system holds anything.
+        "simplified_confirmation-found": ("simplified_confirmation", {
+            "request_type": "access", "found": True, "unread": False, "asked": True}),
+        "simplified_confirmation-asked": ("simplified_confirmation", {
+            "request_type": "access", "found": False, "unread": True, "asked": True}),
+        "simplified_confirmation-none": ("simplified_confirmation", {
+            "request_type": "access", "found": False, "unread": False, "asked": False}),
         "response-erasure-kept": _response("erasure"),
         "response-access-package": _response("access"),
         "response-access-processor-missing": _response("access", report="access-missing"),
@@ -312,6 +320,14 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
 
 
 LETTER_CASES = _letter_cases()
+# The laws a case's letter is sent under, where not every one: the simplified confirmation is the
+# LGPD's alone (schemas/requests.py refuses it under any other).
+ONLY_UNDER: dict[str, tuple[str, ...]] = {case: ("lgpd",) for case, (purpose, _) in LETTER_CASES.items()
+                                          if purpose == "simplified_confirmation"}
+
+
+def applies(case: str, regime: str) -> bool:
+    return regime in ONLY_UNDER.get(case, (regime,))
 
 
 def _render_case(case: str, regime: str) -> RenderedLetter:

@@ -89,6 +89,8 @@ EXTRA: dict[str, dict] = {
         "expires_at": EXPIRES,
         "max_attempts": 5,
     },
+    # LGPD Art. 19, I (activities/letter_confirmation.py): nothing in our own systems, processors asked.
+    "simplified_confirmation": {"found": False, "unread": False, "asked": True},
     "extension": {
         "reason": "Your request concerns records in twelve systems, including archived billing data.",
         "new_due_date": date(2026, 4, 30),

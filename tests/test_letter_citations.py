@@ -92,6 +92,9 @@ def _every_letter() -> dict[str, tuple[str, str, dict[str, Any], dict[str, Any]]
         "verification": ("verification", "access", code, {}),
         "reminder": ("reminder", "access", code, {}),
         "extension": ("extension", "erasure", {"reason": "Twelve systems.", "new_due_date": "2026-04-30"}, {}),
+        # The LGPD's alone (schemas/requests.py), read under each law all the same: it cites only the LGPD.
+        "simplified_confirmation": ("simplified_confirmation", "access",
+                                    {"found": True, "unread": False, "asked": True}, {}),
         "closed_unverified": ("closed_unverified", "erasure", {"expired_at": "2026-02-07T10:00:00+00:00"}, {}),
         "cancellation-by-staff": ("cancellation", "erasure", {"reason": "A duplicate.", "withdrawn": False}, {}),
         "cancellation-withdrawn": ("cancellation", "erasure", {"reason": "Withdrawn.", "withdrawn": True}, {}),

@@ -245,6 +245,8 @@ CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     **{f"denial-{code}": ("denial", "erasure", {"reason_code": code, "explanation": GIVEN})
        for code in DenialReason},
     "complaint_progress": ("complaint_progress", "erasure", {"number": 3, "stage": "compliance", "late": True}),
+    # The LGPD's alone (Art. 19, I), read here under the GDPR's words as the complaint's is.
+    "simplified_confirmation": ("simplified_confirmation", "access", {"found": False, "unread": True, "asked": True}),
 }
 
 

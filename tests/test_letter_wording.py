@@ -61,7 +61,22 @@ NOT_IN_LETTERS = {
     "asking a processor how its work stands",
     "Open the request in the staff console to see whom it concerns and its full history. This alert "
     "deliberately contains no personal data of the data subject.",
+    # The LGPD's simplified confirmation (Art. 19, I), which no other law's letter says.
+    "Whether we process personal data about you (ref. %(ref)s)",
+    "Whether we process personal data about you",
+    "We confirm that we process personal data about you: our own systems hold data about you.",
+    "Those of our own systems we could read just now hold no personal data about you.",
+    "Our own systems hold no personal data about you.",
+    "We do not process personal data about you: none of our systems holds any data about you.",
+    "We are still asking the processors that handle personal data on our behalf; their answers come later.",
+    "Until then, we cannot tell you for certain that we process no personal data about you.",
+    "This is the simplified confirmation you asked for under Article 19, I of the LGPD, sent as soon as your "
+    "identity was confirmed. By %(date)s at the latest we will send you our complete answer under Article 19, II: "
+    "a clear and complete statement of the origin of the data, whether records about you exist, the criteria "
+    "used and the purposes of the processing, with a copy of any data we hold about you.",
 }
+# Letters only an LGPD request receives (schemas/requests.py refuses them under any other law).
+LGPD_ONLY = {"simplified_confirmation"}
 # The processors' e-mails and the pages their links open (api/callbacks/processor_pages.py): in the
 # words of their own catalogs (tests/test_processor_wording.py, tests/test_processor_pages.py).
 _PROCESSOR_MAIL = ("the data subject below", "the only identifier we send", "controller of personal data that you",
@@ -201,7 +216,7 @@ SAYS_IT = ["acknowledgement", "verification", "response-erasure-kept", "response
 
 
 @pytest.mark.parametrize(("regime", "language"), WORDED_CASES)
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", [case for case, (purpose, *_) in CASES.items() if purpose not in LGPD_ONLY])
 async def test_letters_under_the_ccpa_and_pipeda_say_personal_information(case, regime, language):
     old, new = TERMS[language]
     text = await letter_text(case, regime, language, WORDED[regime][0])

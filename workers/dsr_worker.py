@@ -25,6 +25,7 @@ from activities.context import ActivityContext
 from activities.deferred import DeferredErasureActivities
 from activities.errors import ClassifyingInterceptor
 from activities.fanout import FanoutActivities
+from activities.letter_confirmation import ConfirmationActivities
 from activities.letters import LetterActivities
 from activities.lifecycle import LifecycleActivities
 from activities.mail import Mailer
@@ -105,6 +106,7 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
     anchors = AuditAnchorActivities(ctx)
     start_sweep = RequestStartSweepActivities(ctx)
     appeals = AppealClaimActivities(ctx)
+    confirmation = ConfirmationActivities(ctx)
     return [
         lifecycle.prepare_request, lifecycle.start_clock_at_verification, lifecycle.transition, lifecycle.record_event,
         lifecycle.apply_extension, lifecycle.record_step_trouble, letters.send_letter, letters.settle_skipped_letter,
@@ -114,7 +116,7 @@ def build_activities(ctx: ActivityContext) -> list[Any]:
         fanout.record_task_result, packages.build_package, deferred.sweep, retention.sweep,
         restrictions.record_restriction, restrictions.announce_lift, restrictions.record_lifted,
         purge.purge_expired_packages, anchors.anchor_audit_chains, start_sweep.start_unstarted_requests,
-        appeals.claim_appeal_decision,
+        appeals.claim_appeal_decision, confirmation.confirm_at_once,
     ]
 
 

@@ -64,6 +64,8 @@ APPROVAL_GATE = "approval-gate"
 APPROVAL_BEFORE_CHANGES = "approval-before-changes"
 OBJECTION_GATE = "objection-gate"
 ANSWER_AFTER_EXTENSION = "answer-after-extension"  # before it, a new due date could reach the subject after the answer
+# LGPD Art. 19, I: the simplified confirmation, sent as soon as the identity is verified.
+SIMPLIFIED_CONFIRMATION = "simplified-confirmation"
 
 
 @workflow.defn(name="DataSubjectRequestWorkflow")
@@ -180,6 +182,15 @@ class DataSubjectRequestWorkflow(RestrictionLifecycle, CarryOn, Refusals, Extens
             self._set_status(RequestStatus.in_progress)
             await self._transition("in_progress", {"verified_by": self._verification.method})
         facts = self._require_facts()
+        if facts.simplified_confirmation and not self.closed and workflow.patched(SIMPLIFIED_CONFIRMATION):
+            # Whether we process the subject's data, as far as our own systems tell at once
+            # (activities/letter_confirmation.py); the complete answer follows by the due date.
+            told = await run_step("confirm_at_once", StartRequest(request_id=facts.request_id,
+                                                                  policy_version=self._policy_version),
+                                  result_type=dict, skippable=False)
+            await self._letter("simplified_confirmation", params=told)
+            if self.closed:
+                return
         self._plan = await run_step(
             "plan_request",
             StartRequest(request_id=facts.request_id, policy_version=self._policy_version),

@@ -68,6 +68,7 @@ _ART19_ACTIONS = {"erase", "rectify", "restrict", "lift_restriction"}
 _PURPOSE_WORDS = {
     "verification": "verification code and link",
     "reminder": "verification reminder (a new code)",
+    "simplified_confirmation": "simplified confirmation of whether we process the subject's data (LGPD Art. 19, I)",
     "extension": "extension notice",
     "complaint_progress": "progress letter on the complaint",
     "closed_unverified": "closing notice (identity not verified)",
@@ -103,6 +104,7 @@ _STEP_WORDS = {
     "prepare_request": "registering the request (its deadlines and its receipt)",
     "plan_request": "planning the work in each system", "apply_extension": "recording the extension",
     "build_package": "building the access package", "issue_verification": "sending a verification code",
+    "confirm_at_once": "reading our own systems for the simplified confirmation (LGPD Art. 19, I)",
     "settle_verification_round": "settling a verification e-mail", "settle_skipped_letter": "settling a skipped letter",
     "record_task_result": "recording a system's result", "record_restriction": "recording the restriction in force",
     "announce_restriction_lift": "recording the decision to lift the restriction",

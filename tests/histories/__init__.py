@@ -32,6 +32,8 @@ PATHS = {"attested_erasure", "verified_access_extended", "objection_decided", "t
 # time-skipping server (tests/histories/record_complaint_progress.py records it), and
 # complaint_progress_by_hand.json: one told of its progress by staff too, which moves the automatic
 # letters (workflows/complaint_progress.py PROGRESS_BY_HAND; record_progress_by_hand.py records it).
+# And lgpd_simplified_confirmation.json: an LGPD access request asking for the simplified
+# confirmation (workflows/dsr.py SIMPLIFIED_CONFIRMATION), recorded by record.py since.
 # And appeal_decided.json, appeal_closed_for_another.json: two appeals of one refusal, the first
 # confirmed decided, the second closed for it (workflows/appeal_claim.py; recorded by record.py
 # since, so the earlier directories below hold none).

@@ -103,6 +103,22 @@ async def record_attested_erasure(http: httpx.AsyncClient, pool: asyncpg.Pool, s
     return await history_of(client, rid)
 
 
+async def record_lgpd_simplified_confirmation(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
+                                             client: Client) -> str:
+    """An LGPD access request asking for the simplified confirmation (Art. 19, I): its own systems
+    read and the letter sent once the identity is verified (workflows/dsr.py SIMPLIFIED_CONFIRMATION)."""
+    r = await http.post("/v1/requests", headers=await staff_headers(pool, "agent"), json={
+        "type": "access", "regime": "lgpd", "subject": {"email": "ada@example.com"}, "simplified_confirmation": True})
+    r.raise_for_status()
+    rid = r.json()["id"]
+    code = _CODE.search(text_of(await wait_for_letter(sink, rid, "verification")))
+    assert code, "no code in the verification letter"
+    (await http.post(f"/v1/public/requests/{rid}/verify", json={"code": code.group(1)})).raise_for_status()
+    await wait_for_letter(sink, rid, "simplified_confirmation")
+    await wait_for_letter(sink, rid, "response")
+    return await history_of(client, rid)
+
+
 async def record_verified_access_extended(http: httpx.AsyncClient, pool: asyncpg.Pool, sink: MailSink,
                                           client: Client, gate: PlanGate) -> str:
     r = await http.post("/v1/public/requests", json={"type": "access", "email": "ada@example.com"})
@@ -217,6 +233,8 @@ async def main() -> int:
                     histories["verified_access_extended"] = await record_verified_access_extended(
                         http, pool, sink, env.client, gate)
                     histories["objection_decided"] = await record_objection_decided(http, pool, env.client)
+                    histories["lgpd_simplified_confirmation"] = await record_lgpd_simplified_confirmation(
+                        http, pool, sink, env.client)
                     histories["task_retried_and_resolved"] = await record_task_retried_and_resolved(
                         http, pool, env.client)
                     histories["cancelled_by_staff"] = await record_cancelled_by_staff(http, pool, sink, env.client)
