@@ -20,7 +20,7 @@ from policy.files import read_mapping
 from policy.languages import inline_translation_files
 from policy.model import DEFAULT_POLICY, PolicyError, parse_policy
 from schemas.vocabulary import Regime
-from tests.letter_cases import LETTER_CASES, _render_case
+from tests.letter_cases import LETTER_CASES, _render_case, applies
 from tests.letters_as_sent import LANGUAGES, LOADED, as_sent, both, erasure_with_kept
 
 # Every preposition a translation put before a label ("in", "dans", "bij", "bei", "chez", "at").
@@ -142,11 +142,11 @@ def test_no_letter_case_names_a_system_by_its_label_after_a_preposition():
     labels = sorted({s.label for s in LOADED.policy.systems.values()}, key=len, reverse=True)
     found = {}
     for case in LETTER_CASES:
-        for regime in Regime:
-            letter = _render_case(case, regime.value)
+        for regime in (r.value for r in Regime if applies(case, r.value)):
+            letter = _render_case(case, regime)
             for part in (letter.text, html.unescape(re.sub(r"<[^>]+>", " ", letter.html))):
                 if bad := _labels_after_a_word(_folded(part), labels):
-                    found[(case, regime.value)] = bad
+                    found[(case, regime)] = bad
     assert found == {}, found
 
 
