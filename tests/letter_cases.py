@@ -194,6 +194,16 @@ def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str
     }
 
 
+# What a processor asked by e-mail reads of a restriction and a lift of the same person in either
+# order (dsrflow/stores/lifts_outstanding_store.py `lifts_told`), in the request and its reminders:
+# a restriction supersedes an older lift e-mail not confirmed; a lift names the restriction it ends.
+SUPERSEDED_LIFT = {"id": "5b6c7d8e-9f01-4a2b-8c3d-4e5f60718293", "sent_at": datetime(2026, 1, 20, 10, 5, tzinfo=UTC)}
+TOLD_OF_THE_OTHER = {
+    "restrict-supersedes": ("restrict", {"supersedes": [SUPERSEDED_LIFT]}),
+    "lift_restriction-ends": ("lift_restriction", {"lifts_restriction_of": datetime(2025, 11, 4, 9, 30, tzinfo=UTC)}),
+}
+
+
 def _letter_cases() -> dict[str, tuple[str, dict]]:
     cases: dict[str, tuple[str, dict]] = {
         "acknowledgement": ("acknowledgement", {"verification_required": True}),
@@ -316,6 +326,10 @@ def _letter_cases() -> dict[str, tuple[str, dict]]:
         for action in MANUAL_ACTIONS:
             for scope in (MANUAL_SCOPES if action == "object" else [None]):
                 cases[f"{purpose}-{action}" + (f"-{scope}" if scope else "")] = _processor(purpose, action, scope)
+        for name, (action, told) in TOLD_OF_THE_OTHER.items():
+            if purpose != MANUAL_WITHDRAWAL:  # a restriction or a lift is never withdrawn (manual_email._withdraw)
+                mail, ctx = _processor(purpose, action)
+                cases[f"{purpose}-{name}"] = (mail, {**ctx, **told})
     return cases
 
 
@@ -330,7 +344,8 @@ def applies(case: str, regime: str) -> bool:
     return regime in ONLY_UNDER.get(case, (regime,))
 
 
-def _render_case(case: str, regime: str) -> RenderedLetter:
+def _render_case(case: str, regime: str, language: str = "en") -> RenderedLetter:
+    """`case` in `regime`; a processor e-mail in `language` (the processor's), a letter in English."""
     purpose, extra = LETTER_CASES[case]
     ctx = base_context()
     ctx["subject"]["name"] = "Jane Doe"
@@ -368,6 +383,6 @@ def _render_case(case: str, regime: str) -> RenderedLetter:
     ctx.update(extra)
     if purpose in (MANUAL_REQUEST, MANUAL_REMINDER, MANUAL_WITHDRAWAL):
         ctx["action_title"], ctx["instruction"] = asked_of_processor(ctx["action"], ctx.pop(OBJECTION_SCOPE), regime,
-                                                                     "en")
-        return render_processor_mail(purpose, ctx)
+                                                                     language)
+        return render_processor_mail(purpose, ctx, language)
     return render_letter(purpose, ctx)

@@ -15,8 +15,8 @@ from activities.letter_templates import RenderedLetter
 from activities.processor_mail import REMINDER_PURPOSE as MANUAL_REMINDER
 from activities.processor_mail import REQUEST_PURPOSE as MANUAL_REQUEST
 from activities.processor_mail import WITHDRAWAL_PURPOSE as MANUAL_WITHDRAWAL
-from schemas.vocabulary import PURPOSES, Regime
-from tests.letter_cases import LETTER_CASES, _render_case, applies
+from schemas.vocabulary import PURPOSES, Language, Regime
+from tests.letter_cases import LETTER_CASES, TOLD_OF_THE_OTHER, _render_case, applies
 
 
 def test_the_reading_check_covers_every_letter_purpose():
@@ -92,6 +92,20 @@ def _problems(letter: RenderedLetter) -> list[str]:
 def test_every_letter_reads_well_in_every_regime(case, regime):
     """No empty section, no unfilled placeholder, no sentence said twice: in text and in HTML."""
     assert _problems(_render_case(case, regime)) == []
+
+
+@pytest.mark.parametrize("language", [language.value for language in Language])
+@pytest.mark.parametrize("regime", [r.value for r in Regime])
+def test_what_a_processor_reads_of_a_restriction_and_its_lift_reads_well_in_its_language(regime, language):
+    """The sentences a restriction's and a lift's e-mails (and their reminders) say of each other
+    (`TOLD_OF_THE_OTHER`) in every language a processor may read: there (its e-mail without them
+    reads otherwise), and read as well as the English letters above."""
+    for case in [case for case in LETTER_CASES if case.partition("-")[2] in TOLD_OF_THE_OTHER]:
+        purpose, told = case.split("-", 1)
+        mail = _render_case(case, regime, language)
+        without = _render_case(f"{purpose}-{TOLD_OF_THE_OTHER[told][0]}", regime, language)
+        assert (mail.text != without.text and mail.html != without.html), case
+        assert _problems(mail) == [], case
 
 
 def test_the_reading_check_finds_what_it_looks_for():

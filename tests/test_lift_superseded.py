@@ -93,9 +93,13 @@ async def test_a_restriction_e_mail_supersedes_an_unconfirmed_lift_e_mail_to_the
         fanout = FanoutActivities(activity_context(stack.settings, pool))
         first = await _restriction(pool, stack.settings, "first")
         for action in ("restrict", "lift_restriction"):
-            assert (await fanout._run(await _task(fanout, first, action, system="surveys"))).status == "pending"
+            lift_task = await _task(fanout, first, action, system="surveys")
+            lift = await fanout._run(lift_task)  # the restriction's e-mail, then its lift's
+            assert lift.status == "pending"
         second = await _restriction(pool, stack.settings, "second")
-        assert (await fanout._run(await _task(fanout, second, "restrict", system="surveys"))).status == "pending"
+        restrict = await _task(fanout, second, "restrict", system="surveys")
+        restriction = await fanout._run(restrict)
+        assert restriction.status == "pending"
 
         lift_mail = [text_of(m) for m in letters_for(mail_sink, first, "processor_request")
                      if "end of a restriction" in str(m["Subject"])]
@@ -114,6 +118,22 @@ async def test_a_restriction_e_mail_supersedes_an_unconfirmed_lift_e_mail_to_the
         (event,) = await pool.fetch(SUPERSEDED, second)
         assert (event["data"]["staff"], event["data"]["emailed"]) == ([], [first]), event
         assert await pool.fetch(ALERTS, second) == []
+
+        # The reminders (what a processor acting late reads) say it again: reminder_days (3) passed.
+        await pool.execute("UPDATE manual_tasks SET sent_at = sent_at - interval '4 days' WHERE system = 'surveys' "
+                           "AND request_id = ANY($1::uuid[])", [first, second])
+        for task, result in ((restrict, restriction), (lift_task, lift)):
+            polled = await fanout.poll_system_action(task.model_copy(update={"external_id": result.external_id}))
+            assert polled.status == "pending" and "reminded" in (polled.message or ""), polled
+        (reminder,) = letters_for(mail_sink, second, "processor_reminder")
+        words = " ".join(text_of(reminder).split())
+        assert ("This is reminder 1" in words and "This restriction supersedes our e-mail of " in words
+                and f"under our request reference {short_reference(first)}, which told you" in words), words
+        (lift_reminder,) = letters_for(mail_sink, first, "processor_reminder")
+        lift_words = " ".join(text_of(lift_reminder).split())
+        assert ("This ends the restriction we asked of you on " in lift_words
+                and f"under our request reference {short_reference(first)}." in lift_words
+                and "stands: keep it." in lift_words), lift_words
 
 
 async def test_a_restriction_whose_task_ran_before_a_held_lift_was_handed_to_staff_still_tells_them(

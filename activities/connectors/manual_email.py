@@ -73,7 +73,7 @@ from activities.processor_mail import (
 from dsrflow.crypto.hashing import keyed_hash
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.writes import Write
-from dsrflow.stores.lifts_outstanding_store import lifts_told
+from dsrflow.stores.lifts_outstanding_store import lifts_told, lifts_told_then
 
 TOKEN_PURPOSE = "manual-confirm"
 # The first check of a task whose e-mail did not go, in seconds (a relay's restart takes seconds;
@@ -197,10 +197,11 @@ class ManualEmailConnector(Connector):
             )
             if due is not None:
                 number = int(due["reminders"]) + 1
+                told = await lifts_told_then(conn, subject.request_id, self.name, due["action"])
                 message = await self._compose(
                     conn, subject, REMINDER_PURPOSE, due["action"], scope=None,
                     key=f"{subject.request_id}:{REMINDER_PURPOSE}:{self.name}:{due['action']}:{number}",
-                    extra={"reminder_number": number, "first_sent_at": due["sent_at"]},
+                    extra={"reminder_number": number, "first_sent_at": due["sent_at"], **told},
                     in_reply_to=due["message_id"],
                 )
         if row is not None and row["confirmed_at"] is not None:
