@@ -48,6 +48,7 @@ from activities.context import ActivityContext
 from activities.sweep_alerts import sweep_alert
 from dsrflow.domain.audit import append_event
 from dsrflow.infra.failpoints import failpoint
+from dsrflow.stores.lifts_by_hand import not_lifted_by_hand
 from dsrflow.stores.lifts_outstanding_store import outstanding_lifts
 from dsrflow.stores.restrictions_store import restricted_elsewhere
 from schemas.workflow import LetterJob
@@ -96,11 +97,13 @@ async def tell_after_release(ctx: ActivityContext, lift: str, system: str) -> No
 # Lifts handed to staff not yet named by a newer restriction (the alert's `_NOT_TOLD`, for any
 # subject): a handful, each asked which restriction now holds its system. Bounded: a lift handed
 # to staff long ago was carried out or left; a restriction of the subject since told them at once.
-_UNTOLD = """
+# One staff recorded as lifted by hand (dsrflow/stores/lifts_by_hand.py) is nobody's to tell.
+_UNTOLD = f"""
     SELECT DISTINCT lift::text, system FROM (
         SELECT e.request_id AS lift, e.data ->> 'system' AS system FROM audit_events e
         WHERE e.event_type = 'restriction.lift_released' AND e.data ->> 'status' = 'needs_attention'
           AND e.occurred_at > now() - interval '90 days'
+          AND {not_lifted_by_hand("e.request_id", "(e.data ->> 'system')")}
         UNION ALL
         SELECT t.request_id, t.system FROM system_tasks t
         WHERE t.action = 'lift_restriction' AND t.status = 'needs_attention') held
