@@ -200,6 +200,8 @@ def _processor(purpose: str, action: str, scope: str | None = None) -> tuple[str
 SUPERSEDED_LIFT = {"id": "5b6c7d8e-9f01-4a2b-8c3d-4e5f60718293", "sent_at": datetime(2026, 1, 20, 10, 5, tzinfo=UTC)}
 TOLD_OF_THE_OTHER = {
     "restrict-supersedes": ("restrict", {"supersedes": [SUPERSEDED_LIFT]}),
+    "restrict-supersedes-two": ("restrict", {"supersedes": [SUPERSEDED_LIFT, {
+        "id": "6c7d8e9f-0a1b-4c2d-9e3f-506172839405", "sent_at": datetime(2026, 1, 27, 14, 0, tzinfo=UTC)}]}),
     "lift_restriction-ends": ("lift_restriction", {"lifts_restriction_of": datetime(2025, 11, 4, 9, 30, tzinfo=UTC)}),
 }
 
