@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from api.read_models.staff_reach import READABLE_BY
+from dsrflow.stores.lifts_by_hand import LIFT_NOTE_MAX
 from dsrflow.stores.mailbox_store import CONVERT_KEY
 from dsrflow.stores.staff_tokens import LastAdmin, OutlivesCreator
 from dsrflow.stores.team_store import NOTE_MAX
@@ -61,6 +62,23 @@ class ResumeBody(BaseModel):
                              description="why it may carry on now (the cause that ended it, and how it was "
                                          "fixed); kept in the audit trail, never sent to the subject",
                              examples=["The mail relay refused staff alerts; its allow-list is fixed."])
+
+# A held lift handed to staff to carry out by hand (activities/held_lifts.py): recording that they
+# did is compliance's, as resolving a task is (api/staff_actions.py `resolve-task`). An audit event
+# beside the closed request (dsrflow/stores/lifts_by_hand.py), run by the console
+# (api/console/lifts_by_hand.py) and REST (api/rest/lifts_by_hand.py).
+LIFT_BY_HAND_ROLE = "compliance"
+
+
+class LiftByHandBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    system: str = Field(pattern=r"^[a-z][a-z0-9_]{0,62}$", description="the system's id, as the timeline's "
+                        "'tell it the restriction has ended' line and the request page's list name it",
+                        examples=["email_marketing"])
+    note: StaffText = Field(min_length=1, max_length=LIFT_NOTE_MAX,
+                           description="how and when it was lifted; kept in the audit trail and the evidence pack, "
+                                       "never sent to the subject",
+                           examples=["Asked their DPO by phone on 7 December; they confirmed the flag is off."])
 
 # The direct-marketing suppression list (dsrflow/stores/suppressions_store.py): any member of staff
 # may ask whether addresses are on it (an agent before importing contacts); taking one off, once

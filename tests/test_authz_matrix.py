@@ -115,6 +115,12 @@ MATRIX = [
     Row("POST",   f"{R}/record-dispute-told",           {"recipients": ["communication_crm"], "note": "E-mailed their DPO today"},
                                                                                                 401, 403, 404, 404),
     Row("POST",   f"{C}/record-dispute-told",           None,                                   303, 403, 404, 404),
+    # A held lift the sweep handed to staff, recorded as carried out by hand (hEH): compliance's, as
+    # resolving a task is (api/staff_writes.py LIFT_BY_HAND_ROLE); what is outstanding, anyone's.
+    Row("GET",    f"{R}/lifts-by-hand",                 None,                                   401, 404, 404, 404),
+    Row("POST",   f"{R}/record-lift-by-hand",           {"system": "email_marketing", "note": "Lifted by their DPO"},
+                                                                                                401, 403, 404, 404),
+    Row("POST",   f"{C}/record-lift-by-hand",           None,                                   303, 403, 404, 404),
     Row("POST",   "/console/views",                     None,                                   303, 303, 303, 303),
     Row("POST",   f"/console/views/{NO_TOKEN}/delete",  None,                                   303, 404, 404, 404),
     Row("GET",    "/console/inbox",                     None,                                   303, 200, 200, 200),

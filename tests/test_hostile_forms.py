@@ -155,6 +155,7 @@ FIELDS: dict[str, tuple[str, ...]] = {
     "/console/requests/{request_id}/resume": ("reason",),
     "/console/requests/{request_id}/record-dispute": ("statement", "submission"),
     "/console/requests/{request_id}/record-dispute-told": ("recipients", "none_to_tell", "note", "submission"),
+    "/console/requests/{request_id}/record-lift-by-hand": ("system", "note"),
     "/console/views": ("name", "query"),
     "/console/views/{view_id}/delete": (),
     "/console/suppressions/check": ("addresses",),

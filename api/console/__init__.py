@@ -10,6 +10,7 @@ from api.console import (
     holds,
     inbox,
     letter_copies,
+    lifts_by_hand,
     queue,
     request_page,
     request_resume,
@@ -21,6 +22,6 @@ from api.console import (
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
 # The team's routes (and resuming a request, recording a dispute) before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_resume, accuracy_disputes, request_page, letter_copies, dashboard, inbox,
+for _module in (queue, team, deferred, request_resume, accuracy_disputes, lifts_by_hand, request_page, letter_copies, dashboard, inbox,
                 suppressions, holds, tokens):
     router.include_router(_module.router)

@@ -23,6 +23,7 @@ from starlette.datastructures import FormData
 from api.auth import Staff, require_console_role
 from api.console.accuracy_disputes import dispute_context
 from api.console.deferred import deferred_context
+from api.console.lifts_by_hand import lifts_by_hand_context
 from api.console.refusals import outcome_params, shown_outcome, shown_refusal
 from api.console.request_resume import resume_context
 from api.console.team import team_context
@@ -322,7 +323,9 @@ async def request_page(staff: Annotated[Staff, require_console_role("agent")], r
                                      shown_refusal(state.settings, "deferred_error", params)),
             **resume_context(staff, outcome("resume_done"), shown_refusal(state.settings, "resume_error", params)),
             **dispute_context(staff, context, outcome("dispute_done"),
-                              shown_refusal(state.settings, "dispute_error", params))}
+                              shown_refusal(state.settings, "dispute_error", params)),
+            **await lifts_by_hand_context(state, request_id, staff, outcome("lift_done"),
+                                          shown_refusal(state.settings, "lift_error", params))}
     return render(request, "console/request.html", {
         **context, **team, **await _subject_context(state, context),
         "live_region": _region(request, request_id, context, notice).html})
@@ -397,4 +400,5 @@ async def act(staff: Annotated[Staff, require_console_role("agent")], request: R
         **context, **await team_context(await state.db(), request_id, staff), **await _subject_context(state, context),
         **await deferred_context(state, request_id, staff, None, None),
         **resume_context(staff, None, None), **dispute_context(staff, context, None, None),
-        "live_region": region.html}, status_code=status)
+        **await lifts_by_hand_context(state, request_id, staff, None, None), "live_region": region.html},
+        status_code=status)

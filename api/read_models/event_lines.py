@@ -252,6 +252,7 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                          f"{data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
+        "restriction.lifted_by_hand": system and f"{system}: {data.get('note')}",  # how, as staff wrote it
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
         "dispute.recorded": data.get("statement"),  # as the subject wrote it
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.

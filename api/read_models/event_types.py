@@ -62,6 +62,8 @@ EVENT_WORDS = {
     # activities/lift_superseded.py: told to staff (an alert) or to the processor (this restriction's e-mail).
     "restriction.lift_superseded": "Restriction supersedes a lift a person was asked to carry out at a system",
     "restriction.lift_release_failing": "Lift carried out late failed at a system: tried again, staff asked after a day",
+    # dsrflow/stores/lifts_by_hand.py: staff record that they lifted a system the sweep handed them.
+    "restriction.lifted_by_hand": "Lift carried out by hand by staff at a system the sweep could not lift",
     "restriction.kept_from_erasure": "Restricted records kept from an erasure",
     "mail.converted": "Opened from an e-mail to the privacy address",
     "mail.attached": "E-mail attached",

@@ -193,10 +193,23 @@ def _restriction(restriction: asyncpg.Record | None, events: list[dict[str, Any]
             # Reached after the close by a task left running (activities/restrictions.py `_reached_late`).
             "reached_late": [{"system": e["data"].get("system"), "at": e["occurred_at"]}
                              for e in events if e["event_type"] == "restriction.reached"],
-            "lifted_again": _lifted_again(events),
+            "lifted_again": _lifted_again(events), **_lifts_by_hand(events),
             "lifted_in": lifted["data"].get("systems") if lifted else None,
             "lifted_by": lifted["actor"] if lifted else None,
             "recipients_told": lifted["data"].get("recipients") if lifted else None}
+
+
+def _lifts_by_hand(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Held lifts the start sweep handed to staff (activities/held_lifts.py: a person lifts the
+    system), `by_hand_owed` while nothing records they did, and `lifted_by_hand` once staff recorded
+    it (dsrflow/stores/lifts_by_hand.py): when, by whom, how. The pack said nothing of either."""
+    handed = {e["data"].get("system"): e["occurred_at"] for e in events
+              if e["event_type"] == "restriction.lift_released" and e["data"].get("status") == "needs_attention"}
+    done = [{"system": e["data"].get("system"), "at": e["occurred_at"], "by": e["actor"], "note": e["data"].get("note")}
+            for e in events if e["event_type"] == "restriction.lifted_by_hand"]
+    lifted = {d["system"] for d in done}
+    return {"lifted_by_hand": done, "by_hand_owed": [{"system": system, "since": since} for system, since
+                                                     in handed.items() if system not in lifted]}
 
 
 def _lifted_again(events: list[dict[str, Any]]) -> list[dict[str, Any]]:

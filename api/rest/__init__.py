@@ -10,6 +10,7 @@ from api.rest import (
     events,
     evidence_pack,
     legal_holds,
+    lifts_by_hand,
     listing,
     metrics,
     request_resume,
@@ -23,5 +24,5 @@ from api.rest import (
 router = APIRouter()
 for _module in (codec_endpoint, listing, staff_requests, events, tokens, suppressions, legal_holds,
                 restriction_list, evidence_pack, metrics, team, deferred_erasures,
-                request_resume, accuracy_disputes):
+                request_resume, accuracy_disputes, lifts_by_hand):
     router.include_router(_module.router)
