@@ -61,7 +61,7 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 | request: Record that recipients were told (a   | C, D     | actions dispute_button (C, D; a recipient ticked);       | A: actions dispute_button (not shown,     |
 | dispute recorded; each recipient's box, None)  |          | accuracy_dispute_told (C; None ticked, refused empty)    | reads it owed); forged:                   |
 |                                                |          |                                                          | accuracy_dispute_told, authz_matrix       |
-| request: Record that it was lifted (a held     | C        | lift_by_hand (C; its note field)                         | A: lift_by_hand (reads the item, no       |
+| request: Record that it was lifted (a held     | C, D     | lift_by_hand (C; its note field)                         | A: lift_by_hand (reads the item, no       |
 | lift handed to staff; its note field)          |          |                                                          | button); forged: authz_matrix             |
 | request: Ask ... again (deferred erasure)      | C, D     | deferred (C), audit_request (D), deferred_retry (C, D)   | A: deferred, deferred_retry (not shown,   |
 |                                                |          |                                                          | forged refused)                           |
