@@ -65,7 +65,8 @@ def _section(text: str, heading: str, headings: tuple[str, ...]) -> str:
 @pytest.mark.parametrize("changed", [0, 1])
 async def test_a_system_whose_records_were_all_kept_is_not_listed_as_erased(changed, language):
     t = translations(language)
-    crm, billing = LOADED.in_language(language).systems["crm"].label, LOADED.in_language(language).systems["billing"].label
+    # The CRM as the kept item names it, after its records ("in our CRM": policy `where`).
+    crm, billing = LOADED.in_language(language).systems["crm"].where, LOADED.in_language(language).systems["billing"].label
     erased, kept = t.gettext("What we erased"), t.gettext("What we kept, and why")
     only_kept = await as_sent("response", "erasure", {"report": {"results": [_crm_kept(changed)]}}, language=language)
     # Nothing was erased: no "What we erased" at all; the CRM is named under what we kept.

@@ -240,7 +240,7 @@ async def test_staff_resolve_a_processor_that_never_sent_its_export_and_the_lett
 
         await _until(flagged)
         assert letters_for(mail_sink, rid, "response") == []  # still held back, for staff
-        assert "Survey service provider" in text_of(await wait_for_letter(mail_sink, rid, "staff_alert"))
+        assert "at our survey service provider" in text_of(await wait_for_letter(mail_sink, rid, "staff_alert"))
 
         # The link takes files for link_days after our last e-mail about it.
         await pool.execute("UPDATE manual_tasks SET sent_at = now() - interval '31 days' WHERE request_id = $1", rid)

@@ -188,6 +188,12 @@ class FakeActivities(FakeWorld):
         self.withdrawn.append(issue)
         return None
 
+    @activity.defn(name="confirm_at_once")
+    async def confirm_at_once(self, start: StartRequest) -> dict[str, bool]:
+        # An LGPD Art. 19, I confirmation (activities/letter_confirmation.py): found in our own systems.
+        self._maybe_fail("confirm_at_once", start)
+        return {"found": True, "unread": False, "asked": False}
+
     @activity.defn(name="plan_request")
     async def plan_request(self, start: StartRequest) -> Plan:
         self._maybe_fail("plan_request", start)
@@ -300,7 +306,7 @@ class FakeActivities(FakeWorld):
     def all(self) -> list[Callable[..., Any]]:
         return [self.prepare_request, self.start_clock_at_verification, self.transition, self.record_event, self.apply_extension,
                 self.record_step_trouble, self.send_letter, self.settle_skipped_letter, self.issue_verification,
-                self.settle_verification_round, self.plan_request,
+                self.settle_verification_round, self.confirm_at_once, self.plan_request,
                 self.run_system_action, self.poll_system_action, self.record_task_result, self.build_package,
                 self.record_restriction, self.announce_lift, self.record_lifted, self.sweep,
                 self.retention_sweep, self.purge_expired_packages, self.anchor_audit_chains,
