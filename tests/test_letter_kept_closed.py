@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime
+from typing import Any
 
 from temporalio.testing import ActivityEnvironment
 
@@ -244,6 +245,15 @@ ERASING = ("We had kept your personal data %(where)s because of a legal claim. T
            "that data is being erased.")
 
 
+def _crm_and_surveys_named(language: str) -> tuple[Any, tuple[str, str], tuple[str, str]]:
+    """A GDPR letter's words in `language`, and the CRM and the survey processor as it names them:
+    by label (a list's item) and after a verb (`where`)."""
+    policy = LOADED.in_language(language)
+    crm, surveys = policy.systems["crm"], policy.systems["surveys"]
+    assert crm.where and surveys.where  # the shipped policy gives every system its phrase
+    return worded(language, wording_of("gdpr")), (crm.label, surveys.label), (crm.where, surveys.where)
+
+
 def _claims_at_crm_and_surveys(fate: str, others: list[dict] | None = None) -> tuple[dict, list[dict]]:
     """A letter's facts (the request's kept records at the close) and its erasure tasks: a legal
     claim kept the CRM and the survey processor whole, its erasure now at `fate` (KEPT_AT_CLOSE),
@@ -265,9 +275,7 @@ async def test_a_claims_erasure_that_failed_is_not_told_as_awaiting_confirmation
     billing = [{**k, "fate": "kept"} for k in kept_summary(LOADED.policy, "billing", held, {})]
     facts, tasks = _claims_at_crm_and_surveys("failed", [{"system": "billing", "whole": False, "kept": billing}])
     for language in LANGUAGES:
-        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
-        crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
-        crm_in, surveys_at = policy.systems["crm"].where, policy.systems["surveys"].where
+        t, (crm, surveys), (crm_in, surveys_at) = _crm_and_surveys_named(language)
         closing = await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)
         for part in both(closing):
             for message, where in ((UNCONFIRMED, surveys_at), (UNERASED, crm_in)):
@@ -330,9 +338,7 @@ async def test_a_claims_data_the_sweep_has_not_reached_is_not_told_as_kept_or_re
     kept, and why" ("until the hold ends"), as it did."""
     facts, tasks = _claims_at_crm_and_surveys("unreached")
     for language in LANGUAGES:
-        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
-        crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
-        crm_in, surveys_at = policy.systems["crm"].where, policy.systems["surveys"].where
+        t, (crm, surveys), (crm_in, surveys_at) = _crm_and_surveys_named(language)
         for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
             part = " ".join(part.split())
             said = " ".join((t.gettext(UNERASED) % {"where": and_list([crm_in, surveys_at], language)}).split())
@@ -355,9 +361,7 @@ async def test_a_claims_erasure_asked_again_is_told_as_under_way_in_our_system_a
     was done."""
     facts, tasks = _claims_at_crm_and_surveys("asked")
     for language in LANGUAGES:
-        t, policy = worded(language, wording_of("gdpr")), LOADED.in_language(language)
-        crm, surveys = policy.systems["crm"].label, policy.systems["surveys"].label
-        crm_in, surveys_at = policy.systems["crm"].where, policy.systems["surveys"].where
+        t, (crm, surveys), (crm_in, surveys_at) = _crm_and_surveys_named(language)
         for part in both(await as_sent("cancellation", "erasure", PARAMS, language=language, **facts)):
             part = " ".join(part.split())
             for message, where in ((ERASING, crm_in), (ASKED, surveys_at)):
