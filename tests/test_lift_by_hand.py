@@ -17,8 +17,9 @@ import logging
 import uuid
 
 from activities.held_lifts import released_key
-from activities.lift_superseded import _UNTOLD, tell_lift_superseded
+from activities.lift_superseded import _UNTOLD, superseded_key, tell_lift_superseded
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
 from dsrflow.stores.lifts_outstanding_store import outstanding_lifts
 from tests.evidence_pages import readable
 from tests.support import console_sign_in, staff_headers, stored_request, unique_email
@@ -125,3 +126,58 @@ async def test_a_restriction_after_the_record_tells_nobody_not_to_lift_it(http, 
     assert await tell_lift_superseded(activity_context(settings, pool), newer, SYSTEM) is False
     assert await pool.fetchval(SUPERSEDED, newer) == 0
     assert await pool.fetch("SELECT 1 FROM sent_letters WHERE request_id = $1::uuid", newer) == []
+
+
+async def test_a_lift_a_newer_restriction_superseded_is_shown_so_and_recorded_as_after_it(http, pool, settings):
+    """A newer restriction of the subject told staff not to lift the system (activities/lift_superseded.py,
+    its record written as it writes it): the panel says so and links to it; recording the lift anyway
+    (staff lifted before they were told) says it was after that restriction, and tells staff to
+    restrict the system again: REST's answer, the console's notice, the timeline and the pack."""
+    email = unique_email("byhand-superseded")
+    lift = await handed_to_staff(pool, settings, email)
+    newer = await stored_request(pool, settings, "byhand-superseded", type_="restriction", email=email,
+                                 restriction_grounds=["accuracy_contested"])
+    since = "2026-12-07T09:30:00+00:00"
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=superseded_key(newer, SYSTEM), event_type="restriction.lift_superseded",
+                           request_id=newer, actor="workflow", data={"system": SYSTEM, "since": since, "lifts": [lift],
+                                                                     "staff": [lift], "emailed": []})
+    compliance = await staff_headers(pool, "compliance")
+    listed = (await http.get(f"/v1/requests/{lift}/lifts-by-hand", headers=compliance)).json()
+    assert [(x["system"], x["superseded_by"], x["restricted_since"]) for x in listed] == [(SYSTEM, newer, since)]
+    ref = short_reference(newer)
+
+    csrf = await console_sign_in(http, pool, "compliance")
+    page = " ".join(html.unescape((await http.get(f"/console/requests/{lift}")).text).split())
+    assert f'Do not lift it: request <a href="/console/requests/{newer}" class="mono">{ref}</a> of the subject ' \
+           "restricts it there since 7 December 2026" in page, page
+    assert f'id="record-lift-{SYSTEM}"' in page  # still recordable: staff may have lifted before they were told
+    pressed = await http.post(f"/console/requests/{lift}/record-lift-by-hand",
+                              data={"csrf_token": csrf, "system": SYSTEM, "note": NOTE}, follow_redirects=True)
+    shown = " ".join(html.unescape(pressed.text).split())
+    assert f"<strong>Restrict the subject's data in “{LABEL}” again:</strong> request <a href=\"/console/requests/" \
+           f'{newer}" class="mono">{ref}</a> restricts it there since before this lift, which undid it.' in shown, shown
+    assert f"({LABEL}: {NOTE}; after restriction {ref} restricted it there since 7 December 2026" in shown
+    assert "staff to restrict it there again)" in shown
+
+    pack = (await http.get(f"/v1/requests/{lift}/evidence", headers=compliance)).json()
+    assert [d["after_restriction"] for d in pack["decisions"]["restriction"]["lifted_by_hand"]] == [newer]
+
+
+async def test_rest_tells_staff_to_restrict_again_a_superseded_lift_they_record(http, pool, settings):
+    email = unique_email("byhand-superseded-rest")
+    lift = await handed_to_staff(pool, settings, email)
+    newer = await stored_request(pool, settings, "byhand-superseded-rest", type_="restriction", email=email,
+                                 restriction_grounds=["accuracy_contested"])
+    async with pool.acquire() as conn:
+        await append_event(conn, event_key=superseded_key(newer, SYSTEM), event_type="restriction.lift_superseded",
+                           request_id=newer, actor="workflow", data={"system": SYSTEM, "since": "2026-12-07T09:30:00Z",
+                                                                     "lifts": [lift], "staff": [lift], "emailed": []})
+    recorded = await http.post(f"/v1/requests/{lift}/record-lift-by-hand", json={"system": SYSTEM, "note": NOTE},
+                               headers=await staff_headers(pool, "compliance"))
+    assert recorded.status_code == 201, recorded.text
+    body = recorded.json()
+    assert body["after_restriction"] == newer and body["restricted_since"] == "2026-12-07T09:30:00Z"
+    assert body["restrict_again"] == (f"Restrict the subject's data at {SYSTEM} again: request "
+                                      f"{short_reference(newer)} restricts it there since before this lift was "
+                                      "carried out, and this lift undid it."), body

@@ -8,6 +8,7 @@ swaps a half-written note away."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -22,6 +23,7 @@ from api.forms import read_form
 from api.pages import problem_pages
 from api.staff_writes import LIFT_BY_HAND_ROLE, LiftByHandBody
 from api.state import AppState
+from dsrflow.domain.references import canonical_uuid, short_reference
 from dsrflow.stores.lifts_by_hand import (
     LIFT_NOTE_MAX,
     LiftByHandRefused,
@@ -40,9 +42,21 @@ async def lifts_by_hand_context(state: AppState, request_id: str, staff: Staff, 
                                 error: str | None) -> dict[str, Any]:
     """The request page's panel: the lifts by hand outstanding, whether this role may record one,
     and the outcome or refusal of the last press (signed: api/console/refusals.py)."""
-    return {"lifts_by_hand": await lifts_by_hand_outstanding(await state.db(), request_id),
+    lifts = [lift | ({"superseded_reference": short_reference(lift["superseded_by"]),
+                      "restricted_since": datetime.fromisoformat(lift["restricted_since"])}
+                     if lift["superseded_by"] else {})
+             for lift in await lifts_by_hand_outstanding(await state.db(), request_id)]
+    return {"lifts_by_hand": lifts,
             "may_record_lift": staff.has_role(LIFT_BY_HAND_ROLE), "lift_note_max": LIFT_NOTE_MAX,
-            "lift_done": RECORDED if done else None, "lift_error": error}
+            "lift_done": RECORDED if done else None, "lift_undid": _undid(done), "lift_error": error}
+
+
+def _undid(done: str | None) -> dict[str, str] | None:
+    """After recording a lift a newer restriction had told staff not to carry out (the signed outcome
+    `<its id>:<system>`), which restriction it undid and where: the panel tells staff to restrict
+    the system again and links to that request."""
+    by, _, system = (done or "").partition(":")
+    return {"by": by, "reference": short_reference(by), "system": system} if canonical_uuid(by) and system else None
 
 
 @router.post("/requests/{request_id}/record-lift-by-hand")
@@ -56,10 +70,12 @@ async def record(staff: Annotated[Staff, require_console_role("agent")], request
     form = await read_form(request)
     try:
         body = LiftByHandBody.model_validate({key: str(form.get(key, "")).strip() for key in ("system", "note")})
-        await record_lift_by_hand(pool, request_id, body.system, body.note, actor=staff.actor)
+        data = await record_lift_by_hand(pool, request_id, body.system, body.note, actor=staff.actor)
     except ValidationError as exc:
         return back_to_panel(request_id, _PANEL, **refusal_params(state.settings, "lift_error", form_problems(exc)))
     except LiftByHandRefused as refused:
         said = f"{refused.field}: {refused}" if refused.field else str(refused)
         return back_to_panel(request_id, _PANEL, **refusal_params(state.settings, "lift_error", said))
-    return back_to_panel(request_id, _PANEL, **outcome_params(state.settings, request_id, "lift_done", "1"))
+    # Lifted after a newer restriction: the outcome names it and the system (ids only, signed).
+    done = f"{data['after_restriction']}:{body.system}" if data.get("after_restriction") else "1"
+    return back_to_panel(request_id, _PANEL, **outcome_params(state.settings, request_id, "lift_done", done))

@@ -252,7 +252,12 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
                          f"{data.get('resolution')}",
         "status.denied": ground_words(data.get("reason_code")), "status.cancelled": data.get("reason"),
         "restriction.lift_requested": data.get("reason"),
-        "restriction.lifted_by_hand": system and f"{system}: {data.get('note')}",  # how, as staff wrote it
+        # How, as staff wrote it; and whether a newer restriction had already told them not to
+        # (dsrflow/stores/lifts_by_hand.py `after_restriction`): then the system is restricted again.
+        "restriction.lifted_by_hand": system and f"{system}: {data.get('note')}" + (
+            f"; after restriction {short_reference(str(data['after_restriction']))} restricted it there since "
+            f"{_moment(data.get('restricted_since'), language, timezone)}: staff to restrict it there again"
+            if data.get("after_restriction") else ""),
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
         "dispute.recorded": data.get("statement"),  # as the subject wrote it
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.

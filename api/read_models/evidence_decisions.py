@@ -205,7 +205,9 @@ def _lifts_by_hand(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any
     it (dsrflow/stores/lifts_by_hand.py): when, by whom, how. The pack said nothing of either."""
     handed = {e["data"].get("system"): e["occurred_at"] for e in events
               if e["event_type"] == "restriction.lift_released" and e["data"].get("status") == "needs_attention"}
-    done = [{"system": e["data"].get("system"), "at": e["occurred_at"], "by": e["actor"], "note": e["data"].get("note")}
+    done = [{"system": e["data"].get("system"), "at": e["occurred_at"], "by": e["actor"], "note": e["data"].get("note"),
+             # Carried out after a newer restriction of the subject told staff not to (its id), or None.
+             "after_restriction": e["data"].get("after_restriction")}
             for e in events if e["event_type"] == "restriction.lifted_by_hand"]
     lifted = {d["system"] for d in done}
     return {"lifted_by_hand": done, "by_hand_owed": [{"system": system, "since": since} for system, since

@@ -17,6 +17,7 @@ from dsrflow.stores.lifts_by_hand import (
     LiftByHandRefused,
     lifts_by_hand_outstanding,
     record_lift_by_hand,
+    restrict_again,
 )
 from dsrflow.stores.requests_store import get_request
 
@@ -29,7 +30,8 @@ async def list_lifts_by_hand(staff: Annotated[Staff, require_role("agent")], req
     """(Any member of staff, as the request page shows them.) The restriction's lifts staff were told to carry out by hand and have not recorded as done:
     per `system`, `since` (when the worker's sweep handed it to staff: the lift was held back by
     another restriction of the subject that then never came into force there, and the system is
-    one a person lifts). Empty once each is recorded (`record-lift-by-hand`)."""
+    one a person lifts), and `superseded_by` / `restricted_since` where a newer restriction of the
+    subject told staff not to lift it (null otherwise). Empty once each is recorded (`record-lift-by-hand`)."""
     if await get_request(pool, request_id) is None:
         raise Problem(404, "Not found", f"There is no request {request_id}.")
     return await lifts_by_hand_outstanding(pool, request_id)
@@ -43,7 +45,9 @@ async def record_lift_by_hand_endpoint(staff: Annotated[Staff, require_role(LIFT
     those outstanding): an audit event `restriction.lifted_by_hand` with the system, the `note`
     (how and when; kept in the trail and the evidence pack, never logged) and who, shown in the
     timeline and the evidence pack's restriction; a newer restriction of the subject no longer
-    tells staff not to lift it. Allowed on a closed request (the lift's request is). Once per
+    tells staff not to lift it. Where one already had (`lifts-by-hand`'s `superseded_by`), it is
+    still recorded (staff lifted before they were told), with `after_restriction` and
+    `restricted_since`, and the answer's `restrict_again` tells staff to restrict the system again. Allowed on a closed request (the lift's request is). Once per
     request and system: a second is refused (409, naming it). 409 too where no lift by hand is
     outstanding at that system; 422 naming the field for a malformed system or an empty or
     oversized note; 404 for no such request."""
@@ -51,7 +55,10 @@ async def record_lift_by_hand_endpoint(staff: Annotated[Staff, require_role(LIFT
         data = await record_lift_by_hand(pool, request_id, body.system, body.note, actor=staff.actor)
     except LiftByHandRefused as refused:
         raise _problem(refused) from None
-    return {"request_id": request_id, "event_type": LIFTED_BY_HAND, **data}
+    answer = {"request_id": request_id, "event_type": LIFTED_BY_HAND, **data}
+    if data.get("after_restriction"):  # staff lifted it after a newer restriction: they restrict it again
+        answer["restrict_again"] = restrict_again(data["after_restriction"], body.system)
+    return answer
 
 
 def _problem(refused: LiftByHandRefused) -> Problem:

@@ -20,6 +20,7 @@ import re
 from typing import Any
 
 from dsrflow.domain.audit import append_event
+from dsrflow.domain.references import short_reference
 from dsrflow.stores.requests_store import get_request
 
 LIFTED_BY_HAND = "restriction.lifted_by_hand"
@@ -44,13 +45,22 @@ def not_lifted_by_hand(request: str, system: str) -> str:
 
 
 # The request's lifts handed to staff (the sweep's release, needs_attention), not yet recorded as
-# carried out by hand: one per system, since when.
+# carried out by hand: one per system, since when, and the newer restriction of the subject that
+# told staff not to carry it out (activities/lift_superseded.py: its `restriction.lift_superseded`
+# names this lift there; since when it restricts the system), if one did.
 _OUTSTANDING = f"""
-    SELECT e.data ->> 'system' AS system, min(e.occurred_at) AS since FROM audit_events e
-    WHERE e.request_id = $1::uuid AND e.event_type = 'restriction.lift_released'
-      AND e.data ->> 'status' = 'needs_attention'
-      AND {not_lifted_by_hand("e.request_id", "(e.data ->> 'system')")}
-    GROUP BY 1 ORDER BY 2, 1"""
+    SELECT o.system, o.since, s.request_id::text AS superseded_by, s.data ->> 'since' AS restricted_since FROM (
+        SELECT e.data ->> 'system' AS system, min(e.occurred_at) AS since FROM audit_events e
+        WHERE e.request_id = $1::uuid AND e.event_type = 'restriction.lift_released'
+          AND e.data ->> 'status' = 'needs_attention'
+          AND {not_lifted_by_hand("e.request_id", "(e.data ->> 'system')")}
+        GROUP BY 1) o
+    LEFT JOIN LATERAL (
+        SELECT x.request_id, x.data FROM audit_events x
+        WHERE x.event_type = 'restriction.lift_superseded' AND x.data ->> 'system' = o.system
+          AND x.data -> 'lifts' ? $1::text
+        ORDER BY x.occurred_at DESC LIMIT 1) s ON true
+    ORDER BY o.since, o.system"""
 
 
 class LiftByHandRefused(Exception):
@@ -63,13 +73,23 @@ class LiftByHandRefused(Exception):
 
 async def lifts_by_hand_outstanding(conn: Any, request_id: str) -> list[dict[str, Any]]:
     """The lifts of request `request_id` staff were told to carry out by hand and have not recorded
-    as done: `system`, `since` (when they were handed to staff), oldest first."""
+    as done: `system`, `since` (when they were handed to staff), oldest first; `superseded_by` and
+    `restricted_since` (ISO) where a newer restriction of the subject told staff not to lift it
+    (else None): staff must not lift it, and one who already did restricts it again."""
     return [dict(row) for row in await conn.fetch(_OUTSTANDING, request_id)]
+
+
+def restrict_again(superseded_by: str, system: str) -> str:
+    """What staff who lifted a superseded lift are told to do (REST's answer, the console's notice)."""
+    return (f"Restrict the subject's data at {system} again: request {short_reference(superseded_by)} restricts it "
+            "there since before this lift was carried out, and this lift undid it.")
 
 
 async def record_lift_by_hand(pool: Any, request_id: str, system: str, note: str, *, actor: str) -> dict[str, Any]:
     """Record that staff lifted `system` by hand for request `request_id`'s restriction, with `note`
-    (how: kept in the trail, never logged). Once per request and system. Returns the event's data."""
+    (how: kept in the trail, never logged). Once per request and system. Returns the event's data:
+    with `after_restriction` and `restricted_since` where a newer restriction of the subject had
+    told staff not to lift it (staff lifted before they were told: still recorded, as it happened)."""
     if not _SYSTEM.fullmatch(system):
         raise LiftByHandRefused(422, "is not a system's id as the policy names it (e.g. email_marketing)", "system")
     text = note.strip()
@@ -83,11 +103,15 @@ async def record_lift_by_hand(pool: Any, request_id: str, system: str, note: str
         if await conn.fetchval("SELECT EXISTS (SELECT FROM audit_events WHERE event_key = $1)", key):
             raise LiftByHandRefused(409, f"The lift at {system} is already recorded as carried out by hand for this "
                                          "request: see its timeline.")
-        if system not in {lift["system"] for lift in await lifts_by_hand_outstanding(conn, str(row["id"]))}:
+        owed = {lift["system"]: lift for lift in await lifts_by_hand_outstanding(conn, str(row["id"]))}
+        if system not in owed:
             raise LiftByHandRefused(409, f"No lift by hand is outstanding at {system} for this request: staff are "
                                          "asked to lift a system by hand only where the sweep handed them this "
                                          "request's held lift there (its timeline says 'tell it the restriction "
                                          "has ended').")
+        if owed[system]["superseded_by"]:  # carried out after a newer restriction: the record says so
+            data |= {"after_restriction": owed[system]["superseded_by"],
+                     "restricted_since": owed[system]["restricted_since"]}
         await append_event(conn, event_key=key, event_type=LIFTED_BY_HAND, request_id=str(row["id"]),
                            actor=actor, data=data)
         # Two presses at once: the key takes one; the other is told, not answered as recorded.
