@@ -24,6 +24,7 @@ from activities.processor_mail import REQUEST_PURPOSE
 from dsrflow.domain.references import short_reference
 from dsrflow.i18n import CONSUMER, DELETION, LOCALES, SERVICE_PROVIDER, THIRD_PARTY, catalog_path
 from schemas.vocabulary import Language, Regime
+from tests.letter_cases import LETTER_CASES, TOLD_OF_THE_OTHER, _render_case
 from tests.test_regime_citations import REQUEST_ID, read
 from tests.test_regime_citations_processor_mail import _EVERY_PROCESSOR_MAIL, composed_for_surveys, processor_mail
 
@@ -199,3 +200,35 @@ def test_each_processor_wording_names_only_known_messages_with_their_placeholder
     assert [m.id for m in override if not m.string or m.fuzzy] == []
     assert [m.id for m in override if set(PLACEHOLDER.findall(str(m.id))) != set(PLACEHOLDER.findall(m.string))] == []
     assert catalog_path(path.parts[-3], path.stem) == path
+
+
+# hEE/hEG's sentences of a restriction and a lift of the same person (tests/letter_cases.py
+# TOLD_OF_THE_OTHER): the GDPR's e-mail says "this person's data" there; under the other laws the
+# data is named as the rest of the e-mail names it, the law's word for it and for the person.
+THIS_PERSONS_DATA = {"en": "restriction of this person's data", "fr": "limitation des données de cette personne",
+                     "nl": "beperking van de gegevens van deze persoon", "de": "Einschränkung der Daten dieser Person"}
+THE_LAWS_DATA = {
+    CONSUMER: {"en": "the consumer's personal data", "fr": "données à caractère personnel du consommateur",
+               "nl": "persoonsgegevens van de consument", "de": "personenbezogenen Daten des Verbrauchers"},
+    SERVICE_PROVIDER: {"en": "the consumer's personal information", "fr": "renseignements personnels du consommateur",
+                       "nl": "persoonsgegevens van de consument", "de": "personenbezogenen Daten des Verbrauchers"},
+    THIRD_PARTY: {"en": "the individual's personal information", "fr": "renseignements personnels de l'individu",
+                  "nl": "persoonsgegevens van de persoon", "de": "personenbezogenen Daten der Person"},
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_what_a_restriction_and_its_lift_tell_a_processor_of_each_other_is_in_the_laws_words(language):
+    """Each e-mail saying a restriction supersedes a lift e-mail, or that another restriction stands
+    (request and reminder), says of the data what the law says where another law is the request's;
+    the GDPR's keeps "this person's data" (so the check reads the sentences it means)."""
+    cases = [case for case in LETTER_CASES if case.partition("-")[2] in TOLD_OF_THE_OTHER]
+    assert len(cases) == 6
+    for case in cases:
+        gdpr = _render_case(case, "gdpr", language)
+        assert THIS_PERSONS_DATA[language] in " ".join(gdpr.text.split()), (case, gdpr.text)
+        for regime, wording in WORDINGS.items():
+            mail = _render_case(case, regime.value, language)
+            for text in (" ".join(mail.text.split()), read(mail.html.split("<body", 1)[1])):
+                assert THIS_PERSONS_DATA[language] not in text, (case, regime, text)
+                assert THE_LAWS_DATA[wording][language] in text, (case, regime, text)
