@@ -2,7 +2,7 @@
 it runs, what the caller sends (a JSON body on the REST API, a form on the console) and the
 update's input built from it, what staff are told once it is done, and when it makes sense.
 
-The REST endpoints (api/rest/staff_requests.py), the console's `act` route (api/console/request_page.py) and the
+The REST endpoints (api/rest/staff_requests.py), the console's `act` route (api/console/request_actions.py) and the
 console's choice of forms to show (api/console/view.py `allowed_actions`) all read this table, so
 an action the console offers is one it can run, with the role the API asks for. What staff may
 read is api/read_models/staff_reach.py's `READABLE_BY`, the same way. What each action's caller

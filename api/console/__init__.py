@@ -12,6 +12,7 @@ from api.console import (
     letter_copies,
     lifts_by_hand,
     queue,
+    request_actions,
     request_page,
     request_resume,
     suppressions,
@@ -21,7 +22,9 @@ from api.console import (
 
 router = APIRouter()
 # The queue first: /console/requests/new is the new-request form, not a request id.
-# The team's routes (and resuming a request, recording a dispute) before the request page's `/{request_id}/{action}`.
-for _module in (queue, team, deferred, request_resume, accuracy_disputes, lifts_by_hand, request_page, letter_copies, dashboard, inbox,
+# The team's routes (and resuming a request, recording a dispute) before the request page's actions'
+# `/{request_id}/{action}` (request_actions, after the page's own routes).
+for _module in (queue, team, deferred, request_resume, accuracy_disputes, lifts_by_hand, request_page,
+                request_actions, letter_copies, dashboard, inbox,
                 suppressions, holds, tokens):
     router.include_router(_module.router)

@@ -58,7 +58,7 @@ def _request(row: dict[str, Any], events: list[dict[str, Any]]) -> dict[str, Any
         "opened_by": opened["actor"] if opened else None,
         "status": row["status"], "details": without_complaint_reasons(row["details"]),
         # A complaint's reasons (UK GDPR, DPA 2018 s. 164A), as the subject wrote them: apart from
-        # the details, which the console shows every role (api/console/request_page.py).
+        # the details, which the console shows every role (api/console/request_context.py).
         "complaint_reasons": (row["details"] or {}).get("complaint_reasons"),
         "policy_version": row["policy_version"],
         "subject": {"email": row["subject_email"], "name": row["subject_name"],
