@@ -64,7 +64,7 @@ async def deliver_letter(
 
 
 # What the stored copy of a letter shows instead of a secret (a code, a link): the console's
-# letter frame finds withheld links by it (api/console/request_page.py).
+# letter frame finds withheld links by it (api/console/letter_copies.py).
 WITHHELD = "[withheld]"
 
 
