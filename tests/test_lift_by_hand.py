@@ -157,7 +157,8 @@ async def test_a_lift_a_newer_restriction_superseded_is_shown_so_and_recorded_as
     shown = " ".join(html.unescape(pressed.text).split())
     assert f"<strong>Restrict the subject's data in “{LABEL}” again:</strong> request <a href=\"/console/requests/" \
            f'{newer}" class="mono">{ref}</a> restricts it there since before this lift, which undid it.' in shown, shown
-    assert f"({LABEL}: {NOTE}; after restriction {ref} restricted it there since 7 December 2026" in shown
+    # The note (ending with a full stop) quoted: it read "...is off.; after restriction".
+    assert f"({LABEL}: “{NOTE}”; after restriction {ref} restricted it there since 7 December 2026" in shown
     assert "staff to restrict it there again)" in shown
 
     pack = (await http.get(f"/v1/requests/{lift}/evidence", headers=compliance)).json()

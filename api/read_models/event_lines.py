@@ -254,10 +254,12 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         "restriction.lift_requested": data.get("reason"),
         # How, as staff wrote it; and whether a newer restriction had already told them not to
         # (dsrflow/stores/lifts_by_hand.py `after_restriction`): then the system is restricted again.
-        "restriction.lifted_by_hand": system and f"{system}: {data.get('note')}" + (
-            f"; after restriction {short_reference(str(data['after_restriction']))} restricted it there since "
-            f"{_moment(data.get('restricted_since'), language, timezone)}: staff to restrict it there again"
-            if data.get("after_restriction") else ""),
+        # There the note is quoted, so the words after it read right whatever it ends with (a full
+        # stop read "...is off.; after restriction").
+        "restriction.lifted_by_hand": system and (
+            f"{system}: “{data.get('note')}”; after restriction {short_reference(str(data['after_restriction']))} "
+            f"restricted it there since {_moment(data.get('restricted_since'), language, timezone)}: "
+            "staff to restrict it there again" if data.get("after_restriction") else f"{system}: {data.get('note')}"),
         "complaint.progress_told": data.get("note"),  # as the letter quotes it
         "dispute.recorded": data.get("statement"),  # as the subject wrote it
         # An appeal's (a complaint's) grant: its reasons as the response letter quotes them; the note stays out.
