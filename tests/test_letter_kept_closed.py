@@ -28,7 +28,7 @@ from activities.letter_kept_since import (
     _UNERASED_AT_RELEASE,
     _UNREACHED_AT_RELEASE,
 )
-from api.read_models.event_lines import describe_event
+from api.read_models.event_lines import describe_event, own_systems
 from dsrflow.i18n import and_list, long_date, worded, wording_of
 from dsrflow.stores.deferred_store import retry_deferred
 from dsrflow.stores.holds_store import release_hold
@@ -172,6 +172,15 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
                                         headers=await staff_headers(pool, "compliance"))).text)
         scheduled = page[page.find("Scheduled erasures"):][:3000]
         assert "tried 2 times, asked again by staff" in scheduled and "asked 2 times" not in page, scheduled
+        # A retry recorded before its event carried `own_system` is told by the connector of the
+        # pack's rows (their policy version's): the CRM is ours, the survey provider a processor.
+        pack = (await http.get(f"/v1/requests/{rid}/evidence", headers=await staff_headers(pool, "compliance"))).json()
+        own = own_systems(pack["holds"]["deferred_erasures"])
+        for system, label, said in (("crm", CRM, "Deferred erasure asked again by staff: the sweep erases it in our "
+                                     "own system"), ("surveys", SURVEYS, "Processor asked again to carry out the "
+                                                     "deferred erasure")):
+            assert describe_event({"event_type": "erasure.deferred_retried", "data": {"system": system, "attempt": 2}},
+                                  {}, {system: label}, own_systems=own) == f"{said} ({label})", own
         await console_sign_in(http, pool, "compliance")
         console = (await http.get(f"/console/requests/{rid}")).text
     crm = readable(console.split('<tr data-system="crm">', 1)[1].split("</tr>", 1)[0])

@@ -32,7 +32,7 @@ from api.console.view import (
 )
 from api.problems import Problem
 from api.read_models.actors import actor_name
-from api.read_models.event_lines import lifted_again
+from api.read_models.event_lines import lifted_again, own_systems
 from api.read_models.event_words import words_for
 from api.read_models.evidence import assemble_evidence, cut_short_systems, planned_recipients
 from api.read_models.staff_reach import (
@@ -163,8 +163,10 @@ async def request_context(state: AppState, today: date, request_id: str, staff: 
         "badge": days_left_badge((due - today).days if due else None, status, clock_waits=waits), "tasks": tasks,
         # What the REST API would not show this role, the page does not show either.
         "timeline": ([(e, describe_event(e, names, system_labels, language=staff_language, lifted_again=again,
-                                         timezone=deadlines["basis"]["timezone"], regime=row["regime"]), actor_name(e["actor"], names, system_labels))
-                      for again in [lifted_again(pack["audit"]["events"])] for e in reversed(pack["audit"]["events"])]
+                                         timezone=deadlines["basis"]["timezone"], regime=row["regime"], own_systems=own),
+                       actor_name(e["actor"], names, system_labels))
+                      for again in [lifted_again(pack["audit"]["events"])]
+                      for own in [own_systems(pack["holds"]["deferred_erasures"])] for e in reversed(pack["audit"]["events"])]
                      if may_read(staff.has_role, TIMELINE) else None),
         "legal_claims_holds": legal_claims_holds,
         # A record kept under a legal-claims hold is kept until the hold's release, not its review date.

@@ -4,7 +4,7 @@ function for the console's timeline and the evidence pack's audit table, so the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -137,6 +137,14 @@ def lifted_again(events: Iterable[Mapping[str, Any]]) -> list[str]:
                    and e.get("actor") == "workflow" and (e["data"] or {}).get("action") == RUNS_AFTER_CLOSE})
 
 
+def own_systems(deferred: Iterable[Mapping[str, Any]]) -> frozenset[str]:
+    """The systems of a request's deferred erasures that are our own (the pack's `own_system`, the
+    connector its policy version gives them): a retry recorded before its event carried `own_system`
+    is told by them, with no query of its own."""
+    rows = [(str(r["system"]), bool(r.get("own_system"))) for r in deferred]
+    return frozenset(system for system, _ in rows) - {system for system, own in rows if not own}
+
+
 def _per_system(counts: Any, systems: Mapping[str, str] | None, regime: str | None) -> str | None:
     """What a legal-claims hold kept and the close called off, per system (dsrflow/stores/deferred_store.py
     `call_off_deferred`): the hold's release erases none of it (a statute's records are not called
@@ -160,7 +168,8 @@ def _deferred_erased(system: str, data: Mapping[str, Any]) -> str:
 
 def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = None,
                    systems: Mapping[str, str] | None = None, *, language: str = SOURCE_LANGUAGE,
-                   timezone: str = "UTC", regime: str | None = None, lifted_again: Sequence[str] = ()) -> str:
+                   timezone: str = "UTC", regime: str | None = None, lifted_again: Sequence[str] = (),
+                   own_systems: Collection[str] = ()) -> str:
     """One line for the timeline; the details that matter most beside the words (`names`: staff
     by actor and by `token:<id>`, for an assignment's assignee; `systems`: the systems' labels).
     The words are English, as the console's; a day or a moment in them is written as the page
@@ -168,7 +177,8 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
     and a rectification are named in the words of the request's law (`regime`: `in_law_words`, a
     deletion under the CCPA), never what someone wrote (a note, a reason, a processor's answer).
     `lifted_again`: the systems whose lift the workflow ran again after it recorded the lift
-    (`lifted_again`, from the whole trail), for the lift's own line."""
+    (`lifted_again`, from the whole trail), for the lift's own line. `own_systems`: its deferred
+    erasures' systems that are ours (`own_systems`), for a retry whose event does not say."""
     kind, data = event["event_type"], event["data"] or {}
     if kind == "dispute.recipients_told":
         return _told_of_dispute(data)
@@ -188,8 +198,10 @@ def describe_event(event: Mapping[str, Any], names: Mapping[str, str] | None = N
         # The lift's task ran again after this record (`_LIFT_AGAIN`): until it ended, those
         # systems may still have restricted the data, which "in every system" denied.
         words = "Restriction lifted, except where it came into force after the lift began: lifted again there"
-    elif kind == "erasure.deferred_retried" and data.get("own_system"):
+    elif kind == "erasure.deferred_retried" and data.get("own_system", data.get("system") in own_systems):
         # Our own system's (dsrflow/stores/deferred_store.py `retry_deferred`): no processor was asked.
+        # An event recorded before it carried `own_system` (or a processor's, which leaves it out)
+        # is told by the system's connector in the request's policy version.
         words = "Deferred erasure asked again by staff: the sweep erases it in our own system"
     elif kind == "task.needs_attention" and str(data.get("message") or "").startswith(tuple(_ENDED_AT_CLOSE)):
         # Ended by the close (its call-off, or a processor asked by e-mail that had not answered):

@@ -60,6 +60,7 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
     # console page (the `controller_time` filter, api/pages.py); every day as the `longdate` filter writes it.
     timezone = pack["deadlines"]["basis"]["timezone"]
     again = event_lines.lifted_again(pack["audit"]["events"])  # a lift run again after its record
+    own = event_lines.own_systems(pack["holds"]["deferred_erasures"])  # a retry's, where its event does not say
     regime = pack["request"]["regime"]
     return render(request, "console/evidence.html", {
         # Named by its short reference, as the console names a request; the full id where a tool or
@@ -68,7 +69,8 @@ async def evidence_page(staff: Annotated[Staff, require_console_role("compliance
         "reference": short_reference(pack["request"]["id"]),
         "controller_timezone": timezone,
         "describe": lambda event: event_lines.describe_event(event, names, labels.systems, language=language,
-                                                             timezone=timezone, regime=regime, lifted_again=again),
+                                                             timezone=timezone, regime=regime, lifted_again=again,
+                                                             own_systems=own),
         "system_label": labels.system, "dataset_label": labels.dataset, "hold_label": labels.hold,
         "category_label": labels.category,
         "country": lambda code: event_words.country_words(code, language),
