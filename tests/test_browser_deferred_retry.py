@@ -6,7 +6,8 @@ workflow engine. Each comes back to the request page, which offers the button ag
 processor is asked once, and the page says so. An agent is shown neither the panel nor the button,
 and a form it forges is refused. One stack and database of its own (a sweep takes every row of its
 subject there); the e-mail marketing processor takes 600 s to carry out a job, so a job asked stays
-asked."""
+asked. (A processor's button; in one of our own systems, where nobody is asked, it reads "Erase it
+again in the system “…”": tests/test_letter_kept_closed.py.)"""
 
 from __future__ import annotations
 

@@ -63,8 +63,9 @@ A = agent, C = compliance, D = admin; "all" = A, C, D. Test names are shortened.
 |                                                |          |                                                          | accuracy_dispute_told, authz_matrix       |
 | request: Record that it was lifted (a held     | C, D     | lift_by_hand (C; its note field)                         | A: lift_by_hand (reads the item, no       |
 | lift handed to staff; its note field)          |          |                                                          | button); forged: authz_matrix             |
-| request: Ask ... again (deferred erasure)      | C, D     | deferred (C), audit_request (D), deferred_retry (C, D)   | A: deferred, deferred_retry (not shown,   |
-|                                                |          |                                                          | forged refused)                           |
+| request: Ask ... again (deferred erasure at a  | C, D     | deferred (C), audit_request (D), deferred_retry (C, D)   | A: deferred, deferred_retry (not shown,   |
+| processor); in our own system: Erase it again  |          | (its words: letter_kept_closed, not a browser test)      | forged refused)                           |
+| in the system "..."                            |          |                                                          |                                           |
 | request: Record as erased (deferred erasure)   | C, D     | deferred (D), audit_request (C), deferred_retry (C)      | A: deferred, deferred_retry (not shown,   |
 |                                                |          |                                                          | forged refused)                           |
 | live: Send a new code                          | all      | actions each_button (all); resume (C)                    |                                           |

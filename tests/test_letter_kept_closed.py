@@ -185,6 +185,11 @@ async def test_a_claim_ended_while_her_erasure_was_open_is_told_as_erased_or_ask
         console = (await http.get(f"/console/requests/{rid}")).text
     crm = readable(console.split('<tr data-system="crm">', 1)[1].split("</tr>", 1)[0])
     assert "asked again, not yet erased: the sweep did not start" in crm and "processor" not in crm, crm
+    # Its button (offered again: the sweep never started) says what it does; it read "Ask CRM (…) again",
+    # asking nobody. The survey provider's, a processor's, is not offered here (asked, awaited).
+    panel = readable(console.split('id="deferred"', 1)[1].split("</section>", 1)[0])
+    assert f"Erase it again in the system “{CRM}”" in panel and f"Ask {CRM} again" not in panel, panel
+    assert f"Nobody is asked: the sweep erases them in the system “{CRM}” again, now." in panel, panel
 
 
 async def test_a_called_off_erasure_is_told_as_kept_then_as_not_erased_once_the_claim_ends(stack):  # noqa: F811
