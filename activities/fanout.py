@@ -52,6 +52,8 @@ from dsrflow.infra.writes import Write
 from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request, get_request_with
 from dsrflow.stores.suppressions_store import suppression_key
+from policy.model import Policy
+from policy.systems import System
 from schemas.workflow import Plan, StartRequest, SystemTask, TaskInput, TaskRecord, TaskResult
 
 # What each request type asks of every system.
@@ -63,6 +65,13 @@ ACTIONS = {
     "restriction": "restrict",
     "objection": "object",
 }
+
+
+def reached_systems(row: dict[str, Any], policy: Policy) -> dict[str, System]:
+    """The systems a request reaches, in the policy's order: all of them, unless its details name
+    some (a retention rule may reach only some: marketing data at the e-mail processor)."""
+    reach = (row["details"] or {}).get("systems") or list(policy.systems)
+    return {name: system for name, system in policy.systems.items() if name in reach}
 
 
 def subject_of(row: dict[str, Any]) -> Subject:
@@ -120,8 +129,6 @@ class FanoutActivities(ErasureEvidence):
         policy = (await self.ctx.policy(start.policy_version)).policy
         action = ACTIONS[row["request_type"]]
         scope = (row["details"] or {}).get("objection_scope")
-        # A retention rule may reach only some systems (marketing data at the e-mail processor).
-        reach = (row["details"] or {}).get("systems") or list(policy.systems)
         plan = Plan(
             request_id=start.request_id, policy_version=start.policy_version,
             request_type=row["request_type"],
@@ -129,7 +136,7 @@ class FanoutActivities(ErasureEvidence):
                 SystemTask(system=name, action=action, connector=system.connector,
                            label=system.label, recipient=system.recipient,
                            completion_timeout_days=system.completion_timeout_days, scope=scope)
-                for name, system in policy.systems.items() if name in reach
+                for name, system in reached_systems(row, policy).items()
             ],
         )
         await self._prepare(plan, subject_of(row), policy)

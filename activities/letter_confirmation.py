@@ -19,7 +19,7 @@ from temporalio import activity
 
 from activities.connectors.base import PermanentConnectorError
 from activities.context import ActivityContext
-from activities.fanout import open_connector, subject_of
+from activities.fanout import open_connector, reached_systems, subject_of
 from dsrflow.crypto.hashing import subject_hash
 from dsrflow.stores.deferred_store import kept_records
 from dsrflow.stores.requests_store import get_request
@@ -43,8 +43,7 @@ class ConfirmationActivities:
         if row is None:
             raise LookupError(f"request {start.request_id} not found")
         policy = (await ctx.policy(start.policy_version)).policy
-        reach = (row["details"] or {}).get("systems") or list(policy.systems)  # as the plan reaches them
-        systems = {name: spec for name, spec in policy.systems.items() if name in reach}
+        systems = reached_systems(row, policy)  # as the plan reaches them
         own = [name for name, spec in systems.items() if spec.connector == ConnectorKind.sql]
         subject = replace(subject_of(row), held=await kept_records(
             ctx.pool, subject_hash=subject_hash(ctx.secret, row["subject_email"])))
