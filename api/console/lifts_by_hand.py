@@ -74,8 +74,7 @@ async def record(staff: Annotated[Staff, require_console_role("agent")], request
     except ValidationError as exc:
         return back_to_panel(request_id, _PANEL, **refusal_params(state.settings, "lift_error", form_problems(exc)))
     except LiftByHandRefused as refused:
-        said = f"{refused.field}: {refused}" if refused.field else str(refused)
-        return back_to_panel(request_id, _PANEL, **refusal_params(state.settings, "lift_error", said))
+        return back_to_panel(request_id, _PANEL, **refusal_params(state.settings, "lift_error", refused.said()))
     # Lifted after a newer restriction: the outcome names it and the system (ids only, signed).
     done = f"{data['after_restriction']}:{body.system}" if data.get("after_restriction") else "1"
     return back_to_panel(request_id, _PANEL, **outcome_params(state.settings, request_id, "lift_done", done))

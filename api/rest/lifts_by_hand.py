@@ -63,6 +63,6 @@ async def record_lift_by_hand_endpoint(staff: Annotated[Staff, require_role(LIFT
 
 def _problem(refused: LiftByHandRefused) -> Problem:
     if refused.field is not None:
-        return Problem(refused.status, "Invalid request", f"{refused.field}: {refused}",
+        return Problem(refused.status, "Invalid request", refused.said(),
                        errors=[{"field": refused.field, "message": str(refused)}])
-    return Problem(refused.status, "Not found" if refused.status == 404 else "Refused", str(refused))
+    return Problem(refused.status, "Not found" if refused.status == 404 else "Refused", refused.said())

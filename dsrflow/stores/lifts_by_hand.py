@@ -70,6 +70,10 @@ class LiftByHandRefused(Exception):
         super().__init__(message)
         self.status, self.field = status, field
 
+    def said(self) -> str:
+        """The refusal as staff read it (REST's detail, the console's notice): the field first."""
+        return f"{self.field}: {self}" if self.field else str(self)
+
 
 async def lifts_by_hand_outstanding(conn: Any, request_id: str) -> list[dict[str, Any]]:
     """The lifts of request `request_id` staff were told to carry out by hand and have not recorded
