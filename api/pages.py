@@ -64,6 +64,7 @@ from api.request_form import words_in
 from dsrflow.domain.deadlines import reconsiders
 from dsrflow.i18n import (
     SOURCE_LANGUAGE,
+    and_list,
     in_law_words,
     language_name,
     translations,
@@ -277,8 +278,7 @@ def _in_systems(ids: Iterable[str], label: Callable[[str], str | None]) -> str:
     Survey service provider"), and the console shows labels in the staff language, which no English
     preposition fits: the label in quotes is a name (activities/letter_systems.py for letters)."""
     names = [f"“{label(s) or s}”" for s in ids]
-    joined = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-    return f"in the system{'s' if len(names) > 1 else ''} {joined}"
+    return f"in the system{'s' if len(names) > 1 else ''} {and_list(names)}"
 
 
 templates.env.globals["in_systems"] = _in_systems
